@@ -1,0 +1,175 @@
+//! The worker's settings: command-line flags, the YAML config file, and the
+//! rules that merge and validate them (`shared/spec/CONFIG.md`).
+//!
+//! Owns [`Config`], the one validated value the rest of the worker reads.
+//! Parsing and validation are pure (arguments and an environment in, a
+//! `Config` or a [`ConfigError`] out), so every rule has a unit test; this
+//! module must not open sockets, start threads or log secrets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The API key. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+    /// The key itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Plain text, one line per record.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// When to pull an image (`backend.docker.image_pull_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull every time (the Go worker's behaviour).
+    #[default]
+    Always,
+    /// Pull only when the image is not on the host.
+    IfNotPresent,
+    /// Never pull; a missing image fails the task.
+    Never,
+}
+
+/// A bind mount for every task container (`-v HOST:CONTAINER[:ro|rw]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// Path on the host.
+    pub host: String,
+    /// Path in the container.
+    pub container: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// Whether the operator wrote a mode (`:rw` / `:ro`), to render the bind as written.
+    pub explicit_mode: bool,
+}
+
+impl VolumeMount {
+    /// The Docker `Binds` entry.
+    pub fn to_bind(&self) -> String {
+        match (self.explicit_mode, self.read_only) {
+            (false, _) => format!("{}:{}", self.host, self.container),
+            (true, true) => format!("{}:{}:ro", self.host, self.container),
+            (true, false) => format!("{}:{}:rw", self.host, self.container),
+        }
+    }
+}
+
+/// Options passed to every task container to harden it (our extension; none by default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hardening {
+    /// OCI runtime, e.g. `runsc`.
+    pub runtime: Option<String>,
+    /// Network mode, e.g. `none` or a network name.
+    pub network: Option<String>,
+    /// `--security-opt` entries.
+    pub security_opt: Vec<String>,
+    /// Capabilities to drop.
+    pub cap_drop: Vec<String>,
+    /// Most processes the container may hold.
+    pub pids_limit: Option<i64>,
+    /// Run an init process as PID 1.
+    pub init: Option<bool>,
+}
+
+/// Settings of the Docker backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// Binds for every task container, flags first then the file's.
+    pub volumes: Vec<VolumeMount>,
+    /// Operator environment, resolved (name → value), flag beating file.
+    /// Values are secrets.
+    pub environment: BTreeMap<String, String>,
+    /// Image for tasks that name none (default `ubuntu:22.04`).
+    pub default_image: String,
+    /// Replaces the orchestrator's agent sidecar image.
+    pub sidecar_image: Option<String>,
+    /// Registry prefix → replacement for every pulled image.
+    pub registry_mirrors: BTreeMap<String, String>,
+    /// When to pull.
+    pub image_pull_policy: PullPolicy,
+    /// Longest a task may run; `None` = no limit.
+    pub task_timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when stopping a task container.
+    pub stop_grace: Duration,
+    /// Hardening options.
+    pub hardening: Hardening,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            volumes: Vec::new(),
+            environment: BTreeMap::new(),
+            default_image: DEFAULT_IMAGE.into(),
+            sidecar_image: None,
+            registry_mirrors: BTreeMap::new(),
+            image_pull_policy: PullPolicy::Always,
+            task_timeout: Some(DEFAULT_TASK_TIMEOUT),
+            stop_grace: DEFAULT_STOP_GRACE,
+            hardening: Hardening::default(),
+        }
+    }
+}
+
+/// Image used when neither the assignment nor the config names one.
+pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
+/// Default orchestrator endpoint.
+pub const DEFAULT_WEBSOCKET_URL: &str = "wss://oz.warp.dev/api/v1/selfhosted/worker/ws";
+/// Default Warp server root.
+pub const DEFAULT_SERVER_ROOT_URL: &str = "https://app.warp.dev";
+/// Default `task_timeout`.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+/// Default grace between SIGTERM and SIGKILL.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything the worker needs to run, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This worker's id (never starts with `warp`).
+    pub worker_id: String,
+    /// The Oz API key.
+    pub api_key: ApiKey,
+    /// Orchestrator WebSocket endpoint.
+    pub websocket_url: String,
+    /// Warp server root, passed to the agent.
+    pub server_root_url: String,
+    /// Session-sharing server, passed to the agent when set.
+    pub session_sharing_server_url: Option<String>,
+    /// Log level.
+    pub log_level: log::LevelFilter,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Remove task containers when they end.
+    pub cleanup: bool,
+    /// Most tasks at once; 0 = unlimited.
+    pub max_concurrent_tasks: usize,
+    /// Passed to the agent as `--idle-on-complete`.
+    pub idle_on_complete: Option<String>,
+    /// How long shutdown waits for running tasks before cancelling them (0 = not at all).
+    pub drain_timeout: Duration,
+    /// Docker backend settings.
+    pub docker: DockerConfig,
+}

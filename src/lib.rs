@@ -1,0 +1,16 @@
+//! `oz-agent-worker`: the self-hosted worker for Oz cloud agents.
+//!
+//! One connection thread talks to the Oz orchestrator over a WebSocket
+//! ([`connection`]); assignments go to [`dispatch`], which claims or rejects
+//! them and hands each claimed task to a fixed pool of threads; each pool
+//! thread runs its task through a [`task::TaskRunner`] (the Docker backend in
+//! [`docker`] and [`execute`]); status messages travel back through the
+//! [`outbox`], which keeps them across reconnects until the orchestrator has
+//! them.
+
+#![deny(missing_docs, unused_must_use)]
+
+pub mod config;
+pub mod outbox;
+pub mod task;
+pub mod wire;

@@ -1,0 +1,6 @@
+//! The `oz-agent-worker` binary.
+
+fn main() {
+    eprintln!("oz-agent-worker: not wired yet");
+    std::process::exit(2);
+}

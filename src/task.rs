@@ -1,0 +1,286 @@
+//! What running one task means to the rest of the worker.
+//!
+//! Owns the [`TaskRunner`] trait (the Docker backend implements it; tests use
+//! small fakes), the [`CancelToken`] a running task watches, and the
+//! [`TaskOutcome`] it returns, with the one function that turns an outcome into
+//! the terminal wire message. It must not know about sockets or Docker.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::wire::{self, FailureReason, Outbound, TaskAssignment};
+
+/// Runs one task to its end. Called on a pool thread; may block for hours.
+///
+/// Implementations watch `cancel`: when it fires they stop what they are
+/// doing (kill the container, abort the pull), clean up, and return promptly.
+pub trait TaskRunner: Send + Sync + 'static {
+    /// Runs `task` and says how it ended.
+    fn run(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome;
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// The container exited 0.
+    Completed,
+    /// The task was stopped because of `cause`; the runner cleaned up.
+    Cancelled(CancelCause),
+    /// Anything else ended the task.
+    Failed {
+        /// Where it failed.
+        reason: FailureReason,
+        /// Plain words for the dashboard, without the "Failed to execute task: " prefix.
+        detail: String,
+        /// Container exit status, 0 when there is none.
+        exit_code: i64,
+    },
+}
+
+impl TaskOutcome {
+    /// A failure with no exit code.
+    pub fn failed(reason: FailureReason, detail: impl Into<String>) -> Self {
+        Self::Failed {
+            reason,
+            detail: detail.into(),
+            exit_code: 0,
+        }
+    }
+
+    /// The terminal message the orchestrator gets for this outcome.
+    pub fn into_message(self, task_id: &str) -> Outbound {
+        let task_id = task_id.to_owned();
+        match self {
+            Self::Completed => Outbound::TaskCompleted {
+                task_id,
+                message: wire::COMPLETED_MESSAGE.into(),
+                task_state: None,
+            },
+            Self::Cancelled(CancelCause::User) => Outbound::TaskCompleted {
+                task_id,
+                message: wire::CANCELLED_MESSAGE.into(),
+                task_state: Some(wire::CANCELLED_STATE.into()),
+            },
+            Self::Cancelled(CancelCause::Shutdown) => Outbound::TaskFailed {
+                task_id,
+                message: wire::INTERRUPTED_MESSAGE.into(),
+                failure_reason: Some(FailureReason::GracefulShutdown),
+                exit_code: 0,
+            },
+            Self::Cancelled(CancelCause::Timeout) => Outbound::TaskFailed {
+                task_id,
+                message: wire::TIMEOUT_MESSAGE.into(),
+                failure_reason: Some(FailureReason::TaskTimeout),
+                exit_code: 0,
+            },
+            Self::Failed {
+                reason,
+                detail,
+                exit_code,
+            } => Outbound::TaskFailed {
+                task_id,
+                message: format!("Failed to execute task: {detail}"),
+                failure_reason: Some(reason),
+                exit_code,
+            },
+        }
+    }
+}
+
+/// Why a task was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelCause {
+    /// The orchestrator sent `task_cancellation`.
+    User,
+    /// The worker is shutting down.
+    Shutdown,
+    /// The task ran past `task_timeout`.
+    Timeout,
+}
+
+type Hook = Box<dyn FnOnce(CancelCause) + Send>;
+
+#[derive(Default)]
+struct CancelState {
+    cause: Option<CancelCause>,
+    next_hook: u64,
+    hooks: Vec<(u64, Hook)>,
+}
+
+/// A one-shot cancellation signal shared between a task and whoever may stop it.
+///
+/// Blocking calls cannot watch a flag, so a runner registers a hook with
+/// [`CancelToken::on_cancel`] ("kill this container", "shut this socket") for
+/// as long as it is blocked; [`CancelToken::cancel`] runs the hooks on the
+/// cancelling thread, which unblocks the runner. The first cause wins.
+#[derive(Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<(Mutex<CancelState>, Condvar)>,
+}
+
+impl CancelToken {
+    /// A token that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fires the token (once; later calls are ignored) and runs every hook.
+    pub fn cancel(&self, cause: CancelCause) {
+        let hooks = {
+            let mut state = self.lock();
+            if state.cause.is_some() {
+                return;
+            }
+            state.cause = Some(cause);
+            std::mem::take(&mut state.hooks)
+        };
+        self.inner.1.notify_all();
+        for (_, hook) in hooks {
+            hook(cause);
+        }
+    }
+
+    /// Why the token fired, if it has.
+    pub fn cause(&self) -> Option<CancelCause> {
+        self.lock().cause
+    }
+
+    /// True once the token has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.cause().is_some()
+    }
+
+    /// Runs `hook` when the token fires while the returned guard lives; at
+    /// once (on this thread) when it has already fired. Dropping the guard
+    /// removes the hook.
+    pub fn on_cancel(&self, hook: impl FnOnce(CancelCause) + Send + 'static) -> HookGuard {
+        let mut state = self.lock();
+        if let Some(cause) = state.cause {
+            drop(state);
+            hook(cause);
+            return HookGuard { token: None, id: 0 };
+        }
+        let id = state.next_hook;
+        state.next_hook += 1;
+        state.hooks.push((id, Box::new(hook)));
+        HookGuard {
+            token: Some(self.clone()),
+            id,
+        }
+    }
+
+    /// Sleeps until the token fires or `timeout` passes; returns the cause if it fired.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<CancelCause> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.cause.is_some() {
+                return state.cause;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            state = self
+                .inner
+                .1
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
+        self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelToken")
+            .field("cause", &self.cause())
+            .finish()
+    }
+}
+
+/// Keeps a cancel hook registered; dropping it removes the hook.
+#[must_use = "the hook is removed as soon as the guard is dropped"]
+pub struct HookGuard {
+    token: Option<CancelToken>,
+    id: u64,
+}
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        if let Some(token) = &self.token {
+            token.lock().hooks.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn hooks_run_once_and_only_while_guarded() {
+        let token = CancelToken::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let kept = token.on_cancel(move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        let h = hits.clone();
+        drop(token.on_cancel(move |_| {
+            h.fetch_add(100, Ordering::SeqCst);
+        }));
+        token.cancel(CancelCause::User);
+        token.cancel(CancelCause::Shutdown);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(token.cause(), Some(CancelCause::User));
+        drop(kept);
+        let h = hits.clone();
+        let _late = token.on_cancel(move |c| {
+            assert_eq!(c, CancelCause::User);
+            h.fetch_add(10, Ordering::SeqCst);
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn wait_timeout_wakes_on_cancel() {
+        let token = CancelToken::new();
+        let t = token.clone();
+        let waiter = std::thread::spawn(move || t.wait_timeout(Duration::from_secs(30)));
+        token.cancel(CancelCause::Timeout);
+        assert_eq!(waiter.join().unwrap(), Some(CancelCause::Timeout));
+        assert_eq!(
+            CancelToken::new().wait_timeout(Duration::from_millis(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn outcomes_become_the_spec_messages() {
+        let m = TaskOutcome::Failed {
+            reason: FailureReason::ContainerExit,
+            detail: "container exited with code 3".into(),
+            exit_code: 3,
+        }
+        .into_message("T");
+        assert_eq!(
+            m,
+            Outbound::TaskFailed {
+                task_id: "T".into(),
+                message: "Failed to execute task: container exited with code 3".into(),
+                failure_reason: Some(FailureReason::ContainerExit),
+                exit_code: 3
+            }
+        );
+        let m = TaskOutcome::Cancelled(CancelCause::Shutdown).into_message("T");
+        assert!(
+            matches!(m, Outbound::TaskFailed { failure_reason: Some(FailureReason::GracefulShutdown), ref message, .. } if message == wire::INTERRUPTED_MESSAGE)
+        );
+    }
+}

@@ -1,0 +1,538 @@
+//! The worker ⇄ orchestrator wire protocol (`shared/spec/PROTOCOL.md`).
+//!
+//! Owns the serde types of every message and the envelope codec: turning one
+//! text frame into an [`Inbound`] message, and an [`Outbound`] message into
+//! one text frame. It does no I/O and knows nothing about sockets, threads or
+//! Docker. Unknown fields are ignored everywhere, so a newer orchestrator never
+//! breaks this worker.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Largest frame the worker accepts; a larger one closes the connection.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// `task_rejected` reason when every slot is busy (the Go worker's words).
+pub const REJECT_AT_CAPACITY: &str = "worker at maximum concurrency";
+
+/// `task_completed` message for a container that exited 0.
+pub const COMPLETED_MESSAGE: &str = "Task completed successfully";
+/// `task_completed` message for a task ended by `task_cancellation`.
+pub const CANCELLED_MESSAGE: &str = "Task cancelled by user request.";
+/// `task_state` that marks a cancelled task.
+pub const CANCELLED_STATE: &str = "CANCELLED";
+/// `task_failed` message for a task ended by shutdown or another interruption.
+pub const INTERRUPTED_MESSAGE: &str = "The task was interrupted due to an infrastructure issue (context canceled). This is typically transient — please try again.";
+/// `task_failed` message for a task that ran past its time limit.
+pub const TIMEOUT_MESSAGE: &str = "The task exceeded its maximum allowed execution time and was terminated. Consider breaking the task into smaller steps or increasing the timeout.";
+
+/// The envelope every frame carries.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// A message from the orchestrator, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A task routed to this worker.
+    Assignment(Box<TaskAssignment>),
+    /// An assignment whose `task_id` could be read but whose rest is unusable;
+    /// it is answered with `task_failed` so the run ends visibly.
+    InvalidAssignment {
+        /// The task to fail.
+        task_id: String,
+        /// What is wrong with it, in plain words.
+        problem: String,
+    },
+    /// Cancel a task if it is active here.
+    Cancellation {
+        /// The task to cancel.
+        task_id: String,
+    },
+    /// A message type this worker does not know; logged at warn and ignored.
+    Unknown {
+        /// The `type` the frame carried.
+        kind: String,
+    },
+}
+
+/// Why a frame could not be decoded at all (logged at error, then ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed message from the orchestrator: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes one text frame.
+pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
+    let envelope: Envelope =
+        serde_json::from_str(text).map_err(|e| DecodeError(format!("not a JSON envelope: {e}")))?;
+    match envelope.kind.as_str() {
+        "task_assignment" => decode_assignment(envelope.data),
+        "task_cancellation" => {
+            let c: TaskCancellation = serde_json::from_value(envelope.data)
+                .map_err(|e| DecodeError(format!("task_cancellation: {e}")))?;
+            Ok(Inbound::Cancellation { task_id: c.task_id })
+        }
+        _ => Ok(Inbound::Unknown {
+            kind: envelope.kind,
+        }),
+    }
+}
+
+fn decode_assignment(data: Value) -> Result<Inbound, DecodeError> {
+    let task_id = match data.get("task_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => {
+            return Err(DecodeError(
+                "task_assignment without a readable task_id".into(),
+            ));
+        }
+    };
+    if data.get("task").is_none_or(Value::is_null) {
+        return Ok(Inbound::InvalidAssignment {
+            task_id,
+            problem: "task is missing".into(),
+        });
+    }
+    match serde_json::from_value::<TaskAssignment>(data) {
+        Ok(a) => Ok(Inbound::Assignment(Box::new(a))),
+        Err(e) => Ok(Inbound::InvalidAssignment {
+            task_id,
+            problem: e.to_string(),
+        }),
+    }
+}
+
+/// `task_cancellation` data.
+#[derive(Debug, Clone, Deserialize)]
+struct TaskCancellation {
+    task_id: String,
+}
+
+/// `task_assignment` data.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct TaskAssignment {
+    /// The logical run.
+    pub task_id: String,
+    /// The concrete execution of the run (follow-ups reuse `task_id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub execution_id: String,
+    /// The task itself.
+    pub task: Task,
+    /// Task image; empty ⇒ the configured default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub docker_image: String,
+    /// The agent sidecar image, mounted at `/agent`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sidecar_image: String,
+    /// Environment for the task container. The values are secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_vars: BTreeMap<String, String>,
+    /// Further sidecar images to mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_sidecars: Vec<SidecarMount>,
+    /// Extra arguments for the agent CLI, forwarded verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_oz_args: Vec<String>,
+    /// CPU and memory limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_shape: Option<InstanceShape>,
+}
+
+/// An extra sidecar image to mount into the task container.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub struct SidecarMount {
+    /// Image to pull.
+    #[serde(default)]
+    pub image: String,
+    /// Where its filesystem appears in the task container.
+    #[serde(default)]
+    pub mount_path: String,
+    /// Mounted read-write when true, read-only otherwise.
+    #[serde(default)]
+    pub read_write: bool,
+}
+
+/// Compute size of a task; non-positive axes mean "no limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub struct InstanceShape {
+    /// Virtual CPUs.
+    #[serde(default)]
+    pub vcpus: i64,
+    /// Memory in GiB.
+    #[serde(default)]
+    pub memory_gb: i64,
+}
+
+/// The agent task.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct Task {
+    /// Task id (normally equal to `task_id`).
+    #[serde(default)]
+    pub id: String,
+    /// Human title.
+    #[serde(default)]
+    pub title: String,
+    /// Who owns it; a TEAM owner shares the session with the team.
+    #[serde(default)]
+    pub owner: Option<TaskOwner>,
+    /// The agent configuration snapshotted onto the run.
+    #[serde(default)]
+    pub agent_config_snapshot: Option<AgentConfig>,
+}
+
+/// Owner of a task (the orchestrator capitalises these keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub struct TaskOwner {
+    /// `USER` or `TEAM`.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// Owner id.
+    #[serde(rename = "Id", default)]
+    pub id: i64,
+}
+
+impl TaskOwner {
+    /// True when a team owns the task.
+    pub fn is_team(&self) -> bool {
+        self.kind == "TEAM"
+    }
+}
+
+/// `agent_config_snapshot`: every field optional.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[allow(missing_docs)]
+pub struct AgentConfig {
+    pub environment_id: Option<String>,
+    pub base_prompt: Option<String>,
+    pub model_id: Option<String>,
+    pub profile_id: Option<String>,
+    pub skill_spec: Option<String>,
+    pub mcp_servers: Option<BTreeMap<String, Value>>,
+    pub computer_use_enabled: Option<bool>,
+    pub idle_timeout_minutes: Option<i64>,
+    pub harness: Option<Harness>,
+    pub harness_auth_secrets: Option<Value>,
+    pub inference_providers: Option<InferenceProviders>,
+    pub session_sharing: Option<SessionSharing>,
+    pub snapshot_disabled: Option<bool>,
+    pub snapshot_upload_timeout_secs: Option<i64>,
+    pub snapshot_script_timeout_secs: Option<i64>,
+}
+
+/// Which agent harness runs the task; none, empty or `oz` is Warp's own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub struct Harness {
+    /// e.g. `claude`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+}
+
+/// Per-provider inference configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub struct InferenceProviders {
+    /// AWS Bedrock.
+    #[serde(default)]
+    pub aws: Option<AwsInferenceProvider>,
+}
+
+/// AWS Bedrock inference settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[allow(missing_docs)]
+pub struct AwsInferenceProvider {
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub role_arn: String,
+    #[serde(default)]
+    pub region: String,
+}
+
+/// Session sharing chosen for the run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub struct SessionSharing {
+    /// `VIEWER` or `EDITOR`.
+    #[serde(default)]
+    pub public_access: Option<String>,
+}
+
+/// `failure_reason` values of `task_failed` (the orchestrator mirrors this list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum FailureReason {
+    ImagePull,
+    SidecarPrep,
+    ContainerCreate,
+    ContainerStart,
+    ContainerWait,
+    ContainerExit,
+    ContainerOom,
+    TaskTimeout,
+    TaskCancelled,
+    GracefulShutdown,
+    Unknown,
+}
+
+impl FailureReason {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ImagePull => "image_pull",
+            Self::SidecarPrep => "sidecar_prep",
+            Self::ContainerCreate => "container_create",
+            Self::ContainerStart => "container_start",
+            Self::ContainerWait => "container_wait",
+            Self::ContainerExit => "container_exit",
+            Self::ContainerOom => "container_oom",
+            Self::TaskTimeout => "task_timeout",
+            Self::TaskCancelled => "task_cancelled",
+            Self::GracefulShutdown => "graceful_shutdown",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message from the worker to the orchestrator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Outbound {
+    /// The worker accepted the assignment.
+    TaskClaimed {
+        /// Task.
+        task_id: String,
+        /// This worker's id.
+        worker_id: String,
+    },
+    /// Every slot is busy.
+    TaskRejected {
+        /// Task.
+        task_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The task ended well, or was cancelled by the user.
+    TaskCompleted {
+        /// Task.
+        task_id: String,
+        /// For the dashboard.
+        message: String,
+        /// `CANCELLED` for a user cancellation.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        task_state: Option<String>,
+    },
+    /// Anything else ended the task.
+    TaskFailed {
+        /// Task.
+        task_id: String,
+        /// For the dashboard.
+        message: String,
+        /// Where it failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure_reason: Option<FailureReason>,
+        /// Container exit status (128+signal for a signal death); omitted when 0.
+        #[serde(skip_serializing_if = "is_zero")]
+        exit_code: i64,
+    },
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl Outbound {
+    /// The task this message is about.
+    pub fn task_id(&self) -> &str {
+        match self {
+            Self::TaskClaimed { task_id, .. }
+            | Self::TaskRejected { task_id, .. }
+            | Self::TaskCompleted { task_id, .. }
+            | Self::TaskFailed { task_id, .. } => task_id,
+        }
+    }
+
+    /// True for `task_completed` and `task_failed`.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::TaskCompleted { .. } | Self::TaskFailed { .. })
+    }
+
+    /// The message type as sent on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TaskClaimed { .. } => "task_claimed",
+            Self::TaskRejected { .. } => "task_rejected",
+            Self::TaskCompleted { .. } => "task_completed",
+            Self::TaskFailed { .. } => "task_failed",
+        }
+    }
+
+    /// The text frame for this message.
+    pub fn encode(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).expect("outbound messages always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parsed(m: &Outbound) -> Value {
+        serde_json::from_str(&m.encode()).unwrap()
+    }
+
+    #[test]
+    fn claimed_is_exact() {
+        let m = Outbound::TaskClaimed {
+            task_id: "T".into(),
+            worker_id: "W".into(),
+        };
+        assert_eq!(
+            parsed(&m),
+            json!({"type":"task_claimed","data":{"task_id":"T","worker_id":"W"}})
+        );
+    }
+
+    #[test]
+    fn failed_omits_empty_fields() {
+        let m = Outbound::TaskFailed {
+            task_id: "T".into(),
+            message: "m".into(),
+            failure_reason: None,
+            exit_code: 0,
+        };
+        assert_eq!(
+            parsed(&m),
+            json!({"type":"task_failed","data":{"task_id":"T","message":"m"}})
+        );
+        let m = Outbound::TaskFailed {
+            task_id: "T".into(),
+            message: "m".into(),
+            failure_reason: Some(FailureReason::ContainerExit),
+            exit_code: 2,
+        };
+        assert_eq!(
+            parsed(&m),
+            json!({"type":"task_failed","data":{"task_id":"T","message":"m","failure_reason":"container_exit","exit_code":2}})
+        );
+    }
+
+    #[test]
+    fn completed_and_cancelled_are_exact() {
+        let m = Outbound::TaskCompleted {
+            task_id: "T".into(),
+            message: COMPLETED_MESSAGE.into(),
+            task_state: None,
+        };
+        assert_eq!(
+            parsed(&m),
+            json!({"type":"task_completed","data":{"task_id":"T","message":"Task completed successfully"}})
+        );
+        let m = Outbound::TaskCompleted {
+            task_id: "T".into(),
+            message: CANCELLED_MESSAGE.into(),
+            task_state: Some(CANCELLED_STATE.into()),
+        };
+        assert_eq!(
+            parsed(&m),
+            json!({"type":"task_completed","data":{"task_id":"T","message":"Task cancelled by user request.","task_state":"CANCELLED"}})
+        );
+    }
+
+    #[test]
+    fn rejected_is_exact() {
+        let m = Outbound::TaskRejected {
+            task_id: "T".into(),
+            reason: REJECT_AT_CAPACITY.into(),
+        };
+        assert_eq!(
+            parsed(&m),
+            json!({"type":"task_rejected","data":{"task_id":"T","reason":"worker at maximum concurrency"}})
+        );
+    }
+
+    #[test]
+    fn assignment_decodes_with_unknown_fields() {
+        let text = json!({"type":"task_assignment","extra":1,"data":{
+            "task_id":"T","execution_id":"E","new_field":{"x":1},
+            "task":{"id":"T","title":"t","owner":{"Type":"TEAM","Id":42},
+                    "agent_config_snapshot":{"model_id":"m1","idle_timeout_minutes":12,"future":true}},
+            "docker_image":"ubuntu:22.04","env_vars":{"K":"v"},
+            "additional_sidecars":[{"image":"i","mount_path":"/m","read_write":true}],
+            "instance_shape":{"vcpus":4,"memory_gb":16}}})
+        .to_string();
+        let Inbound::Assignment(a) = decode(&text).unwrap() else {
+            panic!("not an assignment")
+        };
+        assert_eq!(a.task_id, "T");
+        assert_eq!(a.execution_id, "E");
+        assert!(a.task.owner.as_ref().unwrap().is_team());
+        let snap = a.task.agent_config_snapshot.as_ref().unwrap();
+        assert_eq!(snap.model_id.as_deref(), Some("m1"));
+        assert_eq!(snap.idle_timeout_minutes, Some(12));
+        assert_eq!(a.env_vars["K"], "v");
+        assert!(a.additional_sidecars[0].read_write);
+        assert_eq!(
+            a.instance_shape,
+            Some(InstanceShape {
+                vcpus: 4,
+                memory_gb: 16
+            })
+        );
+    }
+
+    #[test]
+    fn assignment_with_null_task_is_invalid_not_dropped() {
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":null}}"#;
+        assert_eq!(
+            decode(text).unwrap(),
+            Inbound::InvalidAssignment {
+                task_id: "T".into(),
+                problem: "task is missing".into()
+            }
+        );
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":5}}}"#;
+        assert!(matches!(
+            decode(text).unwrap(),
+            Inbound::InvalidAssignment { task_id, .. } if task_id == "T"
+        ));
+    }
+
+    #[test]
+    fn malformed_frames_are_errors() {
+        assert!(decode("not json").is_err());
+        assert!(decode(r#"{"data":{}}"#).is_err());
+        assert!(decode(r#"{"type":"task_assignment","data":{"task":{}}}"#).is_err());
+        assert!(decode(r#"{"type":"task_cancellation","data":{"id":"x"}}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_type_is_reported() {
+        assert_eq!(
+            decode(r#"{"type":"heartbeat","data":{}}"#).unwrap(),
+            Inbound::Unknown {
+                kind: "heartbeat".into()
+            }
+        );
+    }
+}
