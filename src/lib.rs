@@ -14,3 +14,7 @@ pub mod config;
 pub mod outbox;
 pub mod task;
 pub mod wire;
+pub mod deadline;
+pub mod dispatch;
+pub mod logging;
+pub mod signals;

@@ -190,6 +190,11 @@ impl CancelToken {
         }
     }
 
+    /// True when both handles are the same token.
+    pub fn same_as(&self, other: &CancelToken) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
         self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
     }
