@@ -6,9 +6,72 @@
 //! `Config` or a [`ConfigError`] out), so every rule has a unit test; this
 //! module must not open sockets, start threads or log secrets.
 
+mod cli;
+mod error;
+mod file;
+mod help;
+mod merge;
+mod values;
+
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
+
+pub use error::{ConfigError, ValueError, VolumeProblem};
+pub use help::{help, version};
+pub use merge::{API_KEY_ENV, worker_id};
+pub use values::{parse_env_flag, parse_volume};
+
+/// What the command line asks the binary to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the worker.
+    Run(Config),
+    /// Check the host and configuration, then exit (`oz-agent-worker doctor ...`).
+    Doctor(Config),
+    /// Print this help text to stdout and exit 0.
+    Help(String),
+    /// Print this version line to stdout and exit 0.
+    Version(String),
+}
+
+/// Parses the command line (without argv[0]) and the config file it names,
+/// into what to do. `env` reads the worker's own environment
+/// (`WARP_API_KEY`, `-e KEY`, file entries without a value, `HOME` for a
+/// `~/` config path); it is a parameter so tests stay pure.
+pub fn parse(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    let flags = match cli::parse_args(args, env)? {
+        cli::Parsed::Help => return Ok(Command::Help(help())),
+        cli::Parsed::Version => return Ok(Command::Version(version())),
+        cli::Parsed::Flags(flags) => *flags,
+    };
+    let api_key = merge::api_key(&flags, env)?;
+    let file = match &flags.config_file {
+        Some(path) => file::load(&expand_home(path, env))?,
+        None => file::FileConfig::default(),
+    };
+    let doctor = flags.doctor;
+    let config = merge::merge(flags, api_key, file, env)?;
+    Ok(if doctor {
+        Command::Doctor(config)
+    } else {
+        Command::Run(config)
+    })
+}
+
+/// `~/x` → `$HOME/x`, as the Go worker's flag parser does for paths.
+fn expand_home(path: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    match (path.strip_prefix("~/"), env("HOME")) {
+        (Some(rest), Some(home)) if !home.is_empty() => {
+            format!("{}/{rest}", home.trim_end_matches('/'))
+        }
+        _ => path.to_owned(),
+    }
+}
 
 /// The API key. Its `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -94,8 +157,8 @@ pub struct Hardening {
     pub init: Option<bool>,
 }
 
-/// Settings of the Docker backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of the Docker backend. `Debug` shows environment names only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DockerConfig {
     /// Binds for every task container, flags first then the file's.
     pub volumes: Vec<VolumeMount>,
@@ -116,6 +179,28 @@ pub struct DockerConfig {
     pub stop_grace: Duration,
     /// Hardening options.
     pub hardening: Hardening,
+}
+
+impl fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Environment values are secrets (tokens); a debug dump must not leak them.
+        let environment: BTreeMap<&str, &str> = self
+            .environment
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("DockerConfig")
+            .field("volumes", &self.volumes)
+            .field("environment", &environment)
+            .field("default_image", &self.default_image)
+            .field("sidecar_image", &self.sidecar_image)
+            .field("registry_mirrors", &self.registry_mirrors)
+            .field("image_pull_policy", &self.image_pull_policy)
+            .field("task_timeout", &self.task_timeout)
+            .field("stop_grace", &self.stop_grace)
+            .field("hardening", &self.hardening)
+            .finish()
+    }
 }
 
 impl Default for DockerConfig {
@@ -173,3 +258,6 @@ pub struct Config {
     /// Docker backend settings.
     pub docker: DockerConfig,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! What can be wrong with a command line or config file, in words an
+//! operator can act on. Owns [`ConfigError`] (the whole-configuration error)
+//! and [`ValueError`] (one bad value, shared by flags and file keys).
+//!
+//! No message may contain the API key or an environment value: errors about
+//! `-e` entries name the key only.
+
+use std::fmt;
+
+use crate::duration::DurationError;
+
+/// One value that is not acceptable, wherever it came from (a flag or a
+/// config-file key). The caller says where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    /// A duration that Go's `time.ParseDuration` would refuse (or negative).
+    Duration(DurationError),
+    /// `--max-concurrent-tasks` / `max_concurrent_tasks` not a whole number ≥ 0.
+    TaskCount(String),
+    /// `--log-level` other than debug, info, warn, error.
+    LogLevel(String),
+    /// `--log-format` / `log_format` other than text, json.
+    LogFormat(String),
+    /// `--image-pull-policy` / `image_pull_policy` other than Always, IfNotPresent, Never.
+    PullPolicy(String),
+    /// A `-v` / `volumes` entry not of the form `HOST:CONTAINER[:ro|rw]`.
+    Volume {
+        /// The entry as written (paths, never secrets).
+        entry: String,
+        /// What is wrong with it.
+        problem: VolumeProblem,
+    },
+    /// An empty `-e` entry.
+    EnvEmpty,
+    /// A `-e` entry with nothing before the `=`.
+    EnvMissingKey,
+    /// An environment name with a space or tab in it.
+    EnvNameWhitespace(String),
+    /// An empty `name` in the config file's `environment`.
+    EnvNameEmpty,
+    /// An environment `value` in the file that is not a plain scalar.
+    EnvValueNotScalar,
+}
+
+/// Why a volume entry was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeProblem {
+    /// No `:` separating host and container paths.
+    NoContainerPath,
+    /// Nothing before the first `:`.
+    EmptyHostPath,
+    /// Nothing between the first and second `:`.
+    EmptyContainerPath,
+    /// The container path does not start with `/`.
+    RelativeContainerPath,
+    /// A mode other than `ro` or `rw`.
+    BadMode,
+    /// More than three `:`-separated parts.
+    TooManyParts,
+}
+
+impl fmt::Display for VolumeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoContainerPath => "has no container path",
+            Self::EmptyHostPath => "has an empty host path",
+            Self::EmptyContainerPath => "has an empty container path",
+            Self::RelativeContainerPath => "has a container path that is not absolute",
+            Self::BadMode => "has a mode other than ro or rw",
+            Self::TooManyParts => "has too many ':'-separated parts",
+        })
+    }
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Duration(e) => write!(f, "{e}"),
+            Self::TaskCount(v) => write!(
+                f,
+                "`{v}` is not a whole number of tasks (0 or more; 0 = unlimited)"
+            ),
+            Self::LogLevel(v) => write!(f, "`{v}` is not one of debug, info, warn, error"),
+            Self::LogFormat(v) => write!(f, "`{v}` is not one of text, json"),
+            Self::PullPolicy(v) => {
+                write!(f, "`{v}` is not one of Always, IfNotPresent, Never")
+            }
+            Self::Volume { entry, problem } => write!(
+                f,
+                "volume `{entry}` {problem} (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)"
+            ),
+            Self::EnvEmpty => f.write_str("empty value (expected KEY=VALUE or KEY)"),
+            Self::EnvMissingKey => {
+                f.write_str("missing key before '=' (expected KEY=VALUE or KEY)")
+            }
+            Self::EnvNameWhitespace(name) => {
+                write!(f, "name `{name}` must not contain spaces or tabs")
+            }
+            Self::EnvNameEmpty => f.write_str("name is required and must not be empty"),
+            Self::EnvValueNotScalar => f.write_str("value must be a string, number or boolean"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+/// Why the worker cannot start with the given command line and config file.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// A flag this worker does not know.
+    UnknownFlag(String),
+    /// A flag that needs a value was given none.
+    MissingValue(String),
+    /// A switch (e.g. `--no-cleanup`) was given a value it cannot use.
+    UnexpectedValue(String),
+    /// A word that is neither a flag, a flag's value, nor the `doctor` subcommand.
+    UnexpectedArgument(String),
+    /// A flag's value (or an argument) is not valid UTF-8.
+    NotUnicode(String),
+    /// A flag's value was refused.
+    InvalidFlag {
+        /// The flag, e.g. `--volumes`.
+        flag: &'static str,
+        /// What is wrong with the value.
+        problem: ValueError,
+    },
+    /// `--backend` names something other than `docker`.
+    UnsupportedBackend(String),
+    /// The config file could not be read.
+    ReadFile {
+        /// The path given with `--config-file`.
+        path: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML for this worker (unknown key, wrong
+    /// type, bad value); the message names the key and its line.
+    ParseFile {
+        /// The path given with `--config-file`.
+        path: String,
+        /// The YAML decoder's error, with location.
+        source: serde_yaml::Error,
+    },
+    /// The config file configures a backend this build does not run.
+    FileBackendUnsupported {
+        /// The path given with `--config-file`.
+        path: String,
+        /// `direct`, `kubernetes` or `command`.
+        backend: &'static str,
+    },
+    /// The config file configures more than one backend.
+    MultipleBackends {
+        /// The path given with `--config-file`.
+        path: String,
+        /// The backends configured, in file order of the Go schema.
+        backends: Vec<&'static str>,
+    },
+    /// Neither `--worker-id` nor `worker_id` was given.
+    MissingWorkerId,
+    /// The worker id starts with the reserved prefix `warp`.
+    ReservedWorkerId,
+    /// Neither `--api-key` nor `WARP_API_KEY` was given.
+    MissingApiKey,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownFlag(flag) => {
+                write!(f, "unknown flag `{flag}` (see `oz-agent-worker --help`)")
+            }
+            Self::MissingValue(flag) => write!(f, "flag `{flag}` needs a value"),
+            Self::UnexpectedValue(flag) => write!(f, "flag `{flag}` does not take a value"),
+            Self::UnexpectedArgument(arg) => write!(
+                f,
+                "unexpected argument `{arg}` (the only subcommand is `doctor`; see `oz-agent-worker --help`)"
+            ),
+            Self::NotUnicode(what) => write!(f, "{what} is not valid UTF-8"),
+            Self::InvalidFlag { flag, problem } => write!(f, "invalid {flag} flag: {problem}"),
+            Self::UnsupportedBackend(name) => write!(
+                f,
+                "unsupported backend `{name}`: this build runs the Docker backend only (supported: docker)"
+            ),
+            Self::ReadFile { path, source } => {
+                write!(f, "failed to read config file {path}: {source}")
+            }
+            Self::ParseFile { path, source } => {
+                write!(f, "failed to parse config file {path}: {source}")
+            }
+            Self::FileBackendUnsupported { path, backend } => write!(
+                f,
+                "invalid config file {path}: backend.{backend} is configured, but this build runs the Docker backend only (use backend.docker)"
+            ),
+            Self::MultipleBackends { path, backends } => write!(
+                f,
+                "invalid config file {path}: at most one backend may be configured (found {})",
+                backends.join(", ")
+            ),
+            Self::MissingWorkerId => {
+                f.write_str("worker-id is required (via --worker-id flag or config file)")
+            }
+            Self::ReservedWorkerId => f.write_str(
+                "invalid worker-id: values starting with 'warp' are reserved and cannot be used",
+            ),
+            Self::MissingApiKey => f.write_str(
+                "an API key is required: pass --api-key KEY or set the WARP_API_KEY environment variable",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidFlag { problem, .. } => Some(problem),
+            Self::ReadFile { source, .. } => Some(source),
+            Self::ParseFile { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The YAML config file (`--config-file`): its schema, decoded strictly so an
+//! unknown key anywhere is an error naming the key and its line, as the Go
+//! worker's strict decoder does. Values are checked while decoding, so a bad
+//! volume or duration is reported at its own line too.
+//!
+//! Owns the file's shape only; it must not apply defaults or merge with
+//! flags (that is `merge`'s job) and must not put environment values in
+//! errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+
+use super::error::{ConfigError, ValueError};
+use super::values;
+use super::{LogFormat, PullPolicy, VolumeMount};
+
+/// The whole file. Every field is optional; absent = flag or default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub worker_id: Option<String>,
+    pub cleanup: Option<bool>,
+    pub max_concurrent_tasks: Option<TaskCount>,
+    pub idle_on_complete: Option<Checked<DurationText>>,
+    pub log_format: Option<Checked<LogFormat>>,
+    pub drain_timeout: Option<Checked<Duration>>,
+    #[serde(default)]
+    pub backend: Backends,
+}
+
+/// `backend:`. The Go worker's other backends are known keys so the error
+/// can say this build runs Docker only, rather than "unknown field".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Backends {
+    pub docker: Option<DockerSection>,
+    pub direct: Option<IgnoredAny>,
+    pub kubernetes: Option<IgnoredAny>,
+    pub command: Option<IgnoredAny>,
+}
+
+/// `backend.docker:`: the Go worker's keys, then ours.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DockerSection {
+    #[serde(default)]
+    pub volumes: Vec<Checked<VolumeMount>>,
+    #[serde(default)]
+    pub environment: Vec<EnvEntry>,
+    pub default_image: Option<String>,
+    pub sidecar_image: Option<String>,
+    #[serde(default)]
+    pub registry_mirrors: BTreeMap<String, String>,
+    pub image_pull_policy: Option<Checked<PullPolicy>>,
+    pub task_timeout: Option<Checked<Duration>>,
+    pub stop_grace: Option<Checked<Duration>>,
+    pub runtime: Option<String>,
+    pub network: Option<String>,
+    #[serde(default)]
+    pub security_opt: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    pub pids_limit: Option<i64>,
+    pub init: Option<bool>,
+}
+
+/// One `environment` entry; no `value` = the worker's own value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvEntry {
+    pub name: Checked<EnvName>,
+    pub value: Option<ScalarText>,
+}
+
+impl fmt::Debug for EnvEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvEntry")
+            .field("name", &self.name.0.0)
+            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A value decoded from a YAML string and checked by one of [`values`]'
+/// parsers, so the error carries the key's line.
+#[derive(Debug, Default)]
+pub(crate) struct Checked<T>(pub T);
+
+/// A string value with a parser.
+pub(crate) trait FromText: Sized {
+    /// Parses the text or says what is wrong.
+    fn from_text(text: &str) -> Result<Self, ValueError>;
+}
+
+impl FromText for Duration {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::parse_duration(text)
+    }
+}
+impl FromText for VolumeMount {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::parse_volume(text)
+    }
+}
+impl FromText for PullPolicy {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::parse_pull_policy(text)
+    }
+}
+impl FromText for LogFormat {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::parse_log_format(text)
+    }
+}
+
+/// An environment variable name (non-empty, no whitespace).
+#[derive(Debug, Default)]
+pub(crate) struct EnvName(pub String);
+
+impl FromText for EnvName {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::check_env_name(text).map(|()| EnvName(text.to_owned()))
+    }
+}
+
+/// Checks inside the scalar's own visitor: the YAML decoder then reports
+/// the error at that scalar's key and line rather than at its section's.
+struct TextVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: FromText> Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_text(v).map_err(E::custom)
+    }
+}
+
+impl<'de, T: FromText> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor(std::marker::PhantomData))
+            .map(Checked)
+    }
+}
+
+/// `idle_on_complete`: must parse as a Go duration, but is kept as written
+/// because it is handed to the agent verbatim.
+#[derive(Debug)]
+pub(crate) struct DurationText(pub String);
+
+impl FromText for DurationText {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::parse_duration(text).map(|_| DurationText(text.to_owned()))
+    }
+}
+
+/// `max_concurrent_tasks`: a whole number, 0 or more.
+#[derive(Debug)]
+pub(crate) struct TaskCount(pub usize);
+
+impl<'de> Deserialize<'de> for TaskCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl Visitor<'_> for Count {
+            type Value = TaskCount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number of tasks (0 or more; 0 = unlimited)")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<TaskCount, E> {
+                usize::try_from(n)
+                    .map(TaskCount)
+                    .map_err(|_| E::custom(ValueError::TaskCount(n.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<TaskCount, E> {
+                usize::try_from(n)
+                    .map(TaskCount)
+                    .map_err(|_| E::custom(ValueError::TaskCount(n.to_string())))
+            }
+        }
+        d.deserialize_any(Count)
+    }
+}
+
+/// An environment value: any YAML scalar, as text (`123` → "123", like the
+/// Go decoder). Type errors never quote the value, which may be a secret.
+pub(crate) struct ScalarText(pub String);
+
+impl<'de> Deserialize<'de> for ScalarText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl Visitor<'_> for Scalar {
+            type Value = ScalarText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", ValueError::EnvValueNotScalar)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+        }
+        d.deserialize_any(Scalar)
+    }
+}
+
+/// Reads and decodes the file at `path`.
+pub(crate) fn load(path: &str) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    decode(&text, path)
+}
+
+/// Decodes file text; `path` is only for messages. A file with no document
+/// at all (empty, or only comments) is an empty config.
+pub(crate) fn decode(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
+    let file: Option<FileConfig> =
+        serde_yaml::from_str(text).map_err(|source| ConfigError::ParseFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    let file = file.unwrap_or_default();
+    let b = &file.backend;
+    let configured: Vec<&'static str> = [
+        ("docker", b.docker.is_some()),
+        ("direct", b.direct.is_some()),
+        ("kubernetes", b.kubernetes.is_some()),
+        ("command", b.command.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    match configured.as_slice() {
+        [] | ["docker"] => Ok(file),
+        [backend] => Err(ConfigError::FileBackendUnsupported {
+            path: path.to_owned(),
+            backend,
+        }),
+        _ => Err(ConfigError::MultipleBackends {
+            path: path.to_owned(),
+            backends: configured,
+        }),
+    }
+}

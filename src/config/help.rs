@@ -1,0 +1,114 @@
+//! The `--help` and `--version` texts. Hidden flags (`--web-socket-url`,
+//! `--server-root-url`, `--session-sharing-server-url`) are left out, as in
+//! the Go worker.
+
+/// `oz-agent-worker <version>`.
+pub fn version() -> String {
+    format!("oz-agent-worker {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The usage text printed by `--help`.
+pub fn help() -> String {
+    format!(
+        "\
+{version}
+Self-hosted worker for Oz cloud agents: claims tasks routed to this worker
+and runs each in a Docker container.
+
+Usage:
+  oz-agent-worker [FLAGS]           run the worker
+  oz-agent-worker doctor [FLAGS]    check this host and the configuration, then exit
+
+Flags:
+  --worker-id ID                  Worker host identifier; required (flag or config
+                                  file); must not start with \"warp\"
+  --api-key KEY                   API key for authentication; required
+                                  [env: WARP_API_KEY]
+  --config-file PATH              YAML config file (flags win over it)
+  --backend docker                Backend type; this build runs docker only
+                                  [default: docker]
+  --log-level LEVEL               debug, info, warn or error [default: info]
+  --log-format FORMAT             text or json [default: text]
+  --no-cleanup                    Keep task containers after they end (debugging)
+  -v, --volumes HOST:CONTAINER[:ro|rw]
+                                  Bind into every task container; repeatable
+  -e, --env KEY=VALUE | KEY       Environment for task containers; KEY alone
+                                  copies this worker's value; repeatable
+  --max-concurrent-tasks N        Most tasks at once; 0 = unlimited [default: 0]
+  --idle-on-complete DURATION     How long the agent stays up after a task for
+                                  follow-ups, e.g. 45m, 10m, 0s [default: agent's, 45m]
+  --drain-timeout DURATION        On shutdown, how long to wait for running tasks
+                                  before cancelling them [default: 0s]
+  --task-timeout DURATION         Longest a task may run; 0s = no limit [default: 8h]
+  --default-image IMAGE           Image for tasks that name none
+                                  [default: ubuntu:22.04]
+  --sidecar-image IMAGE           Replace the agent sidecar image (a private mirror)
+  --image-pull-policy POLICY      Always, IfNotPresent or Never [default: Always]
+  --stop-grace DURATION           Time between SIGTERM and SIGKILL when stopping a
+                                  task container [default: 10s]
+  -h, --help                      Print this help
+  --version                       Print the version
+
+Durations are Go durations: 300ms, 10s, 45m, 1h30m, 1.5h.
+Both --flag VALUE and --flag=VALUE work. Precedence: flag > config file > default.
+
+Environment:
+  WARP_API_KEY   API key, when --api-key is not given
+  DOCKER_HOST    Docker daemon to use (unix:///path or tcp://host:port), as the
+                 docker CLI reads it (also DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
+                 DOCKER_CONTEXT, DOCKER_CONFIG, DOCKER_API_VERSION)
+  RUST_LOG       Log filter in env_logger syntax, for debugging the worker itself
+",
+        version = version()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names_the_binary_and_crate_version() {
+        assert_eq!(
+            version(),
+            format!("oz-agent-worker {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn help_lists_every_visible_flag_and_no_hidden_one() {
+        let text = help();
+        for flag in [
+            "--worker-id",
+            "--api-key",
+            "--config-file",
+            "--backend",
+            "--log-level",
+            "--log-format",
+            "--no-cleanup",
+            "-v, --volumes",
+            "-e, --env",
+            "--max-concurrent-tasks",
+            "--idle-on-complete",
+            "--drain-timeout",
+            "--task-timeout",
+            "--default-image",
+            "--sidecar-image",
+            "--image-pull-policy",
+            "--stop-grace",
+            "-h, --help",
+            "--version",
+            "doctor",
+            "WARP_API_KEY",
+            "DOCKER_HOST",
+            "RUST_LOG",
+        ] {
+            assert!(text.contains(flag), "help lacks {flag}");
+        }
+        for hidden in ["--web-socket-url", "--server-root-url", "--session-sharing"] {
+            assert!(!text.contains(hidden), "help shows hidden {hidden}");
+        }
+        let widest = text.lines().map(|l| l.chars().count()).max();
+        assert!(widest <= Some(90), "help line too wide: {widest:?}");
+    }
+}

@@ -1,0 +1,148 @@
+//! Flags + config file + defaults → one validated [`Config`]. Precedence is
+//! flag > file > default; `-e` overlays the file's `environment` (flag wins
+//! on the same key); `-v` and the file's `volumes` are concatenated.
+//!
+//! Pure: the environment is passed in. Must not read files (the caller hands
+//! over the decoded file) or log anything.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::cli::Flags;
+use super::error::ConfigError;
+use super::file::{DockerSection, FileConfig};
+use super::values::timeout_or_none;
+use super::{
+    ApiKey, Config, DEFAULT_IMAGE, DEFAULT_SERVER_ROOT_URL, DEFAULT_STOP_GRACE,
+    DEFAULT_TASK_TIMEOUT, DEFAULT_WEBSOCKET_URL, DockerConfig, Hardening, LogFormat,
+};
+
+/// The environment variable holding the API key when `--api-key` is absent.
+pub const API_KEY_ENV: &str = "WARP_API_KEY";
+
+/// The API key: `--api-key`, else `WARP_API_KEY`. Checked before the file is
+/// read, as the Go worker's flag parser does.
+pub(crate) fn api_key(
+    flags: &Flags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ApiKey, ConfigError> {
+    if let Some(key) = &flags.api_key {
+        return Ok(key.clone());
+    }
+    env(API_KEY_ENV)
+        .filter(|k| !k.is_empty())
+        .map(ApiKey::new)
+        .ok_or(ConfigError::MissingApiKey)
+}
+
+/// The worker id: flag, else file; required, and never `warp…`.
+pub fn worker_id(flag: Option<&str>, file: Option<&str>) -> Result<String, ConfigError> {
+    let id = flag
+        .filter(|s| !s.is_empty())
+        .or(file.filter(|s| !s.is_empty()))
+        .ok_or(ConfigError::MissingWorkerId)?;
+    if id.starts_with("warp") {
+        return Err(ConfigError::ReservedWorkerId);
+    }
+    Ok(id.to_owned())
+}
+
+/// Builds the final config.
+pub(crate) fn merge(
+    flags: Flags,
+    api_key: ApiKey,
+    file: FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let worker_id = worker_id(flags.worker_id.as_deref(), file.worker_id.as_deref())?;
+    let docker = merge_docker(&flags, file.backend.docker.unwrap_or_default(), env);
+    Ok(Config {
+        worker_id,
+        api_key,
+        websocket_url: flags
+            .websocket_url
+            .unwrap_or_else(|| DEFAULT_WEBSOCKET_URL.to_owned()),
+        server_root_url: flags
+            .server_root_url
+            .unwrap_or_else(|| DEFAULT_SERVER_ROOT_URL.to_owned()),
+        session_sharing_server_url: flags.session_sharing_server_url,
+        log_level: flags.log_level.unwrap_or(log::LevelFilter::Info),
+        log_format: flags
+            .log_format
+            .or(file.log_format.map(|c| c.0))
+            .unwrap_or(LogFormat::Text),
+        cleanup: !flags.no_cleanup && file.cleanup.unwrap_or(true),
+        max_concurrent_tasks: flags
+            .max_concurrent_tasks
+            .or(file.max_concurrent_tasks.map(|c| c.0))
+            .unwrap_or(0),
+        idle_on_complete: flags
+            .idle_on_complete
+            .or(file.idle_on_complete.map(|t| t.0.0)),
+        drain_timeout: flags
+            .drain_timeout
+            .or(file.drain_timeout.map(|c| c.0))
+            .unwrap_or(Duration::ZERO),
+        docker,
+    })
+}
+
+fn merge_docker(
+    flags: &Flags,
+    file: DockerSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> DockerConfig {
+    let mut environment: BTreeMap<String, String> = file
+        .environment
+        .into_iter()
+        .map(|e| {
+            let name = e.name.0.0;
+            let value = match e.value {
+                Some(v) => v.0,
+                None => env(&name).unwrap_or_default(),
+            };
+            (name, value)
+        })
+        .collect();
+    environment.extend(flags.env.iter().cloned());
+
+    let mut volumes = flags.volumes.clone();
+    volumes.extend(file.volumes.into_iter().map(|c| c.0));
+
+    DockerConfig {
+        volumes,
+        environment,
+        default_image: flags
+            .default_image
+            .clone()
+            .or(file.default_image.filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+        sidecar_image: flags
+            .sidecar_image
+            .clone()
+            .or(file.sidecar_image.filter(|s| !s.is_empty())),
+        registry_mirrors: file.registry_mirrors,
+        image_pull_policy: flags
+            .image_pull_policy
+            .or(file.image_pull_policy.map(|c| c.0))
+            .unwrap_or_default(),
+        task_timeout: timeout_or_none(
+            flags
+                .task_timeout
+                .or(file.task_timeout.map(|c| c.0))
+                .unwrap_or(DEFAULT_TASK_TIMEOUT),
+        ),
+        stop_grace: flags
+            .stop_grace
+            .or(file.stop_grace.map(|c| c.0))
+            .unwrap_or(DEFAULT_STOP_GRACE),
+        hardening: Hardening {
+            runtime: file.runtime.filter(|s| !s.is_empty()),
+            network: file.network.filter(|s| !s.is_empty()),
+            security_opt: file.security_opt,
+            cap_drop: file.cap_drop,
+            pids_limit: file.pids_limit,
+            init: file.init,
+        },
+    }
+}

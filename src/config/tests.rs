@@ -1,0 +1,666 @@
+//! Whole-configuration tests: command lines and config files in, exact
+//! `Config`s or exact messages out.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+const SECRET: &str = "s3cret-value";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "WARP_API_KEY" => Some("env-key".into()),
+        "FROM_HOST" => Some("host-value".into()),
+        "GITHUB_TOKEN" => Some("gh-from-host".into()),
+        "HOME" => Some("/home/op".into()),
+        _ => None,
+    }
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+fn run(list: &[&str]) -> Config {
+    match parse(args(list), &env) {
+        Ok(Command::Run(c)) => c,
+        other => panic!("expected Run for {list:?}, got {other:?}"),
+    }
+}
+
+fn error(list: &[&str]) -> String {
+    match parse(args(list), &env) {
+        Err(e) => e.to_string(),
+        Ok(other) => panic!("expected an error for {list:?}, got {other:?}"),
+    }
+}
+
+/// A config file that removes itself when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("oz-config-test-{}-{n}.yaml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn defaults(worker_id: &str, api_key: &str) -> Config {
+    Config {
+        worker_id: worker_id.into(),
+        api_key: ApiKey::new(api_key),
+        websocket_url: DEFAULT_WEBSOCKET_URL.into(),
+        server_root_url: DEFAULT_SERVER_ROOT_URL.into(),
+        session_sharing_server_url: None,
+        log_level: log::LevelFilter::Info,
+        log_format: LogFormat::Text,
+        cleanup: true,
+        max_concurrent_tasks: 0,
+        idle_on_complete: None,
+        drain_timeout: Duration::ZERO,
+        docker: DockerConfig::default(),
+    }
+}
+
+fn vol(host: &str, container: &str, ro: Option<bool>) -> VolumeMount {
+    VolumeMount {
+        host: host.into(),
+        container: container.into(),
+        read_only: ro == Some(true),
+        explicit_mode: ro.is_some(),
+    }
+}
+
+#[test]
+fn minimal_command_line_gives_every_default() {
+    assert_eq!(run(&["--worker-id", "w1"]), defaults("w1", "env-key"));
+    assert_eq!(
+        DockerConfig::default().task_timeout,
+        Some(Duration::from_secs(8 * 3600))
+    );
+}
+
+#[test]
+fn every_flag_in_both_forms() {
+    let spaced = run(&[
+        "--worker-id",
+        "w1",
+        "--api-key",
+        "flag-key",
+        "--log-level",
+        "debug",
+        "--log-format",
+        "json",
+        "--no-cleanup",
+        "--max-concurrent-tasks",
+        "3",
+        "--idle-on-complete",
+        "10m",
+        "--web-socket-url",
+        "ws://127.0.0.1:9/ws",
+        "--server-root-url",
+        "http://srv",
+        "--session-sharing-server-url",
+        "ws://share",
+        "--drain-timeout",
+        "30s",
+        "--task-timeout",
+        "1h30m",
+        "--default-image",
+        "alpine:3",
+        "--sidecar-image",
+        "mirror/agent:1",
+        "--image-pull-policy",
+        "Never",
+        "--stop-grace",
+        "2s",
+        "--backend",
+        "docker",
+    ]);
+    let joined = run(&[
+        "--worker-id=w1",
+        "--api-key=flag-key",
+        "--log-level=debug",
+        "--log-format=json",
+        "--no-cleanup",
+        "--max-concurrent-tasks=3",
+        "--idle-on-complete=10m",
+        "--websocket-url=ws://127.0.0.1:9/ws",
+        "--server-root-url=http://srv",
+        "--session-sharing-server-url=ws://share",
+        "--drain-timeout=30s",
+        "--task-timeout=1h30m",
+        "--default-image=alpine:3",
+        "--sidecar-image=mirror/agent:1",
+        "--image-pull-policy=Never",
+        "--stop-grace=2s",
+        "--backend=docker",
+    ]);
+    let mut expected = defaults("w1", "flag-key");
+    expected.log_level = log::LevelFilter::Debug;
+    expected.log_format = LogFormat::Json;
+    expected.cleanup = false;
+    expected.max_concurrent_tasks = 3;
+    expected.idle_on_complete = Some("10m".into());
+    expected.websocket_url = "ws://127.0.0.1:9/ws".into();
+    expected.server_root_url = "http://srv".into();
+    expected.session_sharing_server_url = Some("ws://share".into());
+    expected.drain_timeout = Duration::from_secs(30);
+    expected.docker.task_timeout = Some(Duration::from_secs(5400));
+    expected.docker.default_image = "alpine:3".into();
+    expected.docker.sidecar_image = Some("mirror/agent:1".into());
+    expected.docker.image_pull_policy = PullPolicy::Never;
+    expected.docker.stop_grace = Duration::from_secs(2);
+    assert_eq!(spaced, expected);
+    assert_eq!(joined, expected);
+}
+
+#[test]
+fn repeatable_volume_and_env_flags() {
+    let c = run(&[
+        "--worker-id",
+        "w",
+        "-v",
+        "/a:/a",
+        "--volumes",
+        "/b:/b:ro",
+        "-v=/c:/c:rw",
+        "-e",
+        "A=1",
+        "--env",
+        "B=x=y",
+        "-e",
+        "FROM_HOST",
+        "-e",
+        "UNSET",
+        "--env=A=2",
+    ]);
+    assert_eq!(
+        c.docker.volumes,
+        vec![
+            vol("/a", "/a", None),
+            vol("/b", "/b", Some(true)),
+            vol("/c", "/c", Some(false))
+        ]
+    );
+    let expected: BTreeMap<String, String> = [
+        ("A", "2"),
+        ("B", "x=y"),
+        ("FROM_HOST", "host-value"),
+        ("UNSET", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(c.docker.environment, expected);
+}
+
+#[test]
+fn zero_task_timeout_means_none_and_switch_takes_true_false() {
+    let c = run(&[
+        "--worker-id",
+        "w",
+        "--task-timeout",
+        "0s",
+        "--no-cleanup=false",
+    ]);
+    assert_eq!(c.docker.task_timeout, None);
+    assert!(c.cleanup);
+}
+
+#[test]
+fn doctor_subcommand_takes_the_same_flags() {
+    let expected = defaults("w", "k");
+    assert_eq!(
+        parse(
+            args(&["doctor", "--worker-id", "w", "--api-key", "k"]),
+            &env
+        )
+        .unwrap(),
+        Command::Doctor(expected)
+    );
+}
+
+#[test]
+fn help_and_version_win_over_everything_after() {
+    assert_eq!(
+        parse(args(&["--help", "--bogus"]), &no_env).unwrap(),
+        Command::Help(help())
+    );
+    assert_eq!(
+        parse(args(&["-h"]), &no_env).unwrap(),
+        Command::Help(help())
+    );
+    assert_eq!(
+        parse(args(&["--version"]), &no_env).unwrap(),
+        Command::Version(format!("oz-agent-worker {}", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[test]
+fn command_line_errors_have_exact_messages() {
+    assert_eq!(
+        error(&["--bogus"]),
+        "unknown flag `--bogus` (see `oz-agent-worker --help`)"
+    );
+    assert_eq!(
+        error(&["-x"]),
+        "unknown flag `-x` (see `oz-agent-worker --help`)"
+    );
+    assert_eq!(error(&["--worker-id"]), "flag `--worker-id` needs a value");
+    assert_eq!(
+        error(&["--no-cleanup=yes"]),
+        "flag `--no-cleanup` does not take a value"
+    );
+    assert_eq!(
+        error(&["run"]),
+        "unexpected argument `run` (the only subcommand is `doctor`; see `oz-agent-worker --help`)"
+    );
+    assert_eq!(
+        error(&["doctor", "doctor"]),
+        "unexpected argument `doctor` (the only subcommand is `doctor`; see `oz-agent-worker --help`)"
+    );
+    assert_eq!(
+        error(&["--backend", "kubernetes"]),
+        "unsupported backend `kubernetes`: this build runs the Docker backend only (supported: docker)"
+    );
+    assert_eq!(
+        error(&["--log-level", "trace"]),
+        "invalid --log-level flag: `trace` is not one of debug, info, warn, error"
+    );
+    assert_eq!(
+        error(&["--log-format", "xml"]),
+        "invalid --log-format flag: `xml` is not one of text, json"
+    );
+    assert_eq!(
+        error(&["--image-pull-policy", "sometimes"]),
+        "invalid --image-pull-policy flag: `sometimes` is not one of Always, IfNotPresent, Never"
+    );
+    assert_eq!(
+        error(&["--max-concurrent-tasks", "-1"]),
+        "invalid --max-concurrent-tasks flag: `-1` is not a whole number of tasks (0 or more; 0 = unlimited)"
+    );
+    assert_eq!(
+        error(&["--max-concurrent-tasks", "x"]),
+        "invalid --max-concurrent-tasks flag: `x` is not a whole number of tasks (0 or more; 0 = unlimited)"
+    );
+    assert_eq!(
+        error(&["--idle-on-complete", "10min"]),
+        r#"invalid --idle-on-complete flag: time: unknown unit "min" in duration "10min""#
+    );
+    assert_eq!(
+        error(&["--task-timeout", "5"]),
+        r#"invalid --task-timeout flag: time: missing unit in duration "5""#
+    );
+    assert_eq!(
+        error(&["--drain-timeout", "-5s"]),
+        r#"invalid --drain-timeout flag: negative duration "-5s" is not allowed here"#
+    );
+    assert_eq!(
+        error(&["--stop-grace=soon"]),
+        r#"invalid --stop-grace flag: time: invalid duration "soon""#
+    );
+    assert_eq!(
+        error(&["-v", "/data:data"]),
+        "invalid --volumes flag: volume `/data:data` has a container path that is not absolute (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)"
+    );
+    assert_eq!(
+        error(&["-e", ""]),
+        "invalid --env flag: empty value (expected KEY=VALUE or KEY)"
+    );
+}
+
+#[test]
+fn worker_id_rules() {
+    assert_eq!(
+        error(&[]),
+        "worker-id is required (via --worker-id flag or config file)"
+    );
+    assert_eq!(
+        error(&["--worker-id="]),
+        "worker-id is required (via --worker-id flag or config file)"
+    );
+    assert_eq!(
+        error(&["--worker-id", "warp-1"]),
+        "invalid worker-id: values starting with 'warp' are reserved and cannot be used"
+    );
+    assert_eq!(worker_id(Some("flag"), Some("file")).unwrap(), "flag");
+    assert_eq!(worker_id(None, Some("file")).unwrap(), "file");
+    assert_eq!(worker_id(Some(""), Some("file")).unwrap(), "file");
+    assert!(matches!(
+        worker_id(None, Some("warpfile")),
+        Err(ConfigError::ReservedWorkerId)
+    ));
+}
+
+#[test]
+fn api_key_from_flag_else_environment_else_error() {
+    assert_eq!(run(&["--worker-id", "w"]).api_key.expose(), "env-key");
+    assert_eq!(
+        run(&["--worker-id", "w", "--api-key", "flag-key"])
+            .api_key
+            .expose(),
+        "flag-key"
+    );
+    let missing = parse(args(&["--worker-id", "w"]), &no_env).unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "an API key is required: pass --api-key KEY or set the WARP_API_KEY environment variable"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_messages_or_debug() {
+    let cases: &[&[&str]] = &[
+        &["--worker-id", "warp", "--api-key", SECRET],
+        &["--api-key", SECRET],
+        &["--worker-id", "w", "-e", "=s3cret-value"],
+        &["--worker-id", "w", "-e", "BAD KEY=s3cret-value"],
+        &["--api-key", SECRET, "--no-cleanup=s3cret-value"],
+    ];
+    for case in cases {
+        let msg = error(case);
+        assert!(!msg.contains(SECRET), "{case:?} leaked: {msg}");
+    }
+    let c = run(&[
+        "--worker-id",
+        "w",
+        "--api-key",
+        SECRET,
+        "-e",
+        "T=s3cret-value",
+    ]);
+    let dump = format!("{:?}", Command::Run(c));
+    assert!(!dump.contains(SECRET), "debug leaked: {dump}");
+    assert!(dump.contains("\"T\": \"<redacted>\""), "{dump}");
+}
+
+/// The example from CONFIG.md, decoded exactly.
+#[test]
+fn config_md_example_decodes_exactly() {
+    let file = TempFile::new(
+        r#"worker_id: "prod-runner-1"
+cleanup: true                 # false = --no-cleanup
+max_concurrent_tasks: 4
+idle_on_complete: "10m"
+backend:
+  docker:
+    volumes:
+      - "/opt/shared-cache:/cache:ro"
+    environment:
+      - name: NPM_TOKEN
+        value: "your_token"
+      - name: GITHUB_TOKEN      # no value: taken from the worker's environment
+"#,
+    );
+    let mut expected = defaults("prod-runner-1", "env-key");
+    expected.max_concurrent_tasks = 4;
+    expected.idle_on_complete = Some("10m".into());
+    expected.docker.volumes = vec![vol("/opt/shared-cache", "/cache", Some(true))];
+    expected.docker.environment = [
+        ("NPM_TOKEN", "your_token"),
+        ("GITHUB_TOKEN", "gh-from-host"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(run(&["--config-file", file.path()]), expected);
+}
+
+#[test]
+fn every_extension_key_decodes() {
+    let file = TempFile::new(
+        r#"worker_id: w
+log_format: json
+drain_timeout: 1m
+backend:
+  docker:
+    default_image: "debian:12"
+    sidecar_image: "registry.internal/warp-agent:1"
+    registry_mirrors:
+      docker.io: registry.internal:5000/dockerhub
+    image_pull_policy: IfNotPresent
+    task_timeout: 0s
+    stop_grace: 1.5s
+    runtime: runsc
+    network: none
+    security_opt: ["no-new-privileges"]
+    cap_drop: [ALL]
+    pids_limit: 256
+    init: true
+    environment:
+      - name: NUM
+        value: 123
+      - name: FLAG
+        value: true
+"#,
+    );
+    let mut expected = defaults("w", "env-key");
+    expected.log_format = LogFormat::Json;
+    expected.drain_timeout = Duration::from_secs(60);
+    let d = &mut expected.docker;
+    d.default_image = "debian:12".into();
+    d.sidecar_image = Some("registry.internal/warp-agent:1".into());
+    d.registry_mirrors = [(
+        "docker.io".to_owned(),
+        "registry.internal:5000/dockerhub".to_owned(),
+    )]
+    .into_iter()
+    .collect();
+    d.image_pull_policy = PullPolicy::IfNotPresent;
+    d.task_timeout = None;
+    d.stop_grace = Duration::from_millis(1500);
+    d.hardening = Hardening {
+        runtime: Some("runsc".into()),
+        network: Some("none".into()),
+        security_opt: vec!["no-new-privileges".into()],
+        cap_drop: vec!["ALL".into()],
+        pids_limit: Some(256),
+        init: Some(true),
+    };
+    d.environment = [("NUM", "123"), ("FLAG", "true")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(run(&["--config-file", file.path()]), expected);
+}
+
+#[test]
+fn flags_beat_file_and_lists_merge() {
+    let file = TempFile::new(
+        r#"worker_id: file-id
+cleanup: true
+max_concurrent_tasks: 4
+idle_on_complete: 45m
+log_format: json
+drain_timeout: 1m
+backend:
+  docker:
+    volumes: ["/file:/file"]
+    environment:
+      - {name: SHARED, value: from-file}
+      - {name: FILE_ONLY, value: f}
+    default_image: file:1
+    image_pull_policy: Never
+    task_timeout: 2h
+    stop_grace: 20s
+"#,
+    );
+    let c = run(&[
+        "--config-file",
+        file.path(),
+        "--worker-id",
+        "flag-id",
+        "--no-cleanup",
+        "--max-concurrent-tasks",
+        "0",
+        "--idle-on-complete",
+        "0s",
+        "--log-format",
+        "text",
+        "--drain-timeout",
+        "0s",
+        "-v",
+        "/flag:/flag:ro",
+        "-e",
+        "SHARED=from-flag",
+        "--default-image",
+        "flag:1",
+        "--image-pull-policy",
+        "Always",
+        "--task-timeout",
+        "1h",
+        "--stop-grace",
+        "1s",
+    ]);
+    let mut expected = defaults("flag-id", "env-key");
+    expected.cleanup = false;
+    expected.idle_on_complete = Some("0s".into());
+    expected.docker.volumes = vec![
+        vol("/flag", "/flag", Some(true)),
+        vol("/file", "/file", None),
+    ];
+    expected.docker.environment = [("SHARED", "from-flag"), ("FILE_ONLY", "f")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    expected.docker.default_image = "flag:1".into();
+    expected.docker.task_timeout = Some(Duration::from_secs(3600));
+    expected.docker.stop_grace = Duration::from_secs(1);
+    assert_eq!(c, expected);
+}
+
+#[test]
+fn file_cleanup_false_is_no_cleanup() {
+    let file = TempFile::new("worker_id: w\ncleanup: false\n");
+    assert!(!run(&["--config-file", file.path()]).cleanup);
+}
+
+#[test]
+fn empty_or_comment_only_file_is_an_empty_config() {
+    let file = TempFile::new("# nothing yet\n");
+    assert_eq!(
+        run(&["--config-file", file.path(), "--worker-id", "w"]),
+        defaults("w", "env-key")
+    );
+}
+
+#[test]
+fn home_relative_config_path_is_expanded() {
+    assert_eq!(expand_home("~/w.yaml", &env), "/home/op/w.yaml");
+    assert_eq!(expand_home("~/w.yaml", &no_env), "~/w.yaml");
+    assert_eq!(expand_home("./w.yaml", &env), "./w.yaml");
+}
+
+fn file_error(text: &str) -> String {
+    let file = TempFile::new(text);
+    let msg = error(&["--config-file", file.path()]);
+    let prefix = file.path().to_owned();
+    msg.replacen(&prefix, "FILE", 1)
+}
+
+#[test]
+fn unknown_key_names_the_key_and_its_line() {
+    assert_eq!(
+        file_error("worker_id: w\nbogus: 1\n"),
+        "failed to parse config file FILE: unknown field `bogus`, expected one of `worker_id`, `cleanup`, `max_concurrent_tasks`, `idle_on_complete`, `log_format`, `drain_timeout`, `backend` at line 2 column 1"
+    );
+    let nested =
+        file_error("backend:\n  docker:\n    environment:\n      - name: A\n        valeu: x\n");
+    assert_eq!(
+        nested,
+        "failed to parse config file FILE: backend.docker.environment[0]: unknown field `valeu`, expected `name` or `value` at line 5 column 9"
+    );
+}
+
+#[test]
+fn bad_file_values_name_their_key_and_line() {
+    assert_eq!(
+        file_error("backend:\n  docker:\n    volumes:\n      - /a:/b\n      - /a:b\n"),
+        "failed to parse config file FILE: backend.docker.volumes[1]: volume `/a:b` has a container path that is not absolute (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path) at line 5 column 9"
+    );
+    assert_eq!(
+        file_error("backend:\n  docker:\n    task_timeout: 5d\n"),
+        r#"failed to parse config file FILE: backend.docker.task_timeout: time: unknown unit "d" in duration "5d" at line 3 column 19"#
+    );
+    assert_eq!(
+        file_error("max_concurrent_tasks: -3\n"),
+        "failed to parse config file FILE: max_concurrent_tasks: `-3` is not a whole number of tasks (0 or more; 0 = unlimited) at line 1 column 23"
+    );
+    assert_eq!(
+        file_error("backend:\n  docker:\n    image_pull_policy: Sometimes\n"),
+        "failed to parse config file FILE: backend.docker.image_pull_policy: `Sometimes` is not one of Always, IfNotPresent, Never at line 3 column 24"
+    );
+}
+
+#[test]
+fn file_environment_names_are_checked() {
+    assert_eq!(
+        file_error(
+            "backend:\n  docker:\n    environment:\n      - name: \"\"\n        value: s3cret-value\n"
+        ),
+        "failed to parse config file FILE: backend.docker.environment[0].name: name is required and must not be empty at line 4 column 15"
+    );
+    assert_eq!(
+        file_error(
+            "backend:\n  docker:\n    environment:\n      - name: \"MY VAR\"\n        value: s3cret-value\n"
+        ),
+        "failed to parse config file FILE: backend.docker.environment[0].name: name `MY VAR` must not contain spaces or tabs at line 4 column 15"
+    );
+    let not_scalar = file_error(
+        "backend:\n  docker:\n    environment:\n      - name: A\n        value: [s3cret-value]\n",
+    );
+    assert_eq!(
+        not_scalar,
+        "failed to parse config file FILE: backend.docker.environment[0].value: invalid type: sequence, expected value must be a string, number or boolean at line 5 column 16"
+    );
+}
+
+#[test]
+fn other_backends_are_refused() {
+    assert_eq!(
+        file_error("worker_id: w\nbackend:\n  kubernetes:\n    namespace: agents\n"),
+        "invalid config file FILE: backend.kubernetes is configured, but this build runs the Docker backend only (use backend.docker)"
+    );
+    assert_eq!(
+        file_error("backend:\n  docker: {}\n  direct: {workspace_root: /tmp}\n"),
+        "invalid config file FILE: at most one backend may be configured (found docker, direct)"
+    );
+}
+
+#[test]
+fn unreadable_file_names_its_path() {
+    assert_eq!(
+        error(&["--config-file", "/nonexistent/oz.yaml"]),
+        "failed to read config file /nonexistent/oz.yaml: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn file_worker_id_is_checked_like_the_flag() {
+    assert_eq!(
+        file_error("worker_id: warp-x\n"),
+        "invalid worker-id: values starting with 'warp' are reserved and cannot be used"
+    );
+}

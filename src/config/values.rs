@@ -1,0 +1,291 @@
+//! Parsers for single setting values (volume, `-e` entry, log level, pull
+//! policy, task count, duration), shared by the flag parser and the config
+//! file decoder so both accept exactly the same forms.
+//!
+//! Pure functions only: the process environment is passed in, never read.
+
+use std::time::Duration;
+
+use super::error::{ValueError, VolumeProblem};
+use super::{LogFormat, PullPolicy, VolumeMount};
+use crate::duration;
+
+/// `HOST:CONTAINER[:ro|rw]` → a bind mount.
+pub fn parse_volume(entry: &str) -> Result<VolumeMount, ValueError> {
+    let refuse = |problem| ValueError::Volume {
+        entry: entry.to_owned(),
+        problem,
+    };
+    let parts: Vec<&str> = entry.split(':').collect();
+    let (host, container, mode) = match parts.as_slice() {
+        [_] => return Err(refuse(VolumeProblem::NoContainerPath)),
+        [host, container] => (*host, *container, None),
+        [host, container, mode] => (*host, *container, Some(*mode)),
+        _ => return Err(refuse(VolumeProblem::TooManyParts)),
+    };
+    if host.is_empty() {
+        return Err(refuse(VolumeProblem::EmptyHostPath));
+    }
+    if container.is_empty() {
+        return Err(refuse(VolumeProblem::EmptyContainerPath));
+    }
+    if !container.starts_with('/') {
+        return Err(refuse(VolumeProblem::RelativeContainerPath));
+    }
+    let read_only = match mode {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(_) => return Err(refuse(VolumeProblem::BadMode)),
+    };
+    Ok(VolumeMount {
+        host: host.to_owned(),
+        container: container.to_owned(),
+        read_only,
+        explicit_mode: mode.is_some(),
+    })
+}
+
+/// A `-e` entry: `KEY=VALUE` as given, or `KEY` alone taking the worker's
+/// own value (empty when unset, as the Go worker does).
+pub fn parse_env_flag(
+    entry: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, String), ValueError> {
+    if entry.is_empty() {
+        return Err(ValueError::EnvEmpty);
+    }
+    let (key, value) = match entry.split_once('=') {
+        Some((key, value)) => (key, Some(value)),
+        None => (entry, None),
+    };
+    if key.is_empty() {
+        return Err(ValueError::EnvMissingKey);
+    }
+    check_env_name(key)?;
+    let value = match value {
+        Some(value) => value.to_owned(),
+        None => env(key).unwrap_or_default(),
+    };
+    Ok((key.to_owned(), value))
+}
+
+/// An environment variable name: non-empty, no space or tab.
+pub fn check_env_name(name: &str) -> Result<(), ValueError> {
+    if name.is_empty() {
+        return Err(ValueError::EnvNameEmpty);
+    }
+    if name.contains([' ', '\t']) {
+        return Err(ValueError::EnvNameWhitespace(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// `debug|info|warn|error`, the Go worker's four levels.
+pub fn parse_log_level(value: &str) -> Result<log::LevelFilter, ValueError> {
+    match value {
+        "debug" => Ok(log::LevelFilter::Debug),
+        "info" => Ok(log::LevelFilter::Info),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "error" => Ok(log::LevelFilter::Error),
+        _ => Err(ValueError::LogLevel(value.to_owned())),
+    }
+}
+
+/// `text|json`.
+pub fn parse_log_format(value: &str) -> Result<LogFormat, ValueError> {
+    match value {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(ValueError::LogFormat(value.to_owned())),
+    }
+}
+
+/// `Always|IfNotPresent|Never`, spelled as Kubernetes and the Go worker spell them.
+pub fn parse_pull_policy(value: &str) -> Result<PullPolicy, ValueError> {
+    match value {
+        "Always" => Ok(PullPolicy::Always),
+        "IfNotPresent" => Ok(PullPolicy::IfNotPresent),
+        "Never" => Ok(PullPolicy::Never),
+        _ => Err(ValueError::PullPolicy(value.to_owned())),
+    }
+}
+
+/// A whole number of tasks, 0 or more.
+pub fn parse_task_count(value: &str) -> Result<usize, ValueError> {
+    value
+        .parse::<usize>()
+        .map_err(|_| ValueError::TaskCount(value.to_owned()))
+}
+
+/// A Go duration.
+pub fn parse_duration(value: &str) -> Result<Duration, ValueError> {
+    duration::parse(value).map_err(ValueError::Duration)
+}
+
+/// A task timeout, where zero means "no limit".
+pub fn timeout_or_none(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn volume_error(entry: &str) -> String {
+        parse_volume(entry).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn volume_forms() {
+        assert_eq!(
+            parse_volume("/opt/cache:/cache:ro").unwrap(),
+            VolumeMount {
+                host: "/opt/cache".into(),
+                container: "/cache".into(),
+                read_only: true,
+                explicit_mode: true
+            }
+        );
+        assert_eq!(
+            parse_volume("/data:/data").unwrap(),
+            VolumeMount {
+                host: "/data".into(),
+                container: "/data".into(),
+                read_only: false,
+                explicit_mode: false
+            }
+        );
+        let rw = parse_volume("named:/data:rw").unwrap();
+        assert_eq!((rw.read_only, rw.explicit_mode), (false, true));
+        assert_eq!(rw.to_bind(), "named:/data:rw");
+    }
+
+    #[test]
+    fn volume_errors_name_the_entry() {
+        let tail = "(expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)";
+        assert_eq!(
+            volume_error("/data"),
+            format!("volume `/data` has no container path {tail}")
+        );
+        assert_eq!(
+            volume_error(":/data"),
+            format!("volume `:/data` has an empty host path {tail}")
+        );
+        assert_eq!(
+            volume_error("/data::ro"),
+            format!("volume `/data::ro` has an empty container path {tail}")
+        );
+        assert_eq!(
+            volume_error("/data:data"),
+            format!("volume `/data:data` has a container path that is not absolute {tail}")
+        );
+        assert_eq!(
+            volume_error("/data:/data:rx"),
+            format!("volume `/data:/data:rx` has a mode other than ro or rw {tail}")
+        );
+        assert_eq!(
+            volume_error("/a:/b:ro:x"),
+            format!("volume `/a:/b:ro:x` has too many ':'-separated parts {tail}")
+        );
+    }
+
+    fn host_env(name: &str) -> Option<String> {
+        (name == "FROM_HOST").then(|| "host-value".to_owned())
+    }
+
+    #[test]
+    fn env_flag_forms() {
+        assert_eq!(
+            parse_env_flag("A=b=c", &host_env).unwrap(),
+            ("A".to_owned(), "b=c".to_owned())
+        );
+        assert_eq!(
+            parse_env_flag("A=", &host_env).unwrap(),
+            ("A".to_owned(), String::new())
+        );
+        assert_eq!(
+            parse_env_flag("FROM_HOST", &host_env).unwrap(),
+            ("FROM_HOST".to_owned(), "host-value".to_owned())
+        );
+        assert_eq!(
+            parse_env_flag("UNSET", &host_env).unwrap(),
+            ("UNSET".to_owned(), String::new())
+        );
+    }
+
+    #[test]
+    fn env_flag_errors_never_show_the_value() {
+        let msg = |e: &str| parse_env_flag(e, &host_env).unwrap_err().to_string();
+        assert_eq!(msg(""), "empty value (expected KEY=VALUE or KEY)");
+        assert_eq!(
+            msg("=s3cret"),
+            "missing key before '=' (expected KEY=VALUE or KEY)"
+        );
+        assert_eq!(
+            msg("MY VAR=s3cret"),
+            "name `MY VAR` must not contain spaces or tabs"
+        );
+        assert_eq!(
+            msg("MY\tVAR"),
+            "name `MY\tVAR` must not contain spaces or tabs"
+        );
+    }
+
+    #[test]
+    fn env_name_rules() {
+        assert_eq!(check_env_name("OK_NAME"), Ok(()));
+        assert_eq!(check_env_name(""), Err(ValueError::EnvNameEmpty));
+        assert_eq!(
+            check_env_name("A B"),
+            Err(ValueError::EnvNameWhitespace("A B".into()))
+        );
+    }
+
+    #[test]
+    fn enumerated_values() {
+        assert_eq!(parse_log_level("warn"), Ok(log::LevelFilter::Warn));
+        assert_eq!(parse_log_level("debug"), Ok(log::LevelFilter::Debug));
+        assert_eq!(
+            parse_log_level("trace").unwrap_err().to_string(),
+            "`trace` is not one of debug, info, warn, error"
+        );
+        assert_eq!(parse_log_format("json"), Ok(LogFormat::Json));
+        assert_eq!(
+            parse_log_format("xml").unwrap_err().to_string(),
+            "`xml` is not one of text, json"
+        );
+        assert_eq!(
+            parse_pull_policy("IfNotPresent"),
+            Ok(PullPolicy::IfNotPresent)
+        );
+        assert_eq!(parse_pull_policy("Never"), Ok(PullPolicy::Never));
+        assert_eq!(
+            parse_pull_policy("always").unwrap_err().to_string(),
+            "`always` is not one of Always, IfNotPresent, Never"
+        );
+    }
+
+    #[test]
+    fn task_counts() {
+        assert_eq!(parse_task_count("0"), Ok(0));
+        assert_eq!(parse_task_count("12"), Ok(12));
+        let tail = "is not a whole number of tasks (0 or more; 0 = unlimited)";
+        assert_eq!(
+            parse_task_count("-1").unwrap_err().to_string(),
+            format!("`-1` {tail}")
+        );
+        assert_eq!(
+            parse_task_count("four").unwrap_err().to_string(),
+            format!("`four` {tail}")
+        );
+    }
+
+    #[test]
+    fn zero_timeout_means_none() {
+        assert_eq!(timeout_or_none(Duration::ZERO), None);
+        assert_eq!(
+            timeout_or_none(Duration::from_secs(5)),
+            Some(Duration::from_secs(5))
+        );
+    }
+}
