@@ -11,6 +11,13 @@
 #![deny(missing_docs, unused_must_use)]
 
 pub mod config;
+pub mod container_spec;
 pub mod outbox;
 pub mod task;
 pub mod wire;
+
+/// The Docker backend (temporary stand-in for `src/docker/mod.rs`).
+pub mod docker {
+    pub mod auth;
+    pub mod reference;
+}
