@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::wire::{
-    AwsInferenceProvider, Harness, InferenceProviders, SessionSharing, SidecarMount, Task,
-    TaskOwner,
+    AgentConfig, AwsInferenceProvider, Harness, InferenceProviders, SessionSharing, SidecarMount,
+    Task, TaskOwner,
 };
 
 fn inputs() -> SpecInputs {
@@ -39,8 +39,15 @@ fn s(v: &str) -> Option<String> {
 /// The agent args between `--server-root-url URL` and `--idle-on-complete`.
 fn middle(a: &TaskAssignment) -> Vec<String> {
     let args = agent_args(a, &inputs());
-    let start = args.iter().position(|x| x == "https://app.warp.dev").unwrap() + 1;
-    let end = args.iter().rposition(|x| x == "--idle-on-complete").unwrap();
+    let start = args
+        .iter()
+        .position(|x| x == "https://app.warp.dev")
+        .unwrap()
+        + 1;
+    let end = args
+        .iter()
+        .rposition(|x| x == "--idle-on-complete")
+        .unwrap();
     args[start..end].to_vec()
 }
 
@@ -355,9 +362,18 @@ fn idle_on_complete_three_cases() {
         let at = args.iter().position(|x| x == "--idle-on-complete").unwrap();
         args[at..].to_vec()
     };
-    assert_eq!(tail(Some(15), Some("30m")), strs(&["--idle-on-complete", "15m"]));
-    assert_eq!(tail(None, Some("30m")), strs(&["--idle-on-complete", "30m"]));
-    assert_eq!(tail(Some(0), Some("20m")), strs(&["--idle-on-complete", "20m"]));
+    assert_eq!(
+        tail(Some(15), Some("30m")),
+        strs(&["--idle-on-complete", "15m"])
+    );
+    assert_eq!(
+        tail(None, Some("30m")),
+        strs(&["--idle-on-complete", "30m"])
+    );
+    assert_eq!(
+        tail(Some(0), Some("20m")),
+        strs(&["--idle-on-complete", "20m"])
+    );
     assert_eq!(tail(None, None), strs(&["--idle-on-complete"]));
     assert_eq!(tail(None, Some("")), strs(&["--idle-on-complete"]));
 }
@@ -509,7 +525,10 @@ fn sidecar_validation() {
         "duplicate mount path /agent/ for sidecar c:1"
     );
     assert_eq!(
-        check(vec![sidecar("c:1", "/m", false), sidecar("d:1", "/m", false)]),
+        check(vec![
+            sidecar("c:1", "/m", false),
+            sidecar("d:1", "/m", false)
+        ]),
         "duplicate mount path /m for sidecar d:1"
     );
     assert_eq!(
