@@ -171,7 +171,7 @@ impl ImageRef {
         })
     }
 
-    /// The registry host[:port], `docker.io` for Docker Hub.
+    /// The registry `host[:port]`, `docker.io` for Docker Hub.
     pub fn registry(&self) -> &str {
         &self.registry
     }
