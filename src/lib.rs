@@ -11,11 +11,18 @@
 #![deny(missing_docs, unused_must_use)]
 
 pub mod config;
-pub mod duration;
-pub mod outbox;
-pub mod task;
-pub mod wire;
+pub mod config;
+pub mod container_spec;
 pub mod deadline;
 pub mod dispatch;
+pub mod duration;
 pub mod logging;
+pub mod outbox;
 pub mod signals;
+pub mod task;
+pub mod wire;
+/// The Docker backend (temporary stand-in for `src/docker/mod.rs`).
+pub mod docker {
+    pub mod auth;
+    pub mod reference;
+}
