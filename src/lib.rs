@@ -11,7 +11,6 @@
 #![deny(missing_docs, unused_must_use)]
 
 pub mod config;
-pub mod config;
 pub mod container_spec;
 pub mod deadline;
 pub mod dispatch;
