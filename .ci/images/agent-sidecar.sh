@@ -1,0 +1,29 @@
+#!/bin/sh
+# Stub agent for tests: copied (never run) out of oz-test/agent-sidecar and run
+# as /agent/entrypoint.sh inside the busybox task container, as PID 1.
+#   OZ_TEST_OUT=DIR       write argv (one per line) to DIR/argv, sorted env to DIR/env
+#   OZ_TEST_ALLOC_MB=N    hold N MiB in this shell (OOM tests: PID 1 itself is killed)
+#   OZ_TEST_SLEEP=S       sleep S seconds; SIGTERM/SIGINT end it at once with 143/130
+#   OZ_TEST_EXIT=C        exit status (default 0)
+if [ -n "${OZ_TEST_OUT:-}" ] && [ -d "$OZ_TEST_OUT" ]; then
+  : > "$OZ_TEST_OUT/argv"
+  for arg in "$@"; do
+    printf '%s\n' "$arg" >> "$OZ_TEST_OUT/argv"
+  done
+  env | sort > "$OZ_TEST_OUT/env"
+fi
+if [ -n "${OZ_TEST_ALLOC_MB:-}" ]; then
+  # The command substitution is read into this shell's own memory, so the
+  # cgroup limit kills PID 1 and Docker reports OOMKilled with status 137.
+  hold=$(head -c "${OZ_TEST_ALLOC_MB}m" /dev/zero | tr '\0' x)
+  echo "allocated ${#hold} bytes"
+fi
+if [ -n "${OZ_TEST_SLEEP:-}" ]; then
+  # PID 1 ignores signals it has no handler for, so `exec sleep` would make
+  # `docker stop` wait for its SIGKILL; a trapped wait ends on SIGTERM.
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  sleep "$OZ_TEST_SLEEP" &
+  wait $!
+fi
+exit "${OZ_TEST_EXIT:-0}"
