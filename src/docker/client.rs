@@ -254,6 +254,23 @@ impl Read for BodyReader {
 
 impl Drop for BodyReader {
     fn drop(&mut self) {
+        // A caller that skips a small body (a 404 it expected) should not cost
+        // the connection: finish it from what is already buffered, never
+        // waiting on the socket.
+        if let Some(conn) = self.conn.as_mut()
+            && !self.decoder.is_done()
+        {
+            let mut scratch = [0u8; 4096];
+            while let Ok((used, made)) = self.decoder.decode(&conn.buf, &mut scratch) {
+                conn.buf.drain(..used);
+                if used == 0 && made == 0 {
+                    break;
+                }
+            }
+        }
+        if self.decoder.is_done() {
+            self.release();
+        }
         if let Some(slot) = &self.abort {
             slot.disarm();
         }
