@@ -391,3 +391,170 @@ fn socket_of_another_user_names_the_group() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A throwaway `docker-registry` on a free local port; killed on drop, with
+/// the images the test pulled from it.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    docker: Docker,
+}
+
+impl Registry {
+    fn start(docker: &Docker) -> Registry {
+        let dir = std::env::temp_dir().join(format!("oz-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("docker-registry")
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker-registry");
+        let mut log = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(log.read_line(&mut line).unwrap() > 0, "registry exited");
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in log.lines() {});
+        Registry {
+            child,
+            port,
+            dir,
+            docker: docker.clone(),
+        }
+    }
+
+    fn image(&self, tag: &str) -> String {
+        format!("localhost:{}/oz-test/pulled:{tag}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.docker.image_remove(&self.image("v1"));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn docker_cli(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pull_from_a_local_registry() {
+    let d = docker();
+    let registry = Registry::start(&d);
+    let image = registry.image("v1");
+    docker_cli(&["tag", IMAGE, &image]);
+    docker_cli(&["push", &image]);
+    d.image_remove(&image).unwrap();
+    assert_eq!(d.image_inspect(&image).unwrap(), None);
+
+    let repo = image.rsplit_once(':').unwrap().0;
+    let platform = d.platform().unwrap();
+    let mut statuses = Vec::new();
+    d.image_pull(
+        repo,
+        "v1",
+        &platform,
+        None,
+        &mut |p| statuses.push(p.status.clone()),
+        &AbortSlot::new(),
+    )
+    .unwrap();
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s.starts_with("Status: Downloaded newer image")),
+        "{statuses:?}"
+    );
+    let info = d.image_inspect(&image).unwrap().unwrap();
+    assert_eq!(format!("{}/{}", info.os, info.architecture), platform);
+    assert_eq!(info.repo_digests.len(), 1);
+
+    let err = d
+        .image_pull(
+            repo,
+            "absent",
+            &platform,
+            None,
+            &mut |_| {},
+            &AbortSlot::new(),
+        )
+        .unwrap_err();
+    // Refused before streaming: the status and the daemon's `message` survive.
+    assert_eq!(err.status(), Some(404), "{err:?}");
+    assert!(err.to_string().contains("manifest for"), "{err:?}");
+
+    // A layer lost from the registry fails mid-stream, after the 200. The
+    // layer must be new to the daemon, so build one of random bytes.
+    d.image_remove(&image).unwrap();
+    let ctx = registry.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // Larger than the busybox layer pushed above, so it is the largest blob.
+    let mut noise = vec![0u8; 4 * 1024 * 1024];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
+    std::fs::write(ctx.join("noise"), noise).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY noise /noise\nLABEL oz-agent-worker.test=1\n",
+    )
+    .unwrap();
+    docker_cli(&["build", "-q", "-t", &image, ctx.to_str().unwrap()]);
+    docker_cli(&["push", &image]);
+    d.image_remove(&image).unwrap();
+    let blobs = registry.dir.join("data/docker/registry/v2/blobs/sha256");
+    let largest = walk(&blobs)
+        .into_iter()
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    std::fs::remove_file(largest).unwrap();
+    let err = d
+        .image_pull(repo, "v1", &platform, None, &mut |_| {}, &AbortSlot::new())
+        .unwrap_err();
+    assert!(matches!(err, DockerError::PullFailed { .. }), "{err:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -318,6 +318,16 @@ impl Docker {
         }
     }
 
+    /// `DELETE /images/{name}?force=1`; an image already gone is fine.
+    pub fn image_remove(&self, name: &str) -> Result<()> {
+        let path = format!("/images/{}?force=1", enc_image(name));
+        let resp = self.send("DELETE", path, Body::None, Some(SHORT), None)?;
+        if resp.status() == 404 {
+            return Ok(());
+        }
+        expect_success(resp)?.read_limited(MAX_JSON).map(drop)
+    }
+
     /// `POST /volumes/create` with these labels.
     pub fn volume_create(
         &self,
