@@ -14,14 +14,10 @@ pub mod config;
 pub mod container_spec;
 pub mod deadline;
 pub mod dispatch;
+pub mod docker;
 pub mod duration;
 pub mod logging;
 pub mod outbox;
 pub mod signals;
 pub mod task;
 pub mod wire;
-/// The Docker backend (temporary stand-in for `src/docker/mod.rs`).
-pub mod docker {
-    pub mod auth;
-    pub mod reference;
-}

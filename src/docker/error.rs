@@ -1,0 +1,240 @@
+//! The one error type of the Docker client, [`DockerError`].
+//!
+//! Each variant says when it happens; `Display` keeps the daemon's own
+//! `message` and adds what to do where there is something to do. Nothing here
+//! performs I/O.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use super::http::ParseError;
+
+/// Everything that can go wrong talking to the Docker daemon.
+#[derive(Debug)]
+pub enum DockerError {
+    /// `DOCKER_HOST` or a context's endpoint cannot be used (bad form, or an
+    /// unsupported scheme such as `ssh://`).
+    Endpoint {
+        /// The host string as configured.
+        host: String,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
+    /// The docker client configuration (context metadata, TLS files) is
+    /// missing or unreadable.
+    Config {
+        /// The file or context concerned.
+        what: String,
+        /// What went wrong, in the reader's words.
+        detail: String,
+    },
+    /// Nothing listens on the Unix socket (missing or connection refused).
+    NoDaemon {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The socket exists but this user may not connect to it.
+    PermissionDenied {
+        /// The socket tried.
+        socket: PathBuf,
+        /// This process's uid.
+        uid: u32,
+        /// The group owning the socket, when it could be read.
+        gid: Option<u32>,
+    },
+    /// A TCP daemon could not be reached or the TLS handshake failed.
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// The OS or TLS error.
+        source: io::Error,
+    },
+    /// The daemon did not answer within the call's time limit.
+    Timeout {
+        /// The call, e.g. `GET /_ping`.
+        call: String,
+    },
+    /// Reading or writing the connection failed mid-call.
+    Io {
+        /// The call, e.g. `POST /containers/create`.
+        call: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The daemon's reply is not valid HTTP/1.1.
+    Http {
+        /// The call.
+        call: String,
+        /// The framing error.
+        source: ParseError,
+    },
+    /// The daemon answered with an error status; `message` is its own words.
+    Api {
+        /// The call.
+        call: String,
+        /// HTTP status.
+        status: u16,
+        /// The daemon's `message` (or its raw body when not JSON).
+        message: String,
+    },
+    /// The daemon's JSON is not what the Engine API documents.
+    Decode {
+        /// The call.
+        call: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// A streamed reply ended before its result (e.g. `wait` cut off by a
+    /// daemon restart): not an answer, so inspect the container instead.
+    Truncated {
+        /// The call.
+        call: String,
+    },
+    /// The daemon's API is older than this worker supports (below 1.41).
+    ApiTooOld {
+        /// The negotiated or pinned API version.
+        api_version: String,
+        /// The engine version from `GET /version`, when known.
+        engine_version: String,
+    },
+    /// `DOCKER_API_VERSION` is not of the form `X.Y`.
+    BadApiVersion {
+        /// The value given.
+        value: String,
+    },
+    /// The daemon runs on a platform the agent sidecar does not support.
+    UnsupportedPlatform {
+        /// `os/arch` of the daemon.
+        platform: String,
+    },
+    /// An image pull streamed an `error` line (the HTTP status was 200).
+    PullFailed {
+        /// The image pulled.
+        image: String,
+        /// The daemon's error text.
+        message: String,
+    },
+    /// The multiplexed log stream is malformed.
+    Logs {
+        /// The container.
+        id: String,
+    },
+    /// The call was aborted from another thread through its
+    /// [`AbortSlot`](super::client::AbortSlot).
+    Aborted {
+        /// The call.
+        call: String,
+    },
+}
+
+impl DockerError {
+    /// The daemon's HTTP status, for [`DockerError::Api`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            DockerError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the daemon said 404 (no such container, image, volume).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+impl fmt::Display for DockerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DockerError::Endpoint { host, reason } => {
+                write!(f, "cannot use Docker host {host:?}: {reason}")
+            }
+            DockerError::Config { what, detail } => {
+                write!(f, "docker client configuration {what}: {detail}")
+            }
+            DockerError::NoDaemon { socket, source } => write!(
+                f,
+                "no Docker daemon at {}: {source}; is it running? set DOCKER_HOST to use another daemon",
+                socket.display()
+            ),
+            DockerError::PermissionDenied { socket, uid, gid } => {
+                write!(
+                    f,
+                    "permission denied on the Docker socket {} for uid {uid}: ",
+                    socket.display()
+                )?;
+                match gid {
+                    Some(gid) => write!(
+                        f,
+                        "add this user to the socket's group (gid {gid}), or run the worker container with --group-add {gid}"
+                    ),
+                    None => write!(
+                        f,
+                        "add this user to the socket's group, or run the worker container with --user/--group-add"
+                    ),
+                }
+            }
+            DockerError::Connect { addr, source } => {
+                write!(f, "cannot connect to the Docker daemon at {addr}: {source}")
+            }
+            DockerError::Timeout { call } => {
+                write!(f, "the Docker daemon did not answer {call} in time")
+            }
+            DockerError::Io { call, source } => write!(f, "Docker {call}: {source}"),
+            DockerError::Http { call, source } => {
+                write!(f, "Docker {call}: bad reply from the daemon: {source}")
+            }
+            DockerError::Api {
+                call,
+                status,
+                message,
+            } => write!(f, "Docker {call} failed ({status}): {message}"),
+            DockerError::Decode { call, source } => {
+                write!(f, "Docker {call}: unexpected reply: {source}")
+            }
+            DockerError::Truncated { call } => write!(
+                f,
+                "Docker {call}: the daemon closed the connection before answering"
+            ),
+            DockerError::ApiTooOld {
+                api_version,
+                engine_version,
+            } => write!(
+                f,
+                "Docker Engine {engine_version} (API {api_version}) is too old: this worker needs API 1.41 (Engine 20.10) or newer"
+            ),
+            DockerError::BadApiVersion { value } => {
+                write!(f, "DOCKER_API_VERSION {value:?} is not a version like 1.41")
+            }
+            DockerError::UnsupportedPlatform { platform } => write!(
+                f,
+                "unsupported Docker platform {platform} (only linux/amd64 and linux/arm64 are supported)"
+            ),
+            DockerError::PullFailed { image, message } => {
+                write!(f, "pulling image {image} failed: {message}")
+            }
+            DockerError::Logs { id } => {
+                write!(f, "container {id}: malformed log stream from the daemon")
+            }
+            DockerError::Aborted { call } => write!(f, "Docker {call}: aborted"),
+        }
+    }
+}
+
+impl std::error::Error for DockerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DockerError::NoDaemon { source, .. }
+            | DockerError::Connect { source, .. }
+            | DockerError::Io { source, .. } => Some(source),
+            DockerError::Http { source, .. } => Some(source),
+            DockerError::Decode { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias for the Docker client.
+pub type Result<T> = std::result::Result<T, DockerError>;

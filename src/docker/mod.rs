@@ -1,0 +1,27 @@
+//! The Docker Engine API client: hand-written HTTP/1.1 over a Unix socket,
+//! TCP or TLS, with daemon discovery and a typed API.
+//!
+//! Layers, bottom up: [`http`] (pure framing), [`transport`] (sockets),
+//! [`client`] (one request/response, pooling, aborts), [`api`] and
+//! [`containers`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
+//! daemon; [`logs`] demuxes log streams. Task logic (names, specs) lives
+//! elsewhere and must not move in here.
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod containers;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod logs;
+pub mod reference;
+pub mod sha256;
+pub mod transport;
+
+pub use api::{Docker, ImageInfo, PullProgress, VersionInfo, VolumeInfo};
+pub use client::AbortSlot;
+pub use containers::{ContainerState, ContainerSummary, WaitResult};
+pub use discovery::Target;
+pub use error::DockerError;
+pub use transport::Endpoint;
