@@ -1,1 +1,18 @@
 //! Stand-in Oz orchestrator and network fixtures for tests and the local demo.
+//!
+//! [`Orchestrator`] is a real WebSocket server (plain or TLS with a throwaway
+//! CA) that records what a worker sends and lets a test push messages, drop
+//! the connection, go silent or refuse a handshake. [`ConnectProxy`] is a real
+//! HTTP `CONNECT` proxy. Nothing here depends on the worker crate's internals:
+//! the stand-in speaks only the wire protocol, as the real orchestrator does.
+//! Fixture setup failures panic with a plain message; these are test tools.
+
+#![deny(missing_docs)]
+
+mod certs;
+mod orchestrator;
+mod proxy;
+
+pub use certs::{TEST_HOST, TestCa};
+pub use orchestrator::{Handshake, Options, Orchestrator, Recorded, WORKER_PATH};
+pub use proxy::{ConnectProxy, ConnectRecord};
