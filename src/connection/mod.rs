@@ -162,7 +162,8 @@ impl Shared {
     }
 }
 
-/// The running connection thread.
+/// The running connection thread. Dropping the handle without
+/// [`ConnectionHandle::finish`] leaves the thread running for the process's life.
 pub struct ConnectionHandle {
     shared: Arc<Shared>,
     outbox: Outbox,
@@ -312,7 +313,7 @@ impl Worker {
                 Some(Ok(p)) => Some(p),
                 Some(Err(error)) => {
                     let e = DialError::Proxy {
-                        proxy: "from the proxy environment variables".into(),
+                        proxy: "(HTTPS_PROXY/HTTP_PROXY/ALL_PROXY)".into(),
                         error,
                     };
                     let delay = backoff.next_delay(jitter.draw());
