@@ -11,6 +11,7 @@
 #![deny(missing_docs, unused_must_use)]
 
 pub mod config;
+pub mod connection;
 pub mod container_spec;
 pub mod deadline;
 pub mod dispatch;

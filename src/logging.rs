@@ -32,7 +32,9 @@ thread_local! {
 pub fn init(level: log::LevelFilter, format: LogFormat) {
     let mut builder = env_logger::Builder::new();
     builder.filter_level(level);
-    // Other crates' chatter (rustls, tungstenite) stays at warn unless asked for.
+    // Other crates' chatter (rustls, tungstenite) stays at warn unless asked
+    // for; tungstenite's debug/trace lines are dropped even then, because
+    // they print the upgrade request with its Authorization header.
     for noisy in ["rustls", "tungstenite"] {
         builder.filter_module(noisy, level.min(log::LevelFilter::Warn));
     }
@@ -40,6 +42,9 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
         builder.parse_filters(&spec);
     }
     builder.format(move |out, record| {
+        if !crate::connection::log_record_allowed(record.target(), record.level()) {
+            return Ok(());
+        }
         let line = render(format, record, now_rfc3339().as_str());
         writeln!(out, "{line}")
     });
@@ -54,10 +59,7 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
     match format {
         LogFormat::Text => {
             let task = task.map(|t| format!(" task={t}")).unwrap_or_default();
-            format!(
-                "{timestamp} {:<5}{task} {message}",
-                record.level().as_str()
-            )
+            format!("{timestamp} {:<5}{task} {message}", record.level().as_str())
         }
         LogFormat::Json => {
             let mut object = serde_json::Map::new();
@@ -195,10 +197,7 @@ mod tests {
     fn masks_registered_secrets_until_dropped() {
         let guard = register_secret("s3cr3t-value-1");
         let short = register_secret("abc");
-        assert_eq!(
-            redact("token=s3cr3t-value-1; abc"),
-            "token=[REDACTED]; abc"
-        );
+        assert_eq!(redact("token=s3cr3t-value-1; abc"), "token=[REDACTED]; abc");
         drop(guard);
         drop(short);
         assert_eq!(redact("token=s3cr3t-value-1"), "token=s3cr3t-value-1");

@@ -77,13 +77,21 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
-    let envelope: Envelope =
-        serde_json::from_str(text).map_err(|e| DecodeError(format!("not a JSON envelope: {e}")))?;
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| {
+        DecodeError(format!(
+            "not a JSON envelope: {}",
+            scrub_values(&e.to_string())
+        ))
+    })?;
     match envelope.kind.as_str() {
         "task_assignment" => decode_assignment(envelope.data),
         "task_cancellation" => {
-            let c: TaskCancellation = serde_json::from_value(envelope.data)
-                .map_err(|e| DecodeError(format!("task_cancellation: {e}")))?;
+            let c: TaskCancellation = serde_json::from_value(envelope.data).map_err(|e| {
+                DecodeError(format!(
+                    "task_cancellation: {}",
+                    scrub_values(&e.to_string())
+                ))
+            })?;
             Ok(Inbound::Cancellation { task_id: c.task_id })
         }
         _ => Ok(Inbound::Unknown {
@@ -111,9 +119,30 @@ fn decode_assignment(data: Value) -> Result<Inbound, DecodeError> {
         Ok(a) => Ok(Inbound::Assignment(Box::new(a))),
         Err(e) => Ok(Inbound::InvalidAssignment {
             task_id,
-            problem: e.to_string(),
+            problem: scrub_values(&e.to_string()),
         }),
     }
+}
+
+/// Blanks every double-quoted string in a serde error: serde quotes the
+/// values it rejects, and in an assignment those can be `env_vars` secrets.
+/// Field names (in backticks) stay, since they say what is wrong.
+fn scrub_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `task_cancellation` data.
@@ -516,6 +545,19 @@ mod tests {
             decode(text).unwrap(),
             Inbound::InvalidAssignment { task_id, .. } if task_id == "T"
         ));
+    }
+
+    #[test]
+    fn rejected_values_never_reach_the_problem_text() {
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{},"env_vars":"sekrit-value"}}"#;
+        let Inbound::InvalidAssignment { problem, .. } = decode(text).unwrap() else {
+            panic!("not invalid")
+        };
+        assert!(!problem.contains("sekrit"), "{problem}");
+        assert_eq!(problem, "invalid type: string \"…\", expected a map");
+        let err = decode(r#"{"type":"task_cancellation","data":{"task_id":{"x":"sekrit-value"}}}"#)
+            .unwrap_err();
+        assert!(!err.to_string().contains("sekrit"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,472 @@
+//! Which HTTP proxy, if any, the WebSocket dial goes through, and the bytes
+//! of the `CONNECT` exchange.
+//!
+//! Owns reading `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` from an
+//! injected environment lookup, the `NO_PROXY` rules of Go's
+//! `golang.org/x/net/http/httpproxy` (`*`, IPs, CIDRs, domains with or without a
+//! leading `.`/`*.`, optional `:port`, loopback never proxied), and building /
+//! parsing the `CONNECT` request and response. Pure: no sockets, no logging.
+//! The proxy's credentials live only in [`ProxyUrl`] and the request bytes;
+//! its `Debug`/`Display` never show them.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use super::url::{WsUrl, percent_decode, split_host_port};
+
+/// A proxy that `CONNECT` can tunnel through.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    /// Proxy host (no brackets).
+    pub host: String,
+    /// Proxy port (80 when the variable names none).
+    pub port: u16,
+    /// `user:password`, decoded, when the URL has userinfo.
+    credentials: Option<String>,
+}
+
+impl ProxyUrl {
+    /// Parses a proxy variable's value the way Go does: a value without a
+    /// scheme is taken as `http://…`; only `http` proxies are supported.
+    pub fn parse(value: &str) -> Result<Self, ProxyError> {
+        let value = value.trim();
+        let rest = match value.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+            Some((scheme, _)) => return Err(ProxyError::Scheme(scheme.to_ascii_lowercase())),
+            None => value,
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (host, port) = split_host_port(hostport).map_err(|_| ProxyError::Invalid)?;
+        if host.is_empty() {
+            return Err(ProxyError::Invalid);
+        }
+        let port = match port {
+            Some(p) => p.parse::<u16>().map_err(|_| ProxyError::Invalid)?,
+            None => 80,
+        };
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+            credentials: userinfo.map(|u| {
+                let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+                format!("{}:{}", percent_decode(user), percent_decode(pass))
+            }),
+        })
+    }
+
+    /// True when the proxy URL carried a user name.
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.is_some()
+    }
+
+    /// The `CONNECT` request for `target` (`host:port`), with
+    /// `Proxy-Authorization: Basic` when the proxy URL has userinfo.
+    pub fn connect_request(&self, target: &str) -> Vec<u8> {
+        let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+        if let Some(c) = &self.credentials {
+            req.push_str(&format!(
+                "Proxy-Authorization: Basic {}\r\n",
+                base64(c.as_bytes())
+            ));
+        }
+        req.push_str("\r\n");
+        req.into_bytes()
+    }
+}
+
+impl fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "http://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
+}
+
+/// Why a proxy cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The proxy URL's scheme is not `http` (e.g. `socks5`, `https`).
+    Scheme(String),
+    /// The proxy URL has no usable host or port.
+    Invalid,
+    /// The proxy answered `CONNECT` with something other than 200.
+    Refused {
+        /// The status line the proxy sent.
+        status_line: String,
+    },
+    /// The proxy's answer is not an HTTP response.
+    Garbled,
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Scheme(s) => write!(
+                f,
+                "proxy scheme {s:?} is not supported (use an http:// proxy or unset the proxy variable)"
+            ),
+            Self::Invalid => f.write_str("the proxy URL has no usable host:port"),
+            Self::Refused { status_line } => {
+                write!(f, "the proxy refused the CONNECT tunnel: {status_line}")
+            }
+            Self::Garbled => f.write_str("the proxy did not answer CONNECT with an HTTP response"),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+/// The proxy configuration taken from the environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxySettings {
+    /// For `wss://` (HTTPS_PROXY, https_proxy, then ALL_PROXY, all_proxy).
+    pub https: Option<Result<ProxyUrl, ProxyError>>,
+    /// For `ws://` (HTTP_PROXY, http_proxy, then ALL_PROXY, all_proxy).
+    pub http: Option<Result<ProxyUrl, ProxyError>>,
+    /// Hosts reached directly.
+    pub no_proxy: NoProxy,
+}
+
+impl ProxySettings {
+    /// Reads the proxy variables through `env` (upper case wins, as in Go).
+    /// `ALL_PROXY` is a fallback the spec asks for (Go itself ignores it); a
+    /// non-http `ALL_PROXY` (usually socks) is skipped rather than failing.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .filter_map(|n| env(n))
+                .find(|v| !v.trim().is_empty())
+        };
+        let all = first(&["ALL_PROXY", "all_proxy"])
+            .map(|v| ProxyUrl::parse(&v))
+            .and_then(Result::ok)
+            .map(Ok);
+        let pick = |names: &[&str]| {
+            first(names)
+                .map(|v| ProxyUrl::parse(&v))
+                .or_else(|| all.clone())
+        };
+        Self {
+            https: pick(&["HTTPS_PROXY", "https_proxy"]),
+            http: pick(&["HTTP_PROXY", "http_proxy"]),
+            no_proxy: NoProxy::parse(&first(&["NO_PROXY", "no_proxy"]).unwrap_or_default()),
+        }
+    }
+
+    /// The proxy to tunnel through for `url`, or `None` to dial directly.
+    pub fn proxy_for(&self, url: &WsUrl) -> Option<Result<ProxyUrl, ProxyError>> {
+        let chosen = if url.secure { &self.https } else { &self.http };
+        let chosen = chosen.as_ref()?;
+        if !self.no_proxy.use_proxy(&url.host, url.port) {
+            return None;
+        }
+        Some(chosen.clone())
+    }
+}
+
+/// `NO_PROXY`, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NoProxy {
+    all: bool,
+    ips: Vec<(IpAddr, Option<u16>)>,
+    cidrs: Vec<(IpAddr, u8)>,
+    /// (suffix with leading '.', also match the bare host, port)
+    domains: Vec<(String, bool, Option<u16>)>,
+}
+
+impl NoProxy {
+    /// Parses a comma-separated `NO_PROXY` value.
+    pub fn parse(value: &str) -> Self {
+        let mut rules = Self::default();
+        for entry in value.split(',') {
+            let entry = entry.trim().to_ascii_lowercase();
+            if entry.is_empty() {
+                continue;
+            }
+            if entry == "*" {
+                return Self {
+                    all: true,
+                    ..Self::default()
+                };
+            }
+            if let Some(cidr) = parse_cidr(&entry) {
+                rules.cidrs.push(cidr);
+                continue;
+            }
+            let (host, port) = match split_entry(&entry) {
+                Some(hp) => hp,
+                None => continue,
+            };
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                rules.ips.push((ip, port));
+                continue;
+            }
+            if host.is_empty() {
+                continue;
+            }
+            let host = host.strip_prefix('*').unwrap_or(host);
+            let (suffix, bare) = match host.strip_prefix('.') {
+                Some(_) => (host.to_owned(), false),
+                None => (format!(".{host}"), true),
+            };
+            rules.domains.push((suffix, bare, port));
+        }
+        rules
+    }
+
+    /// Whether a connection to `host:port` should go through the proxy.
+    pub fn use_proxy(&self, host: &str, port: u16) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        if host == "localhost" {
+            return false;
+        }
+        let ip = host.parse::<IpAddr>().ok();
+        if ip.is_some_and(|ip| ip.is_loopback()) {
+            return false;
+        }
+        if self.all {
+            return false;
+        }
+        let port_ok = |p: &Option<u16>| p.is_none_or(|p| p == port);
+        if let Some(ip) = ip {
+            if self.ips.iter().any(|(i, p)| *i == ip && port_ok(p)) {
+                return false;
+            }
+            if self
+                .cidrs
+                .iter()
+                .any(|(net, bits)| in_cidr(ip, *net, *bits))
+            {
+                return false;
+            }
+        }
+        !self.domains.iter().any(|(suffix, bare, p)| {
+            (host.ends_with(suffix.as_str()) || (*bare && host == suffix[1..])) && port_ok(p)
+        })
+    }
+}
+
+/// `host`, `host:port`, `[v6]:port`; `None` for a malformed entry.
+fn split_entry(entry: &str) -> Option<(&str, Option<u16>)> {
+    if entry.parse::<IpAddr>().is_ok() {
+        return Some((entry, None));
+    }
+    let (host, port) = split_host_port(entry).ok()?;
+    match port {
+        Some(p) => Some((host, Some(p.parse().ok()?))),
+        None => Some((host, None)),
+    }
+}
+
+fn parse_cidr(entry: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = entry.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let bits: u8 = bits.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((ip, bits))
+}
+
+fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    let (a, b, width) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let shift = width - u32::from(bits);
+    shift >= width || (a >> shift) == (b >> shift)
+}
+
+/// Checks the proxy's answer to `CONNECT` (the bytes up to the blank line).
+pub fn check_connect_response(head: &[u8]) -> Result<(), ProxyError> {
+    let text = String::from_utf8_lossy(head);
+    let status_line = text.lines().next().unwrap_or_default().trim().to_owned();
+    let mut parts = status_line.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(v), Some("200")) if v.starts_with("HTTP/1.") => Ok(()),
+        (Some(v), Some(_)) if v.starts_with("HTTP/") => Err(ProxyError::Refused { status_line }),
+        _ => Err(ProxyError::Garbled),
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn url(s: &str) -> WsUrl {
+        WsUrl::parse(s).unwrap()
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let got: Vec<String> = ["", "f", "fo", "foo", "foob", "fooba", "foobar"]
+            .iter()
+            .map(|s| base64(s.as_bytes()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"
+            ]
+        );
+    }
+
+    #[test]
+    fn proxy_url_parsing() {
+        let p = ProxyUrl::parse("http://us%40r:p%3Ass@Proxy.example:3128/").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("proxy.example", 3128));
+        assert_eq!(p.to_string(), "http://proxy.example:3128");
+        assert_eq!(format!("{p:?}"), "ProxyUrl(http://proxy.example:3128)");
+        assert_eq!(
+            String::from_utf8(p.connect_request("oz.test:443")).unwrap(),
+            format!(
+                "CONNECT oz.test:443 HTTP/1.1\r\nHost: oz.test:443\r\nProxy-Authorization: Basic {}\r\n\r\n",
+                base64(b"us@r:p:ss")
+            )
+        );
+        let bare = ProxyUrl::parse("10.0.0.1").unwrap();
+        assert_eq!(
+            (bare.host.as_str(), bare.port, bare.has_credentials()),
+            ("10.0.0.1", 80, false)
+        );
+        assert_eq!(
+            String::from_utf8(bare.connect_request("[::1]:8")).unwrap(),
+            "CONNECT [::1]:8 HTTP/1.1\r\nHost: [::1]:8\r\n\r\n"
+        );
+        assert_eq!(
+            ProxyUrl::parse("socks5://h:1"),
+            Err(ProxyError::Scheme("socks5".into()))
+        );
+        assert_eq!(ProxyUrl::parse("http://:8080"), Err(ProxyError::Invalid));
+    }
+
+    #[test]
+    fn env_precedence_matches_go_plus_all_proxy_fallback() {
+        let s = ProxySettings::from_env(&env(&[
+            ("HTTPS_PROXY", "http://upper:1"),
+            ("https_proxy", "http://lower:2"),
+            ("http_proxy", "lower-http:3"),
+        ]));
+        let host = |o: Option<Result<ProxyUrl, ProxyError>>| o.map(|r| r.unwrap().host);
+        assert_eq!(
+            host(s.proxy_for(&url("wss://oz.warp.dev/"))),
+            Some("upper".into())
+        );
+        assert_eq!(
+            host(s.proxy_for(&url("ws://oz.warp.dev/"))),
+            Some("lower-http".into())
+        );
+
+        let s = ProxySettings::from_env(&env(&[("all_proxy", "http://all:9")]));
+        assert_eq!(
+            host(s.proxy_for(&url("wss://oz.warp.dev/"))),
+            Some("all".into())
+        );
+        let s = ProxySettings::from_env(&env(&[("ALL_PROXY", "socks5://s:1")]));
+        assert_eq!(s.proxy_for(&url("wss://oz.warp.dev/")), None);
+        let s = ProxySettings::from_env(&env(&[("HTTPS_PROXY", "socks5://s:1")]));
+        assert_eq!(
+            s.proxy_for(&url("wss://oz.warp.dev/")),
+            Some(Err(ProxyError::Scheme("socks5".into())))
+        );
+        let s = ProxySettings::from_env(&env(&[
+            ("HTTPS_PROXY", "http://p:1"),
+            ("no_proxy", "warp.dev"),
+        ]));
+        assert_eq!(s.proxy_for(&url("wss://oz.warp.dev/")), None);
+    }
+
+    #[test]
+    fn no_proxy_rules_follow_go_httpproxy() {
+        let n = NoProxy::parse(
+            " Example.com, .dot.org,*.star.net,10.1.2.3,192.168.0.0/16, ::2 ,port.io:8443,[::5]:99,:80",
+        );
+        let cases = [
+            ("example.com", 443, false),
+            ("sub.example.com", 443, false),
+            ("notexample.com", 443, true),
+            ("dot.org", 443, true),
+            ("a.dot.org", 443, false),
+            ("star.net", 443, true),
+            ("x.star.net", 443, false),
+            ("10.1.2.3", 443, false),
+            ("10.1.2.4", 443, true),
+            ("192.168.7.7", 443, false),
+            ("192.169.0.1", 443, true),
+            ("::2", 443, false),
+            ("port.io", 8443, false),
+            ("port.io", 443, true),
+            ("::5", 99, false),
+            ("::5", 98, true),
+            ("localhost", 443, false),
+            ("127.0.0.9", 443, false),
+            ("::1", 443, false),
+            ("oz.warp.dev", 443, true),
+        ];
+        for (host, port, want) in cases {
+            assert_eq!(n.use_proxy(host, port), want, "{host}:{port}");
+        }
+        assert!(!NoProxy::parse("a.com, *").use_proxy("oz.warp.dev", 443));
+        assert!(NoProxy::parse("").use_proxy("oz.warp.dev", 443));
+    }
+
+    #[test]
+    fn connect_response_status() {
+        assert_eq!(
+            check_connect_response(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            Ok(())
+        );
+        assert_eq!(check_connect_response(b"HTTP/1.0 200 OK\r\n\r\n"), Ok(()));
+        assert_eq!(
+            check_connect_response(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"),
+            Err(ProxyError::Refused {
+                status_line: "HTTP/1.1 407 Proxy Authentication Required".into()
+            })
+        );
+        assert_eq!(
+            check_connect_response(b"SSH-2.0\r\n\r\n"),
+            Err(ProxyError::Garbled)
+        );
+    }
+}
