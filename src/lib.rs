@@ -13,6 +13,7 @@
 pub mod config;
 pub mod connection;
 pub mod container_spec;
+pub mod daemon;
 pub mod deadline;
 pub mod dispatch;
 pub mod docker;

@@ -287,6 +287,11 @@ impl Orchestrator {
         self.reject_handshakes(status, 1);
     }
 
+    /// Accepts upgrade requests again (forgets queued refusals).
+    pub fn accept_handshakes(&self) {
+        self.inner.update(|s| s.reject.clear());
+    }
+
     /// Refuses the next `count` upgrade requests with this HTTP status.
     pub fn reject_handshakes(&self, status: u16, count: usize) {
         self.inner
