@@ -18,4 +18,5 @@ pub mod wire;
 pub mod deadline;
 pub mod dispatch;
 pub mod logging;
+pub mod metrics;
 pub mod signals;
