@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod docker;
 pub mod duration;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod signals;
 pub mod task;

@@ -1,0 +1,100 @@
+//! Exact scrapes of a fresh worker and of a small scenario, against golden
+//! files checked line by line against what a Go worker's exporter writes.
+
+use std::time::Duration;
+
+use super::*;
+use crate::wire::FailureReason;
+
+fn metrics() -> Metrics {
+    Metrics::new(
+        WorkerInfo {
+            version: "0.1.0".into(),
+            backend: "docker".into(),
+            worker_id: "prod-1".into(),
+        },
+        4,
+    )
+}
+
+fn failed(reason: FailureReason) -> Outbound {
+    Outbound::TaskFailed {
+        task_id: "t".into(),
+        message: "m".into(),
+        failure_reason: Some(reason),
+        exit_code: 137,
+    }
+}
+
+fn completed(state: Option<&str>) -> Outbound {
+    Outbound::TaskCompleted {
+        task_id: "t".into(),
+        message: "m".into(),
+        task_state: state.map(str::to_owned),
+    }
+}
+
+#[test]
+fn fresh_scrape_primes_every_go_series_at_zero() {
+    assert_eq!(metrics().render(), include_str!("testdata/fresh.prom"));
+}
+
+#[test]
+fn scenario_scrape_is_exact() {
+    let m = metrics();
+    let obs: &dyn DispatchObserver = &m;
+    m.set_connected(true);
+    m.reconnect(ReconnectReason::DialFailed);
+    m.reconnect(ReconnectReason::DialFailed);
+    m.reconnect(ReconnectReason::RemoteClose);
+    obs.claimed();
+    obs.claimed();
+    obs.claimed();
+    obs.active(3);
+    obs.rejected(crate::wire::REJECT_AT_CAPACITY);
+    obs.rejected(crate::dispatch::REJECT_SHUTTING_DOWN);
+    obs.finished(&completed(None), Duration::from_millis(750));
+    obs.finished(&completed(None), Duration::from_millis(1500));
+    obs.finished(&completed(Some("CANCELLED")), Duration::from_secs(12));
+    obs.finished(
+        &failed(FailureReason::ContainerOom),
+        Duration::from_secs(20_000),
+    );
+    obs.active(0);
+    assert_eq!(m.render(), include_str!("testdata/scenario.prom"));
+}
+
+#[test]
+fn durations_land_in_upper_inclusive_buckets() {
+    let mut h = Histogram::default();
+    for v in [0.0, 5.0, 5.000001, 10000.0, 10000.5] {
+        h.observe(v);
+    }
+    let mut want = [0u64; 16];
+    want[0] = 1; // le=0
+    want[1] = 1; // le=5
+    want[2] = 1; // le=10
+    want[14] = 1; // le=10000
+    want[15] = 1; // +Inf
+    assert_eq!(h.counts, want);
+    assert_eq!(h.sum, 0.0 + 5.0 + 5.000001 + 10000.0 + 10000.5);
+}
+
+#[test]
+fn label_values_are_escaped_in_info() {
+    let m = Metrics::new(
+        WorkerInfo {
+            version: String::new(),
+            backend: "docker".into(),
+            worker_id: "a\"b\\c".into(),
+        },
+        0,
+    );
+    let text = m.render();
+    assert!(text.contains(
+        "oz_worker_info{backend=\"docker\",otel_scope_name=\"github.com/warpdotdev/oz-agent-worker\",otel_scope_schema_url=\"\",otel_scope_version=\"\",version=\"\",worker_id=\"a\\\"b\\\\c\"} 1\n"
+    ));
+    assert!(text.ends_with(
+        "target_info{service_name=\"oz-agent-worker\",worker_backend=\"docker\",worker_id=\"a\\\"b\\\\c\"} 1\n"
+    ));
+}
