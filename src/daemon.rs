@@ -80,7 +80,18 @@ pub struct Daemon {
 
 struct Handler {
     dispatcher: Dispatcher,
-    on_connection: Option<Box<dyn Fn(bool) + Send>>,
+    on_connection: Option<Box<dyn Fn(ConnectionEvent) + Send>>,
+}
+
+/// What happened to the connection, for metrics and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A WebSocket to the orchestrator is open.
+    Connected,
+    /// The open connection was lost (a reconnect follows).
+    Lost,
+    /// A dial failed (a retry follows).
+    DialFailed,
 }
 
 impl InboundHandler for Handler {
@@ -89,7 +100,16 @@ impl InboundHandler for Handler {
     }
     fn on_connection_change(&mut self, connected: bool) {
         if let Some(f) = &self.on_connection {
-            f(connected);
+            f(if connected {
+                ConnectionEvent::Connected
+            } else {
+                ConnectionEvent::Lost
+            });
+        }
+    }
+    fn on_dial_failed(&mut self) {
+        if let Some(f) = &self.on_connection {
+            f(ConnectionEvent::DialFailed);
         }
     }
 }
@@ -99,8 +119,8 @@ impl InboundHandler for Handler {
 pub struct Hooks {
     /// Sees every task lifecycle event.
     pub observer: Option<Arc<dyn DispatchObserver>>,
-    /// Called when the connection comes up or goes down.
-    pub on_connection: Option<Box<dyn Fn(bool) + Send>>,
+    /// Called when the connection comes up, goes down, or a dial fails.
+    pub on_connection: Option<Box<dyn Fn(ConnectionEvent) + Send>>,
 }
 
 impl Daemon {

@@ -98,6 +98,8 @@ pub trait InboundHandler: Send + 'static {
     fn on_message(&mut self, msg: Inbound);
     /// The connection came up (`true`) or went down (`false`).
     fn on_connection_change(&mut self, _connected: bool) {}
+    /// A dial (TCP, proxy, TLS or WebSocket handshake) failed; a retry follows.
+    fn on_dial_failed(&mut self) {}
 }
 
 impl<F: FnMut(Inbound) + Send + 'static> InboundHandler for F {
@@ -318,6 +320,7 @@ impl Worker {
                     };
                     let delay = backoff.next_delay(jitter.draw());
                     log::error!("could not connect to {url}: {e}; retrying in {delay:?}");
+                    handler.on_dial_failed();
                     self.shared.sleep(delay);
                     continue;
                 }
@@ -352,6 +355,7 @@ impl Worker {
                     } else {
                         log::warn!("could not connect to {url}: {e}; retrying in {delay:?}");
                     }
+                    handler.on_dial_failed();
                     self.shared.sleep(delay);
                     continue;
                 }
