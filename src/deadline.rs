@@ -71,7 +71,10 @@ fn watch(inner: &Inner) {
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
-            None => inner.changed.wait(entries).unwrap_or_else(|e| e.into_inner()),
+            None => inner
+                .changed
+                .wait(entries)
+                .unwrap_or_else(|e| e.into_inner()),
         };
     }
 }

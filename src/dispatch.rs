@@ -477,11 +477,17 @@ mod tests {
         };
         assert!(matches!(
             terminal("slow"),
-            Outbound::TaskFailed { failure_reason: Some(FailureReason::TaskTimeout), .. }
+            Outbound::TaskFailed {
+                failure_reason: Some(FailureReason::TaskTimeout),
+                ..
+            }
         ));
         assert!(matches!(
             terminal("boom"),
-            Outbound::TaskFailed { failure_reason: Some(FailureReason::Unknown), .. }
+            Outbound::TaskFailed {
+                failure_reason: Some(FailureReason::Unknown),
+                ..
+            }
         ));
         assert_eq!(
             terminal("bad"),

@@ -54,10 +54,7 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
     match format {
         LogFormat::Text => {
             let task = task.map(|t| format!(" task={t}")).unwrap_or_default();
-            format!(
-                "{timestamp} {:<5}{task} {message}",
-                record.level().as_str()
-            )
+            format!("{timestamp} {:<5}{task} {message}", record.level().as_str())
         }
         LogFormat::Json => {
             let mut object = serde_json::Map::new();
@@ -195,10 +192,7 @@ mod tests {
     fn masks_registered_secrets_until_dropped() {
         let guard = register_secret("s3cr3t-value-1");
         let short = register_secret("abc");
-        assert_eq!(
-            redact("token=s3cr3t-value-1; abc"),
-            "token=[REDACTED]; abc"
-        );
+        assert_eq!(redact("token=s3cr3t-value-1; abc"), "token=[REDACTED]; abc");
         drop(guard);
         drop(short);
         assert_eq!(redact("token=s3cr3t-value-1"), "token=s3cr3t-value-1");
