@@ -277,3 +277,27 @@ fn reaper_removes_leftovers_but_not_active_tasks() {
     assert_eq!(report.containers, 1);
     fx.assert_nothing_left();
 }
+
+#[test]
+fn periodic_reaper_removes_what_no_task_owns() {
+    let fx = Fixture::new("periodic");
+    let wid = &fx.worker_id;
+    let body = json!({
+        "Image": support::BUSYBOX,
+        "Cmd": ["true"],
+        "Labels": {
+            "dev.warp.oz-agent-worker.worker-id": wid,
+            "dev.warp.oz-agent-worker.task-id": "crashed",
+        },
+    });
+    fx.docker.create(&format!("crashed-{wid}"), &body).unwrap();
+    let runner = fx.runner(fx.settings());
+    let handle = runner.spawn_reaper(Duration::from_millis(20), Duration::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !fx.leftovers().0.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "reaper never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(handle);
+    fx.assert_nothing_left();
+}
