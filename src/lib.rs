@@ -18,6 +18,7 @@ pub mod deadline;
 pub mod dispatch;
 pub mod docker;
 pub mod duration;
+pub mod execute;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;

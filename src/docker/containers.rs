@@ -71,6 +71,9 @@ pub struct ContainerSummary {
     /// Labels.
     #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
+    /// Creation time, seconds since the Unix epoch.
+    #[serde(rename = "Created", default)]
+    pub created: i64,
 }
 
 impl Docker {

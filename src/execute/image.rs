@@ -1,0 +1,288 @@
+//! Making an image usable on this host (`shared/spec/TASK.md` §2): registry
+//! mirrors, the pull policy, credentials, the pull itself and the platform
+//! check after it.
+//!
+//! Owns [`ImageSettings`], [`ensure`] and [`ImageError`]. It must not decide
+//! what a task fails with (the flow in `mod.rs` does) and must never log a
+//! credential: the password and the `X-Registry-Auth` value are registered
+//! as secrets for the life of the returned [`PreparedImage`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::PullPolicy;
+use crate::docker::auth::{self, CredentialEnv, RegistryAuth};
+use crate::docker::reference::{ImageRef, ReferenceError};
+use crate::docker::{AbortSlot, Docker, DockerError, ImageInfo};
+use crate::logging::{self, SecretGuard};
+use crate::task::CancelToken;
+
+/// How the worker gets images.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    /// The daemon's `os/arch`; every image must match it.
+    pub platform: String,
+    /// When to pull.
+    pub policy: PullPolicy,
+    /// `registry_mirrors`: registry prefix → replacement.
+    pub mirrors: BTreeMap<String, String>,
+    /// Where registry credentials are looked up.
+    pub credentials: CredentialEnv,
+}
+
+/// An image present on the host for the right platform.
+pub struct PreparedImage {
+    /// The reference as pulled (after the mirror rewrite): what to create from.
+    pub reference: String,
+    /// The daemon's view of it.
+    pub info: ImageInfo,
+    /// Keeps the credential masked in logs while the task runs.
+    _secrets: Vec<SecretGuard>,
+}
+
+/// Why an image cannot be used.
+#[derive(Debug)]
+pub enum ImageError {
+    /// The name is not an image reference, or a mirror rewrite broke it.
+    Reference(ReferenceError),
+    /// `image_pull_policy: Never` and the host does not have it.
+    NotPresent {
+        /// The image as it would be pulled.
+        image: String,
+    },
+    /// The daemon could not pull it; `source` keeps the daemon's / registry's words.
+    Pull {
+        /// The image pulled.
+        image: String,
+        /// What the daemon said.
+        source: DockerError,
+    },
+    /// Inspecting the image failed.
+    Inspect {
+        /// The image.
+        image: String,
+        /// What the daemon said.
+        source: DockerError,
+    },
+    /// The pull succeeded but the daemon does not have the image afterwards.
+    MissingAfterPull {
+        /// The image.
+        image: String,
+    },
+    /// The image is built for another platform than the daemon's.
+    Platform {
+        /// The image.
+        image: String,
+        /// Its `os/arch`.
+        found: String,
+        /// The daemon's `os/arch`.
+        required: String,
+    },
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Reference(e) => e.fmt(f),
+            Self::NotPresent { image } => write!(
+                f,
+                "image {image} is not on this host and image_pull_policy is Never; load it first (docker load / docker pull) or use IfNotPresent"
+            ),
+            Self::Pull { image, source } => {
+                write!(f, "failed to pull image {image}: {}", daemon_words(source))
+            }
+            Self::Inspect { image, source } => {
+                write!(f, "failed to inspect image {image}: {source}")
+            }
+            Self::MissingAfterPull { image } => {
+                write!(f, "image {image} is missing right after pulling it")
+            }
+            Self::Platform {
+                image,
+                found,
+                required,
+            } => write!(
+                f,
+                "image {image} is for platform {found}, but this worker requires {required}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+impl fmt::Debug for PreparedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedImage")
+            .field("reference", &self.reference)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The daemon's or registry's own message, without our call decoration.
+fn daemon_words(e: &DockerError) -> String {
+    match e {
+        DockerError::Api { message, .. } | DockerError::PullFailed { message, .. } => {
+            message.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The reference to pull for `image` once `mirrors` are applied.
+pub fn resolve(
+    image: &str,
+    mirrors: &BTreeMap<String, String>,
+) -> Result<ImageRef, ReferenceError> {
+    ImageRef::parse(image)?.with_mirrors(mirrors)
+}
+
+/// Makes `image` present on the host for the daemon's platform, following the
+/// pull policy. `cancel` aborts a pull in progress; the caller then sees a
+/// [`ImageError::Pull`] and checks the token.
+pub fn ensure(
+    docker: &Docker,
+    settings: &ImageSettings,
+    image: &str,
+    cancel: &CancelToken,
+) -> Result<PreparedImage, ImageError> {
+    let target = resolve(image, &settings.mirrors).map_err(ImageError::Reference)?;
+    let reference = target.to_string();
+    if ImageRef::parse(image).is_ok_and(|r| r.registry() != target.registry()) {
+        log::info!("image {image} comes from mirror {reference}");
+    }
+    let mut secrets = Vec::new();
+    let present = match settings.policy {
+        PullPolicy::Always => None,
+        PullPolicy::IfNotPresent | PullPolicy::Never => inspect(docker, &reference)?,
+    };
+    let info = match (present, settings.policy) {
+        (Some(info), _) => {
+            log::debug!("image {reference} is present; not pulling");
+            info
+        }
+        (None, PullPolicy::Never) => return Err(ImageError::NotPresent { image: reference }),
+        (None, _) => {
+            pull(docker, settings, &target, &reference, cancel, &mut secrets)?;
+            inspect(docker, &reference)?.ok_or(ImageError::MissingAfterPull {
+                image: reference.clone(),
+            })?
+        }
+    };
+    let found = format!("{}/{}", info.os, info.architecture);
+    if found != settings.platform {
+        return Err(ImageError::Platform {
+            image: reference,
+            found,
+            required: settings.platform.clone(),
+        });
+    }
+    Ok(PreparedImage {
+        reference,
+        info,
+        _secrets: secrets,
+    })
+}
+
+fn inspect(docker: &Docker, reference: &str) -> Result<Option<ImageInfo>, ImageError> {
+    docker
+        .image_inspect(reference)
+        .map_err(|source| ImageError::Inspect {
+            image: reference.to_owned(),
+            source,
+        })
+}
+
+fn pull(
+    docker: &Docker,
+    settings: &ImageSettings,
+    target: &ImageRef,
+    reference: &str,
+    cancel: &CancelToken,
+    secrets: &mut Vec<SecretGuard>,
+) -> Result<(), ImageError> {
+    let key = target.credential_key();
+    // Like the Go worker: a credential problem is a warning and the pull goes
+    // anonymous; the registry's refusal then says what is wrong.
+    let credential = match auth::lookup(key, &settings.credentials) {
+        Ok(found) => found,
+        Err(e) => {
+            log::warn!("registry credentials for {key}: {e}; pulling {reference} anonymously");
+            None
+        }
+    };
+    let header = credential.as_ref().map(|c| {
+        if let RegistryAuth::Password { password, .. } = c {
+            secrets.push(logging::register_secret(password));
+        } else if let RegistryAuth::IdentityToken { token, .. } = c {
+            secrets.push(logging::register_secret(token));
+        }
+        let value = c.header_value();
+        secrets.push(logging::register_secret(&value));
+        value
+    });
+    match credential.as_ref().and_then(RegistryAuth::username) {
+        Some(user) => log::info!("pulling image {reference} as {user}"),
+        None => log::info!("pulling image {reference}"),
+    }
+    let slot = AbortSlot::new();
+    let hook_slot = slot.clone();
+    let _hook = cancel.on_cancel(move |_| hook_slot.abort());
+    docker
+        .image_pull(
+            &target.name(),
+            target.tag_or_digest(),
+            &settings.platform,
+            header.as_deref(),
+            &mut |p| log::trace!("pull {reference}: {} {}", p.id, p.status),
+            &slot,
+        )
+        .map_err(|source| ImageError::Pull {
+            image: reference.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_rewrite_the_pulled_reference() {
+        let mirrors = BTreeMap::from([("docker.io".to_string(), "127.0.0.1:5000".to_string())]);
+        assert_eq!(
+            resolve("me/app:1", &mirrors).unwrap().to_string(),
+            "127.0.0.1:5000/me/app:1"
+        );
+        assert_eq!(
+            resolve("ghcr.io/a/b", &mirrors).unwrap().to_string(),
+            "ghcr.io/a/b:latest"
+        );
+    }
+
+    #[test]
+    fn messages_keep_the_daemon_words() {
+        let e = ImageError::Pull {
+            image: "127.0.0.1:1/a:b".into(),
+            source: DockerError::Api {
+                call: "POST /images/create".into(),
+                status: 500,
+                message: "Head \"…\": no basic auth credentials".into(),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to pull image 127.0.0.1:1/a:b: Head \"…\": no basic auth credentials"
+        );
+        let e = ImageError::Platform {
+            image: "docker.io/oz-test/arm64:latest".into(),
+            found: "linux/arm64".into(),
+            required: "linux/amd64".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "image docker.io/oz-test/arm64:latest is for platform linux/arm64, but this worker requires linux/amd64"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Pure naming and small constants of the Docker task runner: container
+//! names, the labels of sidecar volumes and fill containers, the volume
+//! completeness marker (a tiny tar built in memory) and the musl loader path.
+//!
+//! No I/O here; everything is a function of its arguments.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use crate::container_spec::{LABEL_MANAGED, LABEL_PREFIX, LABEL_WORKER_ID};
+
+/// Label naming what a helper container is for (value [`ROLE_FILL`]).
+pub const LABEL_ROLE: &str = "dev.warp.oz-agent-worker.role";
+/// Label on helper containers naming the volume they work on.
+pub const LABEL_VOLUME: &str = "dev.warp.oz-agent-worker.volume";
+/// Label on sidecar volumes naming the image they hold.
+pub const LABEL_SIDECAR_IMAGE: &str = "dev.warp.oz-agent-worker.sidecar-image";
+/// Role of the containers that fill or probe a sidecar volume.
+pub const ROLE_FILL: &str = "sidecar-fill";
+/// File at a sidecar volume's root written after a complete copy.
+pub const MARKER: &str = ".oz-sidecar-complete";
+/// Where fill and probe containers mount the volume.
+pub const FILL_PATH: &str = "/oz-fill";
+
+/// Longest task-id part of a container name (Docker allows long names, people read them).
+const NAME_TASK_MAX: usize = 40;
+
+/// `oz-task-<task id>-<first 8 of the execution id>-<nonce>`, with every
+/// character Docker refuses in a name turned into `-`.
+pub fn container_name(task_id: &str, execution_id: &str, nonce: u32) -> String {
+    let task: String = sanitise(task_id).chars().take(NAME_TASK_MAX).collect();
+    let exec: String = sanitise(execution_id).chars().take(8).collect();
+    let task = if task.is_empty() { "task".into() } else { task };
+    if exec.is_empty() {
+        format!("oz-task-{task}-{nonce:08x}")
+    } else {
+        format!("oz-task-{task}-{exec}-{:04x}", nonce & 0xffff)
+    }
+}
+
+/// A fill or probe container's name: `oz-fill-<volume>-<what>-<nonce>`.
+pub fn helper_name(volume: &str, what: &str, nonce: u32) -> String {
+    format!("oz-fill-{}-{what}-{nonce:08x}", sanitise(volume))
+}
+
+/// Docker names are `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn sanitise(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A random number for names, so a leftover container never blocks a new one.
+pub fn nonce() -> u32 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
+}
+
+/// Labels of a sidecar volume.
+pub fn volume_labels(worker_id: &str, image: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED.to_owned(), "true".to_owned()),
+        (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
+        (LABEL_SIDECAR_IMAGE.to_owned(), image.to_owned()),
+    ])
+}
+
+/// Labels of a fill or probe container working on `volume`.
+pub fn helper_labels(worker_id: &str, volume: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED.to_owned(), "true".to_owned()),
+        (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
+        (LABEL_ROLE.to_owned(), ROLE_FILL.to_owned()),
+        (LABEL_VOLUME.to_owned(), volume.to_owned()),
+    ])
+}
+
+/// `key=value` for a label filter.
+pub fn label(key: &str, value: &str) -> String {
+    debug_assert!(key.starts_with(LABEL_PREFIX));
+    format!("{key}={value}")
+}
+
+/// The musl dynamic loader for the daemon's platform; its presence marks a
+/// musl userland, where the agent (built against glibc) cannot run.
+pub fn musl_loader(platform: &str) -> &'static str {
+    if platform.ends_with("/arm64") {
+        "/lib/ld-musl-aarch64.so.1"
+    } else {
+        "/lib/ld-musl-x86_64.so.1"
+    }
+}
+
+/// A tar archive holding one empty regular file [`MARKER`] (mode 0644): one
+/// ustar header block and the two zero blocks that end an archive.
+pub fn marker_tar() -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..MARKER.len()].copy_from_slice(MARKER.as_bytes());
+    header[100..108].copy_from_slice(b"0000644\0"); // mode
+    header[108..116].copy_from_slice(b"0000000\0"); // uid
+    header[116..124].copy_from_slice(b"0000000\0"); // gid
+    header[124..136].copy_from_slice(b"00000000000\0"); // size
+    header[136..148].copy_from_slice(b"00000000000\0"); // mtime
+    header[156] = b'0'; // regular file
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    // The checksum is computed with its own field as spaces.
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(&[0u8; 1024]);
+    tar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names() {
+        assert_eq!(
+            container_name("T-1", "abcdef0123", 0x1234_5678),
+            "oz-task-T-1-abcdef01-5678"
+        );
+        assert_eq!(
+            container_name("a/b c", "", 0xdead_beef),
+            "oz-task-a-b-c-deadbeef"
+        );
+        assert_eq!(container_name("", "e", 1), "oz-task-task-e-0001");
+        assert_eq!(container_name(&"x".repeat(90), "", 0).len(), 8 + 40 + 9);
+        assert_eq!(
+            helper_name("oz-test-agent-sidecar-0123456789ab", "src", 255),
+            "oz-fill-oz-test-agent-sidecar-0123456789ab-src-000000ff"
+        );
+    }
+
+    #[test]
+    fn musl_paths() {
+        assert_eq!(musl_loader("linux/amd64"), "/lib/ld-musl-x86_64.so.1");
+        assert_eq!(musl_loader("linux/arm64"), "/lib/ld-musl-aarch64.so.1");
+    }
+
+    #[test]
+    fn marker_is_a_valid_one_file_tar() {
+        let tar = marker_tar();
+        assert_eq!(tar.len(), 1536);
+        assert_eq!(&tar[..20], b".oz-sidecar-complete");
+        assert_eq!(&tar[257..263], b"ustar\0");
+        let mut h = tar[..512].to_vec();
+        let stored = std::str::from_utf8(&h[148..154]).unwrap().to_string();
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        assert_eq!(u32::from_str_radix(&stored, 8).unwrap(), sum);
+        assert!(tar[512..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn labels_carry_the_worker() {
+        assert_eq!(
+            helper_labels("w", "v").get(LABEL_ROLE).map(String::as_str),
+            Some("sidecar-fill")
+        );
+        assert_eq!(
+            volume_labels("w", "img")
+                .get(LABEL_SIDECAR_IMAGE)
+                .map(String::as_str),
+            Some("img")
+        );
+        assert_eq!(
+            label(LABEL_VOLUME, "v"),
+            "dev.warp.oz-agent-worker.volume=v"
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! `DockerRunner` end to end on the real daemon: the stub agent records its
+//! argv and environment; exit codes, OOM, limits, platform and musl checks,
+//! cancellation, timeout and the reaper.
+
+mod support;
+
+use std::time::Duration;
+
+use oz_agent_worker::container_spec::Limits;
+use oz_agent_worker::execute::reaper;
+use oz_agent_worker::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
+use oz_agent_worker::wire::FailureReason;
+use serde_json::json;
+use support::{Fixture, docker_cli};
+
+fn failed(reason: FailureReason, detail: &str, exit_code: i64) -> TaskOutcome {
+    TaskOutcome::Failed {
+        reason,
+        detail: detail.into(),
+        exit_code,
+    }
+}
+
+#[test]
+fn argv_and_env_follow_task_md() {
+    let mut fx = Fixture::new("argv");
+    let sidecar = fx.sidecar("argv");
+    let mut settings = fx.settings();
+    settings.spec.operator_env = [("OVERRIDE".to_string(), "operator".to_string())].into();
+    let runner = fx.runner(settings);
+    let task = fx.assignment(
+        "T-argv",
+        &sidecar,
+        json!({"env_vars": {"OZ_TEST_OUT": "/out", "OVERRIDE": "orchestrator", "GITHUB_ACCESS_TOKEN": "ghp_secretvalue"}}),
+    );
+    assert_eq!(
+        runner.run(&task, &CancelToken::new()),
+        TaskOutcome::Completed
+    );
+    assert_eq!(
+        fx.read_out("argv"),
+        "agent\nrun\n--share\nteam:edit\n--task-id\nT-argv\n--sandboxed\n--server-root-url\nhttps://app.example.test\n--idle-on-complete\n"
+    );
+    let env = fx.read_out("env");
+    for line in [
+        "TASK_ID=T-argv",
+        "GIT_TERMINAL_PROMPT=0",
+        "GH_PROMPT_DISABLED=1",
+        "WARP_SERVER_ROOT_URL=https://app.example.test",
+        "GITHUB_ACCESS_TOKEN=ghp_secretvalue",
+        "OVERRIDE=operator",
+        "OZ_TEST_OUT=/out",
+    ] {
+        assert!(
+            env.lines().any(|l| l == line),
+            "{line} missing from:\n{env}"
+        );
+    }
+    assert_eq!(env.matches("OVERRIDE=").count(), 1);
+
+    let user = fx.assignment(
+        "T-user",
+        &sidecar,
+        json!({"task": {"id": "T-user", "owner": {"Type": "USER", "Id": 2}}}),
+    );
+    assert_eq!(
+        runner.run(&user, &CancelToken::new()),
+        TaskOutcome::Completed
+    );
+    assert_eq!(
+        fx.read_out("argv"),
+        "agent\nrun\n--task-id\nT-user\n--sandboxed\n--server-root-url\nhttps://app.example.test\n--idle-on-complete\n"
+    );
+    fx.assert_no_containers();
+}
+
+#[test]
+fn non_zero_exit_is_container_exit() {
+    let mut fx = Fixture::new("exit");
+    let sidecar = fx.sidecar("exit");
+    let runner = fx.runner(fx.settings());
+    let task = fx.assignment(
+        "T-exit",
+        &sidecar,
+        json!({"env_vars": {"OZ_TEST_EXIT": "3"}}),
+    );
+    assert_eq!(
+        runner.run(&task, &CancelToken::new()),
+        failed(
+            FailureReason::ContainerExit,
+            "container exited with non-zero status: 3",
+            3
+        )
+    );
+    fx.assert_no_containers();
+}
+
+#[test]
+fn memory_limit_oom_is_container_oom() {
+    let mut fx = Fixture::new("oom");
+    let sidecar = fx.sidecar("oom");
+    let mut settings = fx.settings();
+    // instance_shape speaks whole GiB; the override keeps the test small.
+    settings.limits_override = Some(Limits {
+        nano_cpus: None,
+        memory_bytes: Some(16 << 20),
+    });
+    let runner = fx.runner(settings);
+    let task = fx.assignment(
+        "T-oom",
+        &sidecar,
+        json!({"env_vars": {"OZ_TEST_ALLOC_MB": "64"}}),
+    );
+    assert_eq!(
+        runner.run(&task, &CancelToken::new()),
+        failed(
+            FailureReason::ContainerOom,
+            "container exited with non-zero status: 137",
+            137
+        )
+    );
+    fx.assert_no_containers();
+}
+
+#[test]
+fn instance_shape_sets_cpu_and_memory_without_swap() {
+    let mut fx = Fixture::new("shape");
+    let sidecar = fx.sidecar("shape");
+    let mut settings = fx.settings();
+    settings.cleanup = false;
+    let runner = fx.runner(settings);
+    let task = fx.assignment(
+        "T-shape",
+        &sidecar,
+        json!({"instance_shape": {"vcpus": 1, "memory_gb": 1}}),
+    );
+    assert_eq!(
+        runner.run(&task, &CancelToken::new()),
+        TaskOutcome::Completed
+    );
+    let kept = fx.docker.list_by_label(&[&fx.worker_label()]).unwrap();
+    assert_eq!(kept.len(), 1, "cleanup=false keeps the container");
+    let limits = docker_cli(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}",
+        &kept[0].id,
+    ]);
+    assert_eq!(limits, "1000000000 1073741824 1073741824");
+}
+
+#[test]
+fn foreign_platform_and_musl_images_are_refused() {
+    let fx = Fixture::new("platform");
+    let runner = fx.runner(fx.settings());
+    let task = fx.assignment("T-arm", "", json!({"docker_image": "oz-test/arm64:latest"}));
+    assert_eq!(
+        runner.run(&task, &CancelToken::new()),
+        TaskOutcome::failed(
+            FailureReason::ImagePull,
+            format!(
+                "image docker.io/oz-test/arm64:latest is for platform linux/arm64, but this worker requires {}",
+                fx.platform
+            )
+        )
+    );
+    let task = fx.assignment("T-musl", "", json!({"docker_image": "oz-test/musl:latest"}));
+    assert_eq!(
+        runner.run(&task, &CancelToken::new()),
+        TaskOutcome::failed(
+            FailureReason::ImagePull,
+            "image oz-test/musl:latest uses musl libc (for example Alpine Linux); the Warp agent needs a glibc-based image such as Debian or Ubuntu"
+        )
+    );
+    assert!(!fx.out.join("argv").exists(), "nothing ran");
+    fx.assert_nothing_left();
+}
+
+/// Runs a sleeping task and fires `cause` once its container runs.
+fn cancel_running(case: &str, cause: CancelCause) {
+    let mut fx = Fixture::new(case);
+    let sidecar = fx.sidecar(case);
+    let runner = fx.runner(fx.settings());
+    let task = fx.assignment(
+        &format!("T-{case}"),
+        &sidecar,
+        json!({"env_vars": {"OZ_TEST_OUT": "/out", "OZ_TEST_SLEEP": "60"}}),
+    );
+    let token = CancelToken::new();
+    let outcome = std::thread::scope(|s| {
+        let run = s.spawn(|| runner.run(&task, &token));
+        // The stub writes argv before it sleeps: then the container runs.
+        while !fx.out.join("env").exists() {
+            assert!(!run.is_finished(), "task ended early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        token.cancel(cause);
+        run.join().unwrap()
+    });
+    assert_eq!(outcome, TaskOutcome::Cancelled(cause));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn cancel_during_run_stops_and_removes() {
+    cancel_running("cancel", CancelCause::User);
+}
+
+#[test]
+fn timeout_goes_through_the_same_path() {
+    cancel_running("timeout", CancelCause::Timeout);
+}
+
+#[test]
+fn reaper_removes_leftovers_but_not_active_tasks() {
+    let fx = Fixture::new("reap");
+    let wid = &fx.worker_id;
+    let labels = |extra: serde_json::Value| {
+        let mut l = json!({
+            "dev.warp.oz-agent-worker.managed": "true",
+            "dev.warp.oz-agent-worker.worker-id": wid,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            l[k] = v.clone();
+        }
+        l
+    };
+    let create = |name: &str, l: serde_json::Value, binds: Vec<String>| {
+        let body = json!({"Image": support::BUSYBOX, "Cmd": ["true"], "Labels": l, "HostConfig": {"Binds": binds}});
+        fx.docker.create(&format!("{name}-{wid}"), &body).unwrap()
+    };
+    create(
+        "old-task",
+        labels(json!({"dev.warp.oz-agent-worker.task-id": "gone"})),
+        vec![],
+    );
+    create(
+        "live-task",
+        labels(json!({"dev.warp.oz-agent-worker.task-id": "live"})),
+        vec![],
+    );
+    let vol = format!("{wid}-half");
+    let vlabels = [
+        (
+            "dev.warp.oz-agent-worker.worker-id".to_string(),
+            wid.clone(),
+        ),
+        (
+            "dev.warp.oz-agent-worker.sidecar-image".to_string(),
+            support::BUSYBOX.to_string(),
+        ),
+    ]
+    .into();
+    fx.docker.volume_create(&vol, &vlabels).unwrap();
+    fx.docker
+        .volume_create(&format!("{vol}2"), &vlabels)
+        .unwrap();
+    create(
+        "fill",
+        labels(
+            json!({"dev.warp.oz-agent-worker.role": "sidecar-fill", "dev.warp.oz-agent-worker.volume": vol}),
+        ),
+        vec![format!("{vol}:/oz-fill:nocopy")],
+    );
+    let report = reaper::reap(&fx.docker, wid, &|t| t == "live").unwrap();
+    assert_eq!(
+        report,
+        reaper::ReapReport {
+            containers: 2,
+            volumes: 2
+        }
+    );
+    let (containers, volumes) = fx.leftovers();
+    assert_eq!(containers, vec![format!("/live-task-{wid}")]);
+    assert_eq!(volumes, Vec::<String>::new());
+    let report = reaper::reap(&fx.docker, wid, &|_| false).unwrap();
+    assert_eq!(report.containers, 1);
+    fx.assert_nothing_left();
+}
+
+#[test]
+fn periodic_reaper_removes_what_no_task_owns() {
+    let fx = Fixture::new("periodic");
+    let wid = &fx.worker_id;
+    let body = json!({
+        "Image": support::BUSYBOX,
+        "Cmd": ["true"],
+        "Labels": {
+            "dev.warp.oz-agent-worker.worker-id": wid,
+            "dev.warp.oz-agent-worker.task-id": "crashed",
+        },
+    });
+    fx.docker.create(&format!("crashed-{wid}"), &body).unwrap();
+    let runner = fx.runner(fx.settings());
+    let handle = runner.spawn_reaper(Duration::from_millis(20), Duration::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !fx.leftovers().0.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "reaper never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(handle);
+    fx.assert_nothing_left();
+}

@@ -1,0 +1,205 @@
+//! Shared fixture of the Docker task runner tests: a unique worker id per
+//! test, a runner on the real daemon, an output directory bind-mounted at
+//! `/out`, and a Drop guard that removes everything labelled with the worker
+//! id (task containers, helper containers, sidecar volumes) and the test's
+//! image tags, pass or fail.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use oz_agent_worker::config::{PullPolicy, VolumeMount};
+use oz_agent_worker::container_spec::{LABEL_WORKER_ID, SpecInputs};
+use oz_agent_worker::docker::auth::CredentialEnv;
+use oz_agent_worker::docker::discovery::{Source, Target};
+use oz_agent_worker::docker::{Docker, Endpoint};
+use oz_agent_worker::execute::{DockerRunner, ImageSettings, RunnerSettings};
+use oz_agent_worker::wire::TaskAssignment;
+use serde_json::{Value, json};
+
+pub const BUSYBOX: &str = "oz-test/busybox:latest";
+pub const SIDECAR: &str = "oz-test/agent-sidecar:latest";
+pub const SERVER: &str = "https://app.example.test";
+
+pub fn docker() -> Docker {
+    let target = Target {
+        endpoint: Endpoint::Unix("/var/run/docker.sock".into()),
+        api_version: None,
+        source: Source::Default,
+    };
+    let d = Docker::connect(&target).expect("connect to the daemon");
+    assert!(
+        d.image_inspect(BUSYBOX).unwrap().is_some(),
+        "{BUSYBOX} missing: run bash .ci/test-images.sh"
+    );
+    d
+}
+
+/// One test's world; everything it made goes when it drops.
+pub struct Fixture {
+    pub docker: Docker,
+    pub worker_id: String,
+    pub out: PathBuf,
+    pub platform: String,
+    tags: Vec<String>,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Fixture {
+    pub fn new(case: &str) -> Fixture {
+        let docker = docker();
+        let worker_id = format!(
+            "oz-exec-test-{case}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = std::env::temp_dir().join(&worker_id);
+        std::fs::create_dir_all(&out).unwrap();
+        let platform = docker.platform().unwrap();
+        Fixture {
+            docker,
+            worker_id,
+            out,
+            platform,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Settings: local images (IfNotPresent), `/out` bound, no credentials.
+    pub fn settings(&self) -> RunnerSettings {
+        RunnerSettings {
+            spec: SpecInputs {
+                worker_id: self.worker_id.clone(),
+                server_root_url: SERVER.into(),
+                volumes: vec![VolumeMount {
+                    host: self.out.display().to_string(),
+                    container: "/out".into(),
+                    read_only: false,
+                    explicit_mode: false,
+                }],
+                ..SpecInputs::default()
+            },
+            images: ImageSettings {
+                platform: self.platform.clone(),
+                policy: PullPolicy::IfNotPresent,
+                mirrors: BTreeMap::new(),
+                credentials: self.no_credentials(),
+            },
+            cleanup: true,
+            stop_grace: std::time::Duration::from_secs(2),
+            limits_override: None,
+        }
+    }
+
+    /// A credential environment that finds nothing.
+    pub fn no_credentials(&self) -> CredentialEnv {
+        CredentialEnv {
+            docker_config: Some(self.out.join("no-docker-config")),
+            home: None,
+            auth_config: None,
+            path: None,
+            helper_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+
+    pub fn runner(&self, settings: RunnerSettings) -> DockerRunner {
+        DockerRunner::new(self.docker.clone(), settings)
+    }
+
+    /// A private tag of the agent sidecar, so parallel tests never share a volume.
+    pub fn sidecar(&mut self, case: &str) -> String {
+        let tag = format!("oz-test/sc-{}:latest", self.worker_id.to_lowercase());
+        let _ = case;
+        docker_cli(&["tag", SIDECAR, &tag]);
+        self.tags.push(tag.clone());
+        tag
+    }
+
+    /// Removes `tag` when the test ends.
+    pub fn forget_tag(&mut self, tag: &str) {
+        self.tags.push(tag.to_owned());
+    }
+
+    /// An assignment running the stub agent in busybox with `OZ_TEST_OUT=/out`.
+    pub fn assignment(&self, task_id: &str, sidecar: &str, extra: Value) -> TaskAssignment {
+        let mut v = json!({
+            "task_id": task_id,
+            "execution_id": format!("exec-{task_id}"),
+            "task": {"id": task_id, "owner": {"Type": "TEAM", "Id": 1}},
+            "docker_image": BUSYBOX,
+            "sidecar_image": sidecar,
+            "env_vars": {"OZ_TEST_OUT": "/out"},
+        });
+        merge(&mut v, extra);
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub fn read_out(&self, file: &str) -> String {
+        std::fs::read_to_string(self.out.join(file)).unwrap_or_default()
+    }
+
+    pub fn worker_label(&self) -> String {
+        format!("{LABEL_WORKER_ID}={}", self.worker_id)
+    }
+
+    /// Names of this worker's containers and volumes still on the daemon.
+    pub fn leftovers(&self) -> (Vec<String>, Vec<String>) {
+        let label = self.worker_label();
+        let containers = self.docker.list_by_label(&[&label]).unwrap();
+        let volumes = self.docker.volume_list_by_label(&[&label]).unwrap();
+        (
+            containers.into_iter().flat_map(|c| c.names).collect(),
+            volumes.into_iter().map(|v| v.name).collect(),
+        )
+    }
+
+    pub fn assert_no_containers(&self) {
+        assert_eq!(self.leftovers().0, Vec::<String>::new(), "containers left");
+    }
+
+    pub fn assert_nothing_left(&self) {
+        assert_eq!(self.leftovers(), (vec![], vec![]), "worker objects left");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let label = self.worker_label();
+        if let Ok(list) = self.docker.list_by_label(&[&label]) {
+            for c in list {
+                let _ = self.docker.remove(&c.id);
+            }
+        }
+        if let Ok(list) = self.docker.volume_list_by_label(&[&label]) {
+            for v in list {
+                let _ = self.docker.volume_remove(&v.name);
+            }
+        }
+        for tag in &self.tags {
+            let _ = self.docker.image_remove(tag);
+        }
+        let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    if let (Value::Object(b), Value::Object(e)) = (base, extra) {
+        for (k, v) in e {
+            b.insert(k, v);
+        }
+    }
+}
+
+pub fn docker_cli(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
