@@ -25,3 +25,4 @@ pub mod outbox;
 pub mod signals;
 pub mod task;
 pub mod wire;
+pub mod worker;

@@ -1,14 +1,23 @@
-//! The `oz-agent-worker` binary.
+//! The `oz-agent-worker` binary: parses the command line and hands off to
+//! the `run` command ([`oz_agent_worker::worker`]).
 
 use oz_agent_worker::config::{self, Command};
+use oz_agent_worker::{signals, worker};
 
 fn main() {
+    // Before any thread starts, so every thread inherits the mask and only
+    // the signal thread ever takes SIGTERM/SIGINT.
+    signals::block();
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     match config::parse(args, &|name| std::env::var(name).ok()) {
         Ok(Command::Help(text)) => print!("{text}"),
         Ok(Command::Version(text)) => println!("{text}"),
-        // The lead engineer wires the worker and the doctor here.
-        Ok(Command::Run(_)) | Ok(Command::Doctor(_)) => {}
+        Ok(Command::Run(cfg)) => std::process::exit(worker::run(cfg)),
+        // The doctor lands with its own module; until then it says so.
+        Ok(Command::Doctor(_)) => {
+            eprintln!("oz-agent-worker: doctor is not available in this build");
+            std::process::exit(2);
+        }
         Err(e) => {
             eprintln!("oz-agent-worker: {e}");
             std::process::exit(2);

@@ -244,6 +244,19 @@ impl Docker {
         decode(resp)
     }
 
+    /// `GET /_ping` (5 s limit): is the daemon still answering?
+    pub fn ping(&self) -> Result<()> {
+        let resp = expect_success(self.send(
+            "GET",
+            "/_ping".into(),
+            Body::None,
+            Some(PING_TIMEOUT),
+            None,
+        )?)?;
+        resp.read_limited(MAX_ERROR_BODY)?;
+        Ok(())
+    }
+
     /// `GET /version`.
     pub fn version(&self) -> Result<VersionInfo> {
         self.send_json("GET", "/version".into(), Body::None)
