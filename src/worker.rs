@@ -98,7 +98,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let _server =
         match metrics::config_from_env(&env).map_err(|e| RunError::Metrics(e.to_string()))? {
             Some(addr) => {
-                let server = metrics::serve(&addr.to_string(), metrics.clone(), health.clone())
+                let server = metrics::serve(addr.to_string(), metrics.clone(), health.clone())
                     .map_err(|e| RunError::Metrics(format!("cannot listen on {addr}: {e}")))?;
                 info!(
                     "serving /metrics, /healthz and /readyz on {}",
