@@ -5,12 +5,16 @@
 #   OZ_TEST_ALLOC_MB=N    hold N MiB in this shell (OOM tests: PID 1 itself is killed)
 #   OZ_TEST_SLEEP=S       sleep S seconds; SIGTERM/SIGINT end it at once with 143/130
 #   OZ_TEST_EXIT=C        exit status (default 0)
+#   OZ_TEST_PRINT_ENV=1   print the whole environment to stdout (secret-masking tests)
 if [ -n "${OZ_TEST_OUT:-}" ] && [ -d "$OZ_TEST_OUT" ]; then
   : > "$OZ_TEST_OUT/argv"
   for arg in "$@"; do
     printf '%s\n' "$arg" >> "$OZ_TEST_OUT/argv"
   done
   env | sort > "$OZ_TEST_OUT/env"
+fi
+if [ -n "${OZ_TEST_PRINT_ENV:-}" ]; then
+  env | sort
 fi
 if [ -n "${OZ_TEST_ALLOC_MB:-}" ]; then
   # The command substitution is read into this shell's own memory, so the

@@ -220,6 +220,7 @@ impl DockerRunner {
             let detail = format!("failed to start container: {e}");
             return TaskOutcome::failed(FailureReason::ContainerStart, detail);
         }
+        log::info!("started container {}", container.id);
         let waited = self.docker.wait(&container.id, &slot);
         drop(hook);
         let status = match waited {

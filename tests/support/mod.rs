@@ -203,3 +203,4 @@ pub fn docker_cli(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+pub mod process;

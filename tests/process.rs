@@ -1,0 +1,210 @@
+//! The real worker process end to end: the binary against the stand-in
+//! orchestrator and the real Docker daemon. Signals, exit codes, orphans
+//! after a crash, start-up errors, and what reaches the log.
+
+mod support;
+
+use std::time::Duration;
+
+use oz_standin::{Options, Orchestrator};
+use serde_json::{Value, json};
+use support::process::WorkerProcess;
+use support::{BUSYBOX, Fixture};
+
+const WAIT: Duration = Duration::from_secs(60);
+const API_KEY: &str = "oz-api-key-MARKER-5f1d";
+const ENV_SECRET: &str = "env-vars-MARKER-93ab";
+const OPERATOR_SECRET: &str = "operator-env-MARKER-c0de";
+
+fn worker_args<'a>(fx: &'a Fixture, orch_url: &'a str, out_bind: &'a str) -> Vec<&'a str> {
+    vec![
+        "--worker-id",
+        &fx.worker_id,
+        "--web-socket-url",
+        orch_url,
+        "--image-pull-policy",
+        "IfNotPresent",
+        "--stop-grace",
+        "2s",
+        "-v",
+        out_bind,
+    ]
+}
+
+fn assign(orch: &Orchestrator, id: &str, sidecar: &str, env: Value) {
+    let mut env_vars = json!({"OZ_TEST_OUT": "/out"});
+    if let (Value::Object(base), Value::Object(extra)) = (&mut env_vars, env) {
+        base.extend(extra);
+    }
+    assert!(orch.send(&json!({"type": "task_assignment", "data": {
+        "task_id": id, "execution_id": format!("e-{id}"),
+        "task": {"id": id, "title": "process test", "owner": {"Type": "USER", "Id": 7}},
+        "docker_image": BUSYBOX, "sidecar_image": sidecar, "env_vars": env_vars}})));
+}
+
+fn terminal<'a>(frames: &'a [Value], id: &str) -> Vec<&'a Value> {
+    frames
+        .iter()
+        .filter(|f| {
+            (f["type"] == "task_completed" || f["type"] == "task_failed")
+                && f["data"]["task_id"] == id
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_with_running_tasks_reports_each_closes_1000_and_exits_0() {
+    let mut fx = Fixture::new("sigterm");
+    let sidecar = fx.sidecar("sigterm");
+    let orch = Orchestrator::start(Options::default());
+    let url = orch.url();
+    let bind = format!("{}:/out", fx.out.display());
+    let mut worker =
+        WorkerProcess::start(&worker_args(&fx, &url, &bind), &[("WARP_API_KEY", API_KEY)]);
+    assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+    let ids = ["t1", "t2", "t3"];
+    for id in ids {
+        assign(&orch, id, &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+    }
+    assert!(
+        worker.wait_count("started container", ids.len(), WAIT),
+        "{}",
+        worker.text()
+    );
+    worker.signal(libc::SIGTERM);
+    let status = worker.wait_exit(WAIT).expect("the worker exits");
+    assert_eq!(status.code(), Some(0), "{}", worker.text());
+    let frames = orch.received();
+    for id in ids {
+        let t = terminal(&frames, id);
+        assert_eq!(t.len(), 1, "{id}: {frames:?}");
+        assert_eq!(t[0]["type"], "task_failed");
+        assert_eq!(t[0]["data"]["failure_reason"], "graceful_shutdown");
+    }
+    assert_eq!(orch.close_code(), Some(1000));
+    fx.assert_no_containers();
+}
+
+#[test]
+fn no_secret_reaches_the_debug_log_in_either_format() {
+    for format in ["text", "json"] {
+        let mut fx = Fixture::new(&format!("secrets-{format}"));
+        let sidecar = fx.sidecar("secrets");
+        let orch = Orchestrator::start(Options::default());
+        let url = orch.url();
+        let bind = format!("{}:/out", fx.out.display());
+        let operator_env = format!("OPERATOR_TOKEN={OPERATOR_SECRET}");
+        let mut args = worker_args(&fx, &url, &bind);
+        args.extend([
+            "--log-level",
+            "debug",
+            "--log-format",
+            format,
+            "-e",
+            &operator_env,
+        ]);
+        let mut worker = WorkerProcess::start(&args, &[("WARP_API_KEY", API_KEY)]);
+        assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+        // The stub exits 3, so the worker logs the container's output, which
+        // prints every env value (see the stub's OZ_TEST_PRINT_ENV).
+        assign(
+            &orch,
+            "sec",
+            &sidecar,
+            json!({"SECRET_TOKEN": ENV_SECRET, "OZ_TEST_EXIT": "3", "OZ_TEST_PRINT_ENV": "1"}),
+        );
+        orch.wait_for(|f| !terminal(f, "sec").is_empty(), WAIT);
+        worker.signal(libc::SIGTERM);
+        assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+        let text = worker.text();
+        assert!(
+            text.contains("SECRET_TOKEN=[REDACTED]"),
+            "the container output should be logged, masked:\n{text}"
+        );
+        for marker in [API_KEY, ENV_SECRET, OPERATOR_SECRET, "MARKER"] {
+            assert!(
+                !text.contains(marker),
+                "{marker} leaked ({format}):\n{text}"
+            );
+        }
+        if format == "json" {
+            for line in worker.lines() {
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                for key in ["timestamp", "level", "message"] {
+                    assert!(v[key].is_string(), "{key} missing: {line}");
+                }
+            }
+            assert!(
+                worker
+                    .lines()
+                    .iter()
+                    .any(|l| l.contains(r#""task_id":"sec""#)),
+                "task lines carry the task id"
+            );
+        }
+        fx.assert_no_containers();
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_task_leaves_an_orphan_that_the_next_start_removes() {
+    let mut fx = Fixture::new("orphan");
+    let sidecar = fx.sidecar("orphan");
+    let orch = Orchestrator::start(Options::default());
+    let url = orch.url();
+    let bind = format!("{}:/out", fx.out.display());
+    let mut worker =
+        WorkerProcess::start(&worker_args(&fx, &url, &bind), &[("WARP_API_KEY", API_KEY)]);
+    assert!(orch.wait_until(|r| r.connected, WAIT));
+    assign(&orch, "orphan", &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+    assert!(
+        worker.wait_count("started container", 1, WAIT),
+        "{}",
+        worker.text()
+    );
+    worker.signal(libc::SIGKILL);
+    worker.wait_exit(WAIT).expect("killed");
+    assert_eq!(
+        fx.leftovers().0.len(),
+        1,
+        "the task container outlives a SIGKILLed worker"
+    );
+
+    let mut again =
+        WorkerProcess::start(&worker_args(&fx, &url, &bind), &[("WARP_API_KEY", API_KEY)]);
+    assert!(
+        again.wait_count("removed leftovers of an earlier run", 1, WAIT),
+        "{}",
+        again.text()
+    );
+    fx.assert_no_containers();
+    again.signal(libc::SIGTERM);
+    assert_eq!(again.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn an_unreachable_docker_daemon_is_one_plain_line_and_exit_1() {
+    let orch = Orchestrator::start(Options::default());
+    let mut worker = WorkerProcess::start(
+        &["--worker-id", "no-docker", "--web-socket-url", &orch.url()],
+        &[
+            ("WARP_API_KEY", API_KEY),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    );
+    let status = worker.wait_exit(WAIT).expect("exits");
+    assert_eq!(status.code(), Some(1));
+    let errors: Vec<String> = worker
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("/nonexistent/docker.sock"),
+        "{}",
+        errors[0]
+    );
+    assert!(!orch.wait_until(|r| !r.handshakes.is_empty(), Duration::from_millis(1)));
+}

@@ -1,0 +1,94 @@
+//! The FROM-scratch image (built by `.ci/build-image` as `oz-agent-worker:ci`)
+//! run exactly as operators run it: the Docker socket mounted, the API key in
+//! the environment, `--worker-id` as the only required flag (plus the
+//! stand-in's URL and local-image settings), completing a real task.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use oz_standin::{Options, Orchestrator};
+use serde_json::json;
+use support::{BUSYBOX, Fixture, docker_cli};
+
+const IMAGE: &str = "oz-agent-worker:ci";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Removes the worker's own container, pass or fail.
+struct WorkerContainer(String);
+
+impl Drop for WorkerContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
+    let mut fx = Fixture::new("scratch");
+    let present = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .unwrap();
+    assert!(
+        present.status.success(),
+        "{IMAGE} is missing: build it with `bash .ci/build-image` (.ci/run does)"
+    );
+    let sidecar = fx.sidecar("scratch");
+    let orch = Orchestrator::start(Options::default());
+    let name = format!("{}-worker", fx.worker_id);
+    let out = format!("{}:/out", fx.out.display());
+    let id = docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "oz-agent-worker.test=1",
+        "--network",
+        "host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-e",
+        "WARP_API_KEY=scratch-test-key",
+        IMAGE,
+        "--worker-id",
+        &fx.worker_id,
+        "--web-socket-url",
+        &orch.url(),
+        "--image-pull-policy",
+        "IfNotPresent",
+        "-v",
+        &out,
+    ]);
+    let _guard = WorkerContainer(id.clone());
+    assert!(
+        orch.wait_until(|r| r.connected, WAIT),
+        "not connected; logs:\n{}",
+        docker_cli(&["logs", &id])
+    );
+    assert!(orch.send(&json!({"type": "task_assignment", "data": {
+        "task_id": "img", "task": {"id": "img"},
+        "docker_image": BUSYBOX, "sidecar_image": sidecar,
+        "env_vars": {"OZ_TEST_OUT": "/out"}}})));
+    let frames = orch.wait_for(
+        |f| {
+            f.iter()
+                .any(|f| f["type"] == "task_completed" || f["type"] == "task_failed")
+        },
+        WAIT,
+    );
+    let done = frames
+        .iter()
+        .find(|f| f["data"]["task_id"] == "img" && f["type"] != "task_claimed")
+        .unwrap();
+    assert_eq!(done["type"], "task_completed", "{frames:?}");
+    assert!(fx.read_out("argv").contains("--task-id\nimg\n"));
+
+    docker_cli(&["stop", "-t", "30", &id]);
+    let code = docker_cli(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+    assert_eq!(code, "0", "logs:\n{}", docker_cli(&["logs", &id]));
+    assert_eq!(orch.close_code(), Some(1000));
+    fx.assert_no_containers();
+}
