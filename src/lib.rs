@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod deadline;
 pub mod dispatch;
 pub mod docker;
+pub mod doctor;
 pub mod duration;
 pub mod execute;
 pub mod logging;

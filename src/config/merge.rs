@@ -55,8 +55,20 @@ pub(crate) fn merge(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let worker_id = worker_id(flags.worker_id.as_deref(), file.worker_id.as_deref())?;
+    Ok(build(flags, worker_id, api_key, file, env))
+}
+
+/// Builds the config around an already-decided worker id (the doctor passes
+/// an empty one when it is missing or reserved, to check everything else).
+pub(crate) fn build(
+    flags: Flags,
+    worker_id: String,
+    api_key: ApiKey,
+    file: FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Config {
     let docker = merge_docker(&flags, file.backend.docker.unwrap_or_default(), env);
-    Ok(Config {
+    Config {
         worker_id,
         api_key,
         websocket_url: flags
@@ -84,7 +96,7 @@ pub(crate) fn merge(
             .or(file.drain_timeout.map(|c| c.0))
             .unwrap_or(Duration::ZERO),
         docker,
-    })
+    }
 }
 
 fn merge_docker(

@@ -7,6 +7,7 @@
 //! module must not open sockets, start threads or log secrets.
 
 mod cli;
+mod doctor;
 mod error;
 mod file;
 mod help;
@@ -18,18 +19,24 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
+pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorInput};
 pub use error::{ConfigError, ValueError, VolumeProblem};
 pub use help::{help, version};
 pub use merge::{API_KEY_ENV, worker_id};
 pub use values::{parse_env_flag, parse_volume};
 
 /// What the command line asks the binary to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+// Built once per process and matched straight away: boxing a variant would
+// only add noise where it is taken apart.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Run the worker.
     Run(Config),
     /// Check the host and configuration, then exit (`oz-agent-worker doctor ...`).
-    Doctor(Config),
+    /// Problems with the worker id, API key or config file do not stop it:
+    /// they travel in the input and are reported as failed checks.
+    Doctor(DoctorInput),
     /// Print this help text to stdout and exit 0.
     Help(String),
     /// Print this version line to stdout and exit 0.
@@ -49,18 +56,15 @@ pub fn parse(
         cli::Parsed::Version => return Ok(Command::Version(version())),
         cli::Parsed::Flags(flags) => *flags,
     };
+    if flags.doctor {
+        return Ok(Command::Doctor(doctor::parse(flags, env)));
+    }
     let api_key = merge::api_key(&flags, env)?;
     let file = match &flags.config_file {
         Some(path) => file::load(&expand_home(path, env))?,
         None => file::FileConfig::default(),
     };
-    let doctor = flags.doctor;
-    let config = merge::merge(flags, api_key, file, env)?;
-    Ok(if doctor {
-        Command::Doctor(config)
-    } else {
-        Command::Run(config)
-    })
+    merge::merge(flags, api_key, file, env).map(Command::Run)
 }
 
 /// `~/x` → `$HOME/x`, as the Go worker's flag parser does for paths.

@@ -238,7 +238,14 @@ fn doctor_subcommand_takes_the_same_flags() {
             &env
         )
         .unwrap(),
-        Command::Doctor(expected)
+        Command::Doctor(DoctorInput {
+            config: expected,
+            config_file: None,
+            file_problem: None,
+            worker_id_problem: None,
+            api_key_problem: None,
+            env: DoctorEnv::from_pairs([("HOME", "/home/op")]),
+        })
     );
 }
 

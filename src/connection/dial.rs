@@ -19,6 +19,7 @@ use rustls_pki_types::ServerName;
 use tungstenite::WebSocket;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
+use tungstenite::handshake::client::Response;
 use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
 
@@ -186,6 +187,12 @@ pub struct DialParams<'a> {
 
 /// Dials and completes every handshake; the socket is left blocking.
 pub fn dial(p: &DialParams<'_>) -> Result<WebSocket<Stream>, DialError> {
+    dial_with_response(p).map(|(ws, _response)| ws)
+}
+
+/// [`dial`], also returning the orchestrator's `101` response (the doctor
+/// reads its `Date` header to check the clock).
+pub fn dial_with_response(p: &DialParams<'_>) -> Result<(WebSocket<Stream>, Response), DialError> {
     let tcp = match p.proxy {
         Some(proxy) => tunnel(proxy, &p.url.authority(), p.timeout)?,
         None => connect_tcp(&p.url.host, p.url.port, p.timeout)?,
@@ -286,7 +293,10 @@ fn tls_handshake(
     Ok(StreamOwned::new(conn, tcp))
 }
 
-fn ws_handshake(p: &DialParams<'_>, stream: Stream) -> Result<WebSocket<Stream>, DialError> {
+fn ws_handshake(
+    p: &DialParams<'_>,
+    stream: Stream,
+) -> Result<(WebSocket<Stream>, Response), DialError> {
     let mut request = p
         .url
         .to_string()
@@ -299,7 +309,7 @@ fn ws_handshake(p: &DialParams<'_>, stream: Stream) -> Result<WebSocket<Stream>,
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     match tungstenite::client::client_with_config(request, stream, Some(config)) {
-        Ok((ws, _response)) => Ok(ws),
+        Ok(pair) => Ok(pair),
         Err(HandshakeError::Interrupted(_)) => Err(DialError::HandshakeTimeout),
         Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => Err(DialError::Rejected {
             status: resp.status().as_u16(),

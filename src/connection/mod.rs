@@ -16,9 +16,9 @@ mod tls;
 mod url;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterSource};
-pub use dial::DialError;
+pub use dial::{DialError, DialParams, Stream, dial_with_response};
 pub use proxy::{NoProxy, ProxyError, ProxySettings, ProxyUrl};
-pub use tls::RootSource;
+pub use tls::{RootProblem, RootSource, TlsSetupError, client_config, load_roots};
 pub use url::{UrlError, WsUrl, query_escape};
 
 use std::io;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConnection, StreamOwned};
 use serde_json::Value;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::http::StatusCode;
+use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
@@ -74,6 +74,7 @@ struct State {
     drop_requested: Option<u64>,
     silent: bool,
     reject: VecDeque<u16>,
+    date: Option<String>,
     stop: bool,
 }
 
@@ -292,6 +293,13 @@ impl Orchestrator {
         self.inner.update(|s| s.reject.clear());
     }
 
+    /// Sends this `Date` header with every accepted upgrade (`None`: no
+    /// header, tungstenite's default), so a test can play a server whose
+    /// clock differs from ours.
+    pub fn set_date_header(&self, date: Option<String>) {
+        self.inner.update(|s| s.date = date);
+    }
+
     /// Refuses the next `count` upgrade requests with this HTTP status.
     pub fn reject_handshakes(&self, status: u16, count: usize) {
         self.inner
@@ -362,8 +370,8 @@ fn accept(tcp: TcpStream, inner: &Arc<Inner>) {
     };
     // The signature is tungstenite's Callback; its Err type is not ours to shrink.
     #[allow(clippy::result_large_err)]
-    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let reject = {
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let (reject, date) = {
             let mut st = inner.lock();
             let reject = st.reject.pop_front();
             st.rec.handshakes.push(Handshake {
@@ -377,8 +385,11 @@ fn accept(tcp: TcpStream, inner: &Arc<Inner>) {
                 rejected_with: reject,
                 at: Instant::now(),
             });
-            reject
+            (reject, st.date.clone())
         };
+        if let Some(value) = date.and_then(|d| HeaderValue::from_str(&d).ok()) {
+            resp.headers_mut().insert("date", value);
+        }
         inner.changed.notify_all();
         match reject {
             Some(code) => {
