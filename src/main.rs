@@ -1,8 +1,8 @@
 //! The `oz-agent-worker` binary: parses the command line and hands off to
-//! the `run` command ([`oz_agent_worker::worker`]).
+//! the `run` command ([`oz_agent_worker::worker`]) or the `doctor`.
 
 use oz_agent_worker::config::{self, Command};
-use oz_agent_worker::{signals, worker};
+use oz_agent_worker::{doctor, signals, worker};
 
 fn main() {
     // Before any thread starts, so every thread inherits the mask and only
@@ -13,10 +13,8 @@ fn main() {
         Ok(Command::Help(text)) => print!("{text}"),
         Ok(Command::Version(text)) => println!("{text}"),
         Ok(Command::Run(cfg)) => std::process::exit(worker::run(cfg)),
-        // The doctor lands with its own module; until then it says so.
-        Ok(Command::Doctor(_)) => {
-            eprintln!("oz-agent-worker: doctor is not available in this build");
-            std::process::exit(2);
+        Ok(Command::Doctor(input)) => {
+            std::process::exit(doctor::run(input, &mut std::io::stdout().lock()))
         }
         Err(e) => {
             eprintln!("oz-agent-worker: {e}");
