@@ -208,3 +208,148 @@ fn an_unreachable_docker_daemon_is_one_plain_line_and_exit_1() {
     );
     assert!(!orch.wait_until(|r| !r.handshakes.is_empty(), Duration::from_millis(1)));
 }
+
+/// `GET path` on 127.0.0.1:port; (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the one series of `name` whose labels include every `labels` pair.
+fn series(scrape: &str, name: &str, labels: &[&str]) -> f64 {
+    let found: Vec<f64> = scrape
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|p| l.contains(p)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?} in:\n{scrape}");
+    found[0]
+}
+
+#[test]
+fn metrics_and_health_count_real_tasks() {
+    let mut fx = Fixture::new("metrics");
+    let sidecar = fx.sidecar("metrics");
+    let orch = Orchestrator::start(Options::default());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let url = orch.url();
+    let bind = format!("{}:/out", fx.out.display());
+    let mut args = worker_args(&fx, &url, &bind);
+    args.extend(["--max-concurrent-tasks", "1"]);
+    let mut worker = WorkerProcess::start(
+        &args,
+        &[
+            ("WARP_API_KEY", API_KEY),
+            ("OTEL_METRICS_EXPORTER", "prometheus"),
+            ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
+            ("OTEL_EXPORTER_PROMETHEUS_PORT", &port),
+        ],
+    );
+    let port: u16 = port.parse().unwrap();
+    assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+    assert!(worker.wait_count("serving /metrics", 1, WAIT));
+    assert_eq!(http_get(port, "/healthz").0, 200);
+
+    assign(&orch, "ok", &sidecar, json!({}));
+    orch.wait_for(|f| !terminal(f, "ok").is_empty(), WAIT);
+    assign(&orch, "bad", &sidecar, json!({"OZ_TEST_EXIT": "3"}));
+    orch.wait_for(|f| !terminal(f, "bad").is_empty(), WAIT);
+    assign(&orch, "slow", &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+    assert!(worker.wait_count("started container", 3, WAIT));
+    assign(&orch, "rej", &sidecar, json!({}));
+    orch.wait_for(|f| f.iter().any(|f| f["type"] == "task_rejected"), WAIT);
+    let (status, during) = http_get(port, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(series(&during, "oz_worker_tasks_active", &[]), 1.0);
+    orch.send(&json!({"type": "task_cancellation", "data": {"task_id": "slow"}}));
+    orch.wait_for(|f| !terminal(f, "slow").is_empty(), WAIT);
+
+    let (_, scrape) = http_get(port, "/metrics");
+    let result = |r: &str| format!("result=\"{r}\"");
+    assert_eq!(series(&scrape, "oz_worker_connected", &[]), 1.0);
+    assert_eq!(series(&scrape, "oz_worker_tasks_active", &[]), 0.0);
+    assert_eq!(series(&scrape, "oz_worker_tasks_max_concurrent", &[]), 1.0);
+    assert_eq!(series(&scrape, "oz_worker_tasks_claimed_total", &[]), 3.0);
+    assert_eq!(
+        series(
+            &scrape,
+            "oz_worker_tasks_rejected_total",
+            &["reason=\"at_capacity\""]
+        ),
+        1.0
+    );
+    for (r, n) in [("succeeded", 1.0), ("failed", 1.0), ("cancelled", 1.0)] {
+        assert_eq!(
+            series(&scrape, "oz_worker_tasks_completed_total", &[&result(r)]),
+            n,
+            "{r}"
+        );
+        assert_eq!(
+            series(
+                &scrape,
+                "oz_worker_task_duration_seconds_count",
+                &[&result(r)]
+            ),
+            n,
+            "{r}"
+        );
+    }
+    assert_eq!(
+        series(
+            &scrape,
+            "oz_worker_task_failures_total",
+            &["phase=\"backend\"", "reason=\"container_exit\""]
+        ),
+        1.0
+    );
+    let worker_id = format!("worker_id=\"{}\"", fx.worker_id);
+    assert_eq!(
+        series(
+            &scrape,
+            "oz_worker_info",
+            &[&worker_id, "backend=\"docker\""]
+        ),
+        1.0
+    );
+    let (status, body) = http_get(port, "/readyz");
+    assert_eq!(status, 200, "{body}");
+
+    orch.drop_connection();
+    orch.reject_handshakes(503, 1000);
+    assert!(worker.wait_count("connection lost", 1, WAIT));
+    let (status, body) = http_get(port, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not connected to Oz"), "{body}");
+    let (_, scrape) = http_get(port, "/metrics");
+    assert_eq!(series(&scrape, "oz_worker_connected", &[]), 0.0);
+    assert!(
+        series(
+            &scrape,
+            "oz_worker_websocket_reconnects_total",
+            &["reason=\"remote_close\""]
+        ) >= 1.0
+    );
+    assert!(!scrape.contains("MARKER"));
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    fx.assert_no_containers();
+}
