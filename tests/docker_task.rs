@@ -96,6 +96,31 @@ fn non_zero_exit_is_container_exit() {
 }
 
 #[test]
+fn with_cleanup_off_the_container_is_kept_and_the_reaper_leaves_it() {
+    let mut fx = Fixture::new("keep");
+    let sidecar = fx.sidecar("keep");
+    let mut settings = fx.settings();
+    settings.cleanup = false;
+    let runner = fx.runner(settings);
+    let task = fx.assignment(
+        "T-keep",
+        &sidecar,
+        json!({"env_vars": {"OZ_TEST_EXIT": "3"}}),
+    );
+    assert!(matches!(
+        runner.run(&task, &CancelToken::new()),
+        TaskOutcome::Failed { exit_code: 3, .. }
+    ));
+    assert_eq!(fx.leftovers().0.len(), 1, "kept for debugging");
+    reaper::reap(&fx.docker, &fx.worker_id, &|_| false).unwrap();
+    assert_eq!(
+        fx.leftovers().0.len(),
+        1,
+        "the reaper must not undo --no-cleanup"
+    );
+}
+
+#[test]
 fn memory_limit_oom_is_container_oom() {
     let mut fx = Fixture::new("oom");
     let sidecar = fx.sidecar("oom");

@@ -172,7 +172,10 @@ impl DockerRunner {
         if let Some(limits) = self.settings.limits_override {
             spec.limits = limits;
         }
-        let body = container_spec::create_body(&spec, &image.reference, &sidecar_volumes);
+        let mut body = container_spec::create_body(&spec, &image.reference, &sidecar_volumes);
+        if !self.settings.cleanup {
+            body["Labels"][names::LABEL_KEEP] = "true".into();
+        }
         let name = names::container_name(&task.task_id, &task.execution_id, names::nonce());
         let id = match self.docker.create(&name, &body) {
             Ok(id) => id,

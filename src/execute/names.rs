@@ -11,6 +11,9 @@ use crate::container_spec::{LABEL_MANAGED, LABEL_PREFIX, LABEL_WORKER_ID};
 
 /// Label naming what a helper container is for (value [`ROLE_FILL`]).
 pub const LABEL_ROLE: &str = "dev.warp.oz-agent-worker.role";
+/// Label (`true`) on task containers made while cleanup is off: the
+/// operator asked to keep them, so the reaper leaves them once they exit.
+pub const LABEL_KEEP: &str = "dev.warp.oz-agent-worker.keep";
 /// Label on helper containers naming the volume they work on.
 pub const LABEL_VOLUME: &str = "dev.warp.oz-agent-worker.volume";
 /// Label on sidecar volumes naming the image they hold.

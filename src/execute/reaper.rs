@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Sender, bounded};
 use serde_json::json;
 
-use super::names::{self, FILL_PATH, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER};
+use super::names::{
+    self, FILL_PATH, LABEL_KEEP, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER,
+};
 use super::sidecar::SidecarVolumes;
 use crate::container_spec::{LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::docker::{Docker, DockerError};
@@ -65,7 +67,9 @@ fn reap_pass(
                 continue;
             }
             doomed_volumes.push(volume);
-        } else if c.labels.get(LABEL_TASK_ID).is_some_and(|task| active(task)) {
+        } else if c.labels.get(LABEL_TASK_ID).is_some_and(|task| active(task))
+            || (c.labels.get(LABEL_KEEP).is_some_and(|v| v == "true") && c.state != "running")
+        {
             continue;
         }
         log::info!("removing leftover container {} ({:?})", c.id, c.names);
