@@ -326,3 +326,64 @@ fn periodic_reaper_removes_what_no_task_owns() {
     drop(handle);
     fx.assert_nothing_left();
 }
+
+/// A task run through `DOCKER_HOST=tcp://…` (socat to the socket) and through
+/// the same with TLS and client certificates (stunnel), found by discovery
+/// exactly as the worker finds them at start.
+#[test]
+fn tasks_run_over_tcp_and_tls_daemon_endpoints() {
+    use oz_agent_worker::docker::{Docker, discovery};
+    use oz_standin::relay::{TcpRelay, TlsRelay};
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    let tcp = TcpRelay::start("/var/run/docker.sock");
+    let tls = TlsRelay::start("/var/run/docker.sock");
+    let cert_path = tls.cert_path().display().to_string();
+    let cases: Vec<(&str, HashMap<&str, String>)> = vec![
+        ("tcp", HashMap::from([("DOCKER_HOST", tcp.docker_host())])),
+        (
+            "tls",
+            HashMap::from([
+                ("DOCKER_HOST", tls.docker_host()),
+                ("DOCKER_TLS_VERIFY", "1".to_owned()),
+                ("DOCKER_CERT_PATH", cert_path.clone()),
+            ]),
+        ),
+    ];
+    for (case, env) in cases {
+        let mut fx = Fixture::new(case);
+        let sidecar = fx.sidecar(case);
+        let target = discovery::discover(&|k| env.get(k).cloned(), Path::new("/")).unwrap();
+        let docker = Docker::connect(&target).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let runner = oz_agent_worker::execute::DockerRunner::new(docker, fx.settings());
+        let env = json!({"env_vars": {"OZ_TEST_OUT": "/out", "OZ_TEST_EXIT": "3"}});
+        let task = fx.assignment(&format!("T-{case}"), &sidecar, env);
+        assert_eq!(
+            runner.run(&task, &CancelToken::new()),
+            failed(
+                FailureReason::ContainerExit,
+                "container exited with non-zero status: 3",
+                3
+            ),
+            "{case}"
+        );
+        assert!(
+            fx.read_out("argv")
+                .contains(&format!("--task-id\nT-{case}\n")),
+            "{case}"
+        );
+        fx.assert_no_containers();
+    }
+    // A client certificate the daemon's CA did not sign is refused.
+    let untrusted = HashMap::from([
+        ("DOCKER_HOST", tls.docker_host()),
+        ("DOCKER_TLS_VERIFY", "1".to_owned()),
+        (
+            "DOCKER_CERT_PATH",
+            tls.untrusted_cert_path().display().to_string(),
+        ),
+    ]);
+    let target = discovery::discover(&|k| untrusted.get(k).cloned(), Path::new("/")).unwrap();
+    assert!(Docker::connect(&target).is_err());
+}

@@ -308,3 +308,28 @@ fn an_assignment_with_a_null_task_fails_visibly() {
     );
     daemon.shutdown();
 }
+
+#[test]
+fn a_drain_timeout_lets_running_tasks_finish_before_shutdown_cancels_them() {
+    let (orch, daemon, runner) = start(&["--drain-timeout", "30s"]);
+    assign(&orch, "d", "held");
+    orch.wait_for(|f| count(f, "task_claimed", "d") == 1, WAIT);
+    let shutdown = std::thread::spawn(move || daemon.shutdown());
+    // An assignment rejected as "shutting down" proves the drain has begun.
+    assign(&orch, "late", "quick");
+    let frames = orch.wait_for(|f| count(f, "task_rejected", "late") == 1, WAIT);
+    assert_eq!(
+        of(&frames, "task_rejected", "late")[0]["data"]["reason"],
+        "worker is shutting down"
+    );
+    runner.release("d");
+    let report = shutdown.join().unwrap();
+    assert_eq!(report.tasks_left, 0);
+    let frames = orch.received();
+    assert_eq!(
+        *of(&frames, "task_completed", "d")[0],
+        json!({"type": "task_completed", "data": {"task_id": "d", "message": "Task completed successfully"}})
+    );
+    assert_eq!(runner.runs("late"), 0);
+    assert_eq!(orch.close_code(), Some(1000));
+}
