@@ -317,6 +317,21 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every value, in the spec's order.
+    pub const ALL: [FailureReason; 11] = [
+        Self::ImagePull,
+        Self::SidecarPrep,
+        Self::ContainerCreate,
+        Self::ContainerStart,
+        Self::ContainerWait,
+        Self::ContainerExit,
+        Self::ContainerOom,
+        Self::TaskTimeout,
+        Self::TaskCancelled,
+        Self::GracefulShutdown,
+        Self::Unknown,
+    ];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -193,20 +193,7 @@ mod tests {
 
     #[test]
     fn every_wire_failure_reason_is_a_primed_label() {
-        use FailureReason::*;
-        for r in [
-            ImagePull,
-            SidecarPrep,
-            ContainerCreate,
-            ContainerStart,
-            ContainerWait,
-            ContainerExit,
-            ContainerOom,
-            TaskTimeout,
-            TaskCancelled,
-            GracefulShutdown,
-            Unknown,
-        ] {
+        for r in FailureReason::ALL {
             assert!(FAILURE_REASONS.contains(&r.as_str()), "{r}");
         }
     }
