@@ -25,7 +25,7 @@ use crate::logging;
 use crate::task::{CancelToken, TaskOutcome, TaskRunner};
 use crate::wire::{FailureReason, TaskAssignment};
 
-pub use image::{ImageError, ImageSettings, PreparedImage};
+pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
 /// Lines of container output logged when a task ends.
@@ -59,6 +59,7 @@ impl RunnerSettings {
                 policy: cfg.docker.image_pull_policy,
                 mirrors: cfg.docker.registry_mirrors.clone(),
                 credentials: CredentialEnv::from_process(),
+                pull_stall_timeout: image::PULL_STALL_TIMEOUT,
             },
             cleanup: cfg.cleanup,
             stop_grace: cfg.docker.stop_grace,
