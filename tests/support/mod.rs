@@ -205,3 +205,5 @@ pub fn docker_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 pub mod process;
+pub mod stall_proxy;
+pub mod tasks;
