@@ -325,9 +325,66 @@ impl Drop for TaskContainer<'_> {
             log::info!("keeping container {} (cleanup is off)", self.id);
             return;
         }
-        if let Err(e) = self.docker.remove(&self.id) {
-            log::warn!("removing container {}: {e}", self.id);
+        match self.docker.remove(&self.id) {
+            Ok(()) => {}
+            Err(e) if daemon_unreachable(&e) => {
+                log::warn!(
+                    "removing container {}: {e}; retrying in the background until the daemon answers",
+                    self.id
+                );
+                remove_when_back(self.docker.clone(), self.id.clone());
+            }
+            Err(e) => log::warn!("removing container {}: {e}", self.id),
         }
+    }
+}
+
+/// How often a removal is retried while the daemon is away.
+const REMOVE_RETRY_EVERY: Duration = Duration::from_secs(2);
+/// How long a removal is retried before the periodic reaper is left to it.
+const REMOVE_RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// The call never got an answer: the daemon is down or restarting.
+fn daemon_unreachable(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::NoDaemon { .. }
+            | DockerError::Connect { .. }
+            | DockerError::Io { .. }
+            | DockerError::Timeout { .. }
+    )
+}
+
+/// A daemon restart (live-restore off) leaves the stopped task container
+/// behind; remove it as soon as the daemon answers again, off the task
+/// thread so the task's end is reported at once.
+fn remove_when_back(docker: Docker, id: String) {
+    let shown = id.clone();
+    let spawned = std::thread::Builder::new()
+        .name("remove-later".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + REMOVE_RETRY_FOR;
+            while std::time::Instant::now() < deadline {
+                // No event announces the daemon's return; asking is the only way.
+                std::thread::sleep(REMOVE_RETRY_EVERY);
+                match docker.remove(&id) {
+                    Ok(()) => {
+                        log::info!("removed container {id} once the Docker daemon answered again");
+                        return;
+                    }
+                    Err(e) if daemon_unreachable(&e) => {}
+                    Err(e) => {
+                        log::warn!("removing container {id}: {e}");
+                        return;
+                    }
+                }
+            }
+            log::warn!(
+                "container {id} is left for the reaper: the Docker daemon did not come back"
+            );
+        });
+    if let Err(e) = spawned {
+        log::warn!("container {shown} is left for the reaper: cannot start a thread: {e}");
     }
 }
 
