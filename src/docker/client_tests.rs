@@ -46,6 +46,9 @@ fn a_post_on_a_pooled_connection_the_daemon_closed_is_sent_again_on_a_new_one() 
         first
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .unwrap();
+        // shutdown, not only close: a child forked by another test thread
+        // may hold a copy of this fd for an instant, keeping it open.
+        first.shutdown(std::net::Shutdown::Both).unwrap();
         drop(first);
         closed_tx.send(()).unwrap();
         let (mut second, _) = listener.accept().unwrap();
