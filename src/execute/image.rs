@@ -1,8 +1,9 @@
 //! Making an image usable on this host (`shared/spec/TASK.md` §2): registry
-//! mirrors, the pull policy, credentials, the pull itself and the platform
+//! mirrors, the pull policy, credentials, the pull itself (watched by a
+//! [`StallWatch`] that aborts a pull without progress) and the platform
 //! check after it.
 //!
-//! Owns [`ImageSettings`], [`ensure`] and [`ImageError`]. It must not decide
+//! Owns [`ImageSettings`], [`ensure`], [`StallWatch`] and [`ImageError`]. It must not decide
 //! what a task fails with (the flow in `mod.rs` does) and must never log a
 //! credential: the password and the `X-Registry-Auth` value are registered
 //! as secrets for the life of the returned [`PreparedImage`].

@@ -6,7 +6,9 @@
 //! mapping of each step's failure to its `failure_reason`. Image pulls live
 //! in [`image`], sidecar volumes in [`sidecar`], leftovers in [`reaper`],
 //! pure names in [`names`]. Cancel hooks registered here only abort in-flight
-//! I/O; stopping and removing happen on the task's own thread.
+//! I/O; stopping and removing happen on the task's own thread, except a
+//! removal the daemon could not answer (it was down), which a background
+//! thread retries until the daemon is back.
 
 pub mod image;
 pub mod names;
