@@ -310,6 +310,9 @@ fn map_io(call: &str, abort: Option<&AbortSlot>, e: io::Error) -> DockerError {
 struct Failed {
     error: DockerError,
     stale: bool,
+    /// Writing the request failed because the peer had already closed: the
+    /// daemon never read it, so any request may be retried.
+    unsent: bool,
 }
 
 impl Client {
@@ -353,7 +356,9 @@ impl Client {
             };
             match self.attempt(conn, &mut req, &call) {
                 Ok(resp) => return Ok(resp),
-                Err(f) if f.stale && reused && idempotent => {
+                // A daemon restart leaves every pooled connection dead; a POST
+                // that could not even be written never reached the daemon.
+                Err(f) if f.stale && reused && (idempotent || f.unsent) => {
                     log::debug!("Docker {call}: idle connection was closed; retrying once");
                 }
                 Err(f) => return Err(f.error),
@@ -369,6 +374,7 @@ impl Client {
     ) -> std::result::Result<Response, Failed> {
         let fail = |e: io::Error, stale: bool| Failed {
             stale,
+            unsent: false,
             error: map_io(call, req.abort, e),
         };
         if let Some(slot) = req.abort
@@ -376,6 +382,7 @@ impl Client {
         {
             return Err(Failed {
                 stale: false,
+                unsent: false,
                 error: DockerError::Aborted { call: call.into() },
             });
         }
@@ -418,11 +425,16 @@ impl Client {
             // The daemon may have answered (e.g. 404) and closed before taking
             // the whole upload: its answer says more than the broken pipe.
             let stale = is_stale(&e);
+            // EPIPE: the peer had closed before the write, so it read nothing.
+            let unsent = e.kind() == io::ErrorKind::BrokenPipe;
             return match read_head(&mut conn) {
                 Ok(Some(head)) => self
                     .response(conn, head, req, call)
                     .map_err(|e| fail(e, false)),
-                _ => Err(fail(e, stale)),
+                _ => Err(Failed {
+                    unsent: stale && unsent,
+                    ..fail(e, stale)
+                }),
             };
         }
         match read_head(&mut conn) {
@@ -538,3 +550,7 @@ fn upload_chunked(stream: &mut Stream, body: &mut dyn Read) -> std::result::Resu
     }
     stream.write_all(http::LAST_CHUNK).map_err(Upload::Sink)
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

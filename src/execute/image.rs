@@ -1,14 +1,20 @@
 //! Making an image usable on this host (`shared/spec/TASK.md` §2): registry
-//! mirrors, the pull policy, credentials, the pull itself and the platform
+//! mirrors, the pull policy, credentials, the pull itself (watched by a
+//! [`StallWatch`] that aborts a pull without progress) and the platform
 //! check after it.
 //!
-//! Owns [`ImageSettings`], [`ensure`] and [`ImageError`]. It must not decide
+//! Owns [`ImageSettings`], [`ensure`], [`StallWatch`] and [`ImageError`]. It must not decide
 //! what a task fails with (the flow in `mod.rs` does) and must never log a
 //! credential: the password and the `X-Registry-Auth` value are registered
 //! as secrets for the life of the returned [`PreparedImage`].
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::config::PullPolicy;
 use crate::docker::auth::{self, CredentialEnv, RegistryAuth};
@@ -28,7 +34,14 @@ pub struct ImageSettings {
     pub mirrors: BTreeMap<String, String>,
     /// Where registry credentials are looked up.
     pub credentials: CredentialEnv,
+    /// A pull that reports no progress for this long is aborted: a registry
+    /// or network that stalls mid-blob would otherwise hold the task forever.
+    pub pull_stall_timeout: Duration,
 }
+
+/// The default of [`ImageSettings::pull_stall_timeout`]: long enough for a
+/// slow registry to start a big layer, short enough that a dead one is noticed.
+pub const PULL_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// An image present on the host for the right platform.
 pub struct PreparedImage {
@@ -56,6 +69,14 @@ pub enum ImageError {
         image: String,
         /// What the daemon said.
         source: DockerError,
+    },
+    /// The pull made no progress for [`ImageSettings::pull_stall_timeout`]
+    /// and was aborted.
+    Stalled {
+        /// The image pulled.
+        image: String,
+        /// How long it went without progress.
+        after: Duration,
     },
     /// Inspecting the image failed.
     Inspect {
@@ -91,6 +112,11 @@ impl fmt::Display for ImageError {
             Self::Pull { image, source } => {
                 write!(f, "failed to pull image {image}: {}", daemon_words(source))
             }
+            Self::Stalled { image, after } => write!(
+                f,
+                "failed to pull image {image}: the pull stalled (no progress from the registry for {}) and was aborted; check the registry and the network between it and the Docker daemon",
+                crate::duration::format(*after)
+            ),
             Self::Inspect { image, source } => {
                 write!(f, "failed to inspect image {image}: {source}")
             }
@@ -229,19 +255,98 @@ fn pull(
     let slot = AbortSlot::new();
     let hook_slot = slot.clone();
     let _hook = cancel.on_cancel(move |_| hook_slot.abort());
-    docker
-        .image_pull(
-            &target.name(),
-            target.tag_or_digest(),
-            &settings.platform,
-            header.as_deref(),
-            &mut |p| log::trace!("pull {reference}: {} {}", p.id, p.status),
-            &slot,
-        )
-        .map_err(|source| ImageError::Pull {
+    let watch_slot = slot.clone();
+    let watch = StallWatch::start(settings.pull_stall_timeout, move || watch_slot.abort());
+    let pulled = docker.image_pull(
+        &target.name(),
+        target.tag_or_digest(),
+        &settings.platform,
+        header.as_deref(),
+        &mut |p| {
+            watch.progress();
+            log::trace!("pull {reference}: {} {}", p.id, p.status)
+        },
+        &slot,
+    );
+    let stalled = watch.finish();
+    match pulled {
+        Ok(()) => Ok(()),
+        Err(_) if stalled => Err(ImageError::Stalled {
+            image: reference.to_owned(),
+            after: settings.pull_stall_timeout,
+        }),
+        Err(source) => Err(ImageError::Pull {
             image: reference.to_owned(),
             source,
-        })
+        }),
+    }
+}
+
+/// A watchdog on its own thread: runs `on_stall` once when [`StallWatch::progress`]
+/// has not been called for `limit` (counting from the start).
+pub struct StallWatch {
+    beat: Option<Sender<()>>,
+    stalled: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StallWatch {
+    /// Starts watching.
+    pub fn start(limit: Duration, on_stall: impl FnOnce() + Send + 'static) -> StallWatch {
+        // One pending beat is enough: it only says "something happened".
+        let (beat, beats) = crossbeam_channel::bounded::<()>(1);
+        let stalled = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stalled);
+        let thread = std::thread::Builder::new()
+            .name("pull-watch".into())
+            .spawn(move || {
+                loop {
+                    match beats.recv_timeout(limit) {
+                        Ok(()) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Timeout) => {
+                            flag.store(true, Ordering::SeqCst);
+                            on_stall();
+                            return;
+                        }
+                    }
+                }
+            });
+        StallWatch {
+            beat: Some(beat),
+            stalled,
+            // Without the thread there is no timeout, but the pull still works.
+            thread: thread.ok(),
+        }
+    }
+
+    /// Something moved: the timer starts again.
+    pub fn progress(&self) {
+        if let Some(beat) = &self.beat {
+            // Full: a beat is already pending. Disconnected: the watchdog has
+            // fired and the pull is being aborted. Either way nothing to do.
+            let _ = beat.try_send(());
+        }
+    }
+
+    /// Stops watching; true if the watchdog fired.
+    pub fn finish(mut self) -> bool {
+        self.stop();
+        self.stalled.load(Ordering::SeqCst)
+    }
+
+    fn stop(&mut self) {
+        drop(self.beat.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for StallWatch {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +364,47 @@ mod tests {
             resolve("ghcr.io/a/b", &mirrors).unwrap().to_string(),
             "ghcr.io/a/b:latest"
         );
+    }
+
+    #[test]
+    fn a_stall_names_the_image_and_the_wait() {
+        let e = ImageError::Stalled {
+            image: "127.0.0.1:5000/a/b:1".into(),
+            after: Duration::from_secs(300),
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to pull image 127.0.0.1:5000/a/b:1: the pull stalled (no progress from the registry for 5m0s) and was aborted; check the registry and the network between it and the Docker daemon"
+        );
+    }
+
+    #[test]
+    fn the_watch_fires_once_without_progress() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let watch = StallWatch::start(Duration::from_millis(20), move || {
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(watch.finish());
+        assert_eq!(
+            rx.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn progress_keeps_the_watch_quiet() {
+        let (tx, rx) = crossbeam_channel::unbounded::<()>();
+        let watch = StallWatch::start(Duration::from_millis(500), move || {
+            tx.send(()).unwrap();
+        });
+        // Beats ten times faster than the limit, for three limits' worth.
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(50));
+            watch.progress();
+        }
+        assert!(!watch.finish());
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

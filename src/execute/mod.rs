@@ -6,7 +6,9 @@
 //! mapping of each step's failure to its `failure_reason`. Image pulls live
 //! in [`image`], sidecar volumes in [`sidecar`], leftovers in [`reaper`],
 //! pure names in [`names`]. Cancel hooks registered here only abort in-flight
-//! I/O; stopping and removing happen on the task's own thread.
+//! I/O; stopping and removing happen on the task's own thread, except a
+//! removal the daemon could not answer (it was down), which a background
+//! thread retries until the daemon is back.
 
 pub mod image;
 pub mod names;
@@ -25,7 +27,7 @@ use crate::logging;
 use crate::task::{CancelToken, TaskOutcome, TaskRunner};
 use crate::wire::{FailureReason, TaskAssignment};
 
-pub use image::{ImageError, ImageSettings, PreparedImage};
+pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
 /// Lines of container output logged when a task ends.
@@ -59,6 +61,7 @@ impl RunnerSettings {
                 policy: cfg.docker.image_pull_policy,
                 mirrors: cfg.docker.registry_mirrors.clone(),
                 credentials: CredentialEnv::from_process(),
+                pull_stall_timeout: image::PULL_STALL_TIMEOUT,
             },
             cleanup: cfg.cleanup,
             stop_grace: cfg.docker.stop_grace,
@@ -327,9 +330,66 @@ impl Drop for TaskContainer<'_> {
             log::info!("keeping container {} (cleanup is off)", self.id);
             return;
         }
-        if let Err(e) = self.docker.remove(&self.id) {
-            log::warn!("removing container {}: {e}", self.id);
+        match self.docker.remove(&self.id) {
+            Ok(()) => {}
+            Err(e) if daemon_unreachable(&e) => {
+                log::warn!(
+                    "removing container {}: {e}; retrying in the background until the daemon answers",
+                    self.id
+                );
+                remove_when_back(self.docker.clone(), self.id.clone());
+            }
+            Err(e) => log::warn!("removing container {}: {e}", self.id),
         }
+    }
+}
+
+/// How often a removal is retried while the daemon is away.
+const REMOVE_RETRY_EVERY: Duration = Duration::from_secs(2);
+/// How long a removal is retried before the periodic reaper is left to it.
+const REMOVE_RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// The call never got an answer: the daemon is down or restarting.
+fn daemon_unreachable(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::NoDaemon { .. }
+            | DockerError::Connect { .. }
+            | DockerError::Io { .. }
+            | DockerError::Timeout { .. }
+    )
+}
+
+/// A daemon restart (live-restore off) leaves the stopped task container
+/// behind; remove it as soon as the daemon answers again, off the task
+/// thread so the task's end is reported at once.
+fn remove_when_back(docker: Docker, id: String) {
+    let shown = id.clone();
+    let spawned = std::thread::Builder::new()
+        .name("remove-later".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + REMOVE_RETRY_FOR;
+            while std::time::Instant::now() < deadline {
+                // No event announces the daemon's return; asking is the only way.
+                std::thread::sleep(REMOVE_RETRY_EVERY);
+                match docker.remove(&id) {
+                    Ok(()) => {
+                        log::info!("removed container {id} once the Docker daemon answered again");
+                        return;
+                    }
+                    Err(e) if daemon_unreachable(&e) => {}
+                    Err(e) => {
+                        log::warn!("removing container {id}: {e}");
+                        return;
+                    }
+                }
+            }
+            log::warn!(
+                "container {id} is left for the reaper: the Docker daemon did not come back"
+            );
+        });
+    if let Err(e) = spawned {
+        log::warn!("container {shown} is left for the reaper: cannot start a thread: {e}");
     }
 }
 

@@ -88,6 +88,7 @@ impl Fixture {
                 policy: PullPolicy::IfNotPresent,
                 mirrors: BTreeMap::new(),
                 credentials: self.no_credentials(),
+                pull_stall_timeout: oz_agent_worker::execute::PULL_STALL_TIMEOUT,
             },
             cleanup: true,
             stop_grace: std::time::Duration::from_secs(2),
@@ -204,3 +205,5 @@ pub fn docker_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 pub mod process;
+pub mod stall_proxy;
+pub mod tasks;

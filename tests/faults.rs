@@ -1,0 +1,379 @@
+//! Fault injection against the real worker: the real Docker runner on the
+//! real daemon, the stand-in orchestrator over real sockets. A connection
+//! cut fifty times under a load of two hundred tasks, the worker SIGKILLed
+//! mid-task ten times, SIGTERM with every slot busy, and a registry that
+//! stalls mid-download. Each test asserts what the orchestrator saw and that
+//! no container of its worker id is left (the sidecar volume is reused by
+//! design; the fixture's guard removes it).
+
+mod support;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oz_agent_worker::config::{self, Command, Config, PullPolicy};
+use oz_agent_worker::connection::BackoffPolicy;
+use oz_agent_worker::daemon::{Daemon, Hooks, Timings};
+use oz_agent_worker::execute::DockerRunner;
+use oz_agent_worker::task::{CancelToken, TaskOutcome, TaskRunner};
+use oz_agent_worker::wire::{FailureReason, TaskAssignment};
+use oz_standin::registry::{Registry, RegistryOpts};
+use oz_standin::{Options, Orchestrator};
+use serde_json::{Value, json};
+use support::process::WorkerProcess;
+use support::stall_proxy::StallProxy;
+use support::tasks::{self, assign, count, is_terminal, terminal, worker_args};
+use support::{Fixture, docker_cli};
+
+const WAIT: Duration = Duration::from_secs(60);
+const API_KEY: &str = "oz-faults-test-key";
+
+/// A small deterministic generator (xorshift64*): the cut points of a run
+/// are reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform-enough in `0..n` (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The real runner, counting how often each task was run.
+struct Counting {
+    inner: DockerRunner,
+    runs: Mutex<HashMap<String, usize>>,
+}
+
+impl TaskRunner for Counting {
+    fn run(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome {
+        *self
+            .runs
+            .lock()
+            .unwrap()
+            .entry(task.task_id.clone())
+            .or_default() += 1;
+        self.inner.run(task, cancel)
+    }
+}
+
+fn config(fx: &Fixture, url: &str, extra: &[&str]) -> Config {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--worker-id".into(),
+        fx.worker_id.clone().into(),
+        "--web-socket-url".into(),
+        url.into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    match config::parse(args, &|k| (k == "WARP_API_KEY").then(|| API_KEY.into())).unwrap() {
+        Command::Run(c) => c,
+        _ => unreachable!(),
+    }
+}
+
+/// Reconnects within tens of milliseconds, so fifty cuts cost seconds, not minutes.
+fn fast_reconnect(s: &mut oz_agent_worker::connection::Settings) {
+    s.backoff = BackoffPolicy {
+        initial: Duration::from_millis(10),
+        factor: 2,
+        max: Duration::from_millis(50),
+        jitter: 0.0,
+    };
+}
+
+/// Task and helper containers are all gone; at most the one sidecar volume
+/// stays, complete, for the next task (it is reused by design).
+fn assert_only_the_sidecar_volume_left(fx: &Fixture) {
+    let (containers, volumes) = fx.leftovers();
+    assert_eq!(containers, Vec::<String>::new(), "containers left");
+    assert!(volumes.len() <= 1, "volumes left: {volumes:?}");
+}
+
+/// The answer (claim or rejection) to the latest sending of `id`.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Claimed,
+    Rejected,
+}
+
+#[test]
+fn two_hundred_tasks_through_fifty_connection_cuts_end_exactly_once_each() {
+    const TASKS: usize = 200;
+    const CUTS: usize = 50;
+    const SEED: u64 = 0x0dd5_eed5_2026;
+    let mut fx = Fixture::new("cuts");
+    let sidecar = fx.sidecar("cuts");
+    let orch = Orchestrator::start(Options::default());
+    let runner = Arc::new(Counting {
+        inner: fx.runner(fx.settings()),
+        runs: Mutex::default(),
+    });
+    let daemon = Daemon::start(
+        &config(&fx, &orch.url(), &["--max-concurrent-tasks", "8"]),
+        runner.clone(),
+        &|_| None,
+        Timings {
+            connection: fast_reconnect,
+        },
+        Hooks::default(),
+    )
+    .unwrap();
+    assert!(orch.wait_until(|r| r.connected, WAIT));
+
+    let started = Instant::now();
+    let mut rng = Rng(SEED);
+    let mut queue: VecDeque<String> = (0..TASKS).map(|i| format!("c{i:03}")).collect();
+    let (mut cuts, mut sends, mut rejections) = (0, 0, 0);
+    let finished = |frames: &[Value]| {
+        frames
+            .iter()
+            .filter(|f| is_terminal(f))
+            .map(|f| f["data"]["task_id"].clone())
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    while let Some(id) = queue.pop_front() {
+        let frames = orch.received();
+        // A claim can reach us late (re-sent after a cut); a claimed task is
+        // never sent again, as the orchestrator would not.
+        if count(&frames, "task_claimed", &id) > 0 {
+            continue;
+        }
+        // Spread the cuts over the run: the odds rise as the work left shrinks.
+        if cuts < CUTS && rng.below(queue.len() + 1) < CUTS - cuts {
+            orch.drop_connection();
+            cuts += 1;
+        }
+        let answered = |f: &[Value]| count(f, "task_claimed", &id) + count(f, "task_rejected", &id);
+        let before = answered(&frames);
+        assert!(orch.wait_until(|r| r.connected, WAIT), "no reconnect");
+        assert!(tasks::send_assignment(
+            &orch,
+            &id,
+            support::BUSYBOX,
+            &sidecar,
+            json!({})
+        ));
+        sends += 1;
+        let frames = orch.wait_for(|f| answered(f) > before, WAIT);
+        let answer = if count(&frames, "task_claimed", &id) > 0 {
+            Answer::Claimed
+        } else {
+            Answer::Rejected
+        };
+        if answer == Answer::Rejected {
+            rejections += 1;
+            queue.push_back(id);
+            // The orchestrator keeps it queued: try again once a slot frees.
+            let done = finished(&frames);
+            orch.wait_for(|f| finished(f) > done, WAIT);
+        }
+    }
+    orch.wait_for(|f| finished(f) == TASKS, Duration::from_secs(600));
+    let elapsed = started.elapsed();
+
+    let report = daemon.shutdown();
+    assert_eq!(report.tasks_left, 0);
+    assert_eq!(report.unacknowledged, 0);
+    assert!(report.closed_cleanly);
+    let frames = orch.received();
+    let runs = runner.runs.lock().unwrap().clone();
+    let mut resent = 0;
+    for i in 0..TASKS {
+        let id = format!("c{i:03}");
+        let ends = terminal(&frames, &id);
+        let expected = json!({"type": "task_completed",
+            "data": {"task_id": id, "message": "Task completed successfully"}});
+        assert!(ends.iter().all(|f| **f == expected), "{id}: {ends:?}");
+        // A message the orchestrator read but had not acknowledged when the
+        // line was cut is written again (at-least-once); it is byte-identical.
+        resent += ends.len() - 1;
+        assert_eq!(
+            runs.get(&id),
+            Some(&1),
+            "{id} ran {:?} times",
+            runs.get(&id)
+        );
+        let first = |kind: &str| {
+            frames
+                .iter()
+                .position(|f| f["type"] == kind && f["data"]["task_id"] == id)
+        };
+        assert!(first("task_claimed") < first("task_completed"), "{id}");
+    }
+    assert_eq!(runs.len(), TASKS, "runs of unknown tasks: {runs:?}");
+    assert_eq!(cuts, CUTS);
+    assert!(
+        rejections > 0,
+        "no task was ever rejected: the test lost its point"
+    );
+    let accepted = orch
+        .handshakes()
+        .iter()
+        .filter(|h| h.rejected_with.is_none())
+        .count();
+    assert_eq!(accepted, CUTS + 1, "one connection per cut, plus the first");
+    eprintln!(
+        "{TASKS} tasks, {sends} sends, {rejections} rejections, {cuts} cuts, \
+         {resent} terminal message(s) re-sent after a cut, in {elapsed:?}"
+    );
+    assert!(
+        resent <= CUTS,
+        "more re-sent terminal messages ({resent}) than cuts ({CUTS})"
+    );
+    assert_only_the_sidecar_volume_left(&fx);
+}
+
+#[test]
+fn a_worker_sigkilled_mid_task_ten_times_leaves_no_orphan_after_each_restart() {
+    const KILLS: usize = 10;
+    let mut fx = Fixture::new("kill10");
+    let sidecar = fx.sidecar("kill10");
+    let orch = Orchestrator::start(Options::default());
+    let args = worker_args(&fx, &orch.url(), &[]);
+    let env = [("WARP_API_KEY", API_KEY)];
+    let mut worker = WorkerProcess::start(&tasks::strs(&args), &env);
+    for round in 0..KILLS {
+        let accepted = round + 1;
+        assert!(
+            orch.wait_until(|r| r.connected && r.handshakes.len() == accepted, WAIT),
+            "round {round}: no connection\n{}",
+            worker.text()
+        );
+        let id = format!("k{round}");
+        assign(&orch, &id, &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+        assert!(
+            worker.wait_count("started container", 1, WAIT),
+            "round {round}:\n{}",
+            worker.text()
+        );
+        worker.signal(libc::SIGKILL);
+        worker.wait_exit(WAIT).expect("killed");
+        let (containers, _) = fx.leftovers();
+        assert_eq!(containers.len(), 1, "round {round}: {containers:?}");
+
+        worker = WorkerProcess::start(&tasks::strs(&args), &env);
+        assert!(
+            worker.wait_count(
+                "removed leftovers of an earlier run: 1 container(s), 0 volume(s)",
+                1,
+                WAIT
+            ),
+            "round {round}:\n{}",
+            worker.text()
+        );
+        assert_only_the_sidecar_volume_left(&fx);
+        // The orchestrator never heard how the killed run ended: nothing
+        // was delivered for it by the next process either.
+        assert!(terminal(&orch.received(), &id).is_empty());
+    }
+    assert!(orch.wait_until(|r| r.connected && r.handshakes.len() == KILLS + 1, WAIT));
+    // The last incarnation still works.
+    assign(&orch, "after", &sidecar, json!({}));
+    let frames = orch.wait_for(|f| !terminal(f, "after").is_empty(), WAIT);
+    assert_eq!(terminal(&frames, "after")[0]["type"], "task_completed");
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert_only_the_sidecar_volume_left(&fx);
+}
+
+#[test]
+fn sigterm_with_eight_running_tasks_reports_eight_graceful_shutdowns() {
+    const SLOTS: usize = 8;
+    let mut fx = Fixture::new("term8");
+    let sidecar = fx.sidecar("term8");
+    let orch = Orchestrator::start(Options::default());
+    let args = worker_args(&fx, &orch.url(), &["--max-concurrent-tasks", "8"]);
+    let mut worker = WorkerProcess::start(&tasks::strs(&args), &[("WARP_API_KEY", API_KEY)]);
+    assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+    let ids: Vec<String> = (0..SLOTS).map(|i| format!("g{i}")).collect();
+    for id in &ids {
+        assign(&orch, id, &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+    }
+    assert!(
+        worker.wait_count("started container", SLOTS, Duration::from_secs(120)),
+        "{}",
+        worker.text()
+    );
+    assert_eq!(fx.leftovers().0.len(), SLOTS);
+    worker.signal(libc::SIGTERM);
+    let status = worker.wait_exit(WAIT).expect("the worker exits");
+    assert_eq!(status.code(), Some(0), "{}", worker.text());
+    let frames = orch.received();
+    for id in &ids {
+        let ends = terminal(&frames, id);
+        assert_eq!(ends.len(), 1, "{id}: {frames:?}");
+        assert_eq!(
+            *ends[0],
+            json!({"type": "task_failed", "data": {"task_id": id,
+                "message": "The task was interrupted due to an infrastructure issue (context canceled). This is typically transient — please try again.",
+                "failure_reason": "graceful_shutdown"}})
+        );
+    }
+    assert_eq!(frames.iter().filter(|f| is_terminal(f)).count(), SLOTS);
+    assert_eq!(orch.close_code(), Some(1000));
+    assert_only_the_sidecar_volume_left(&fx);
+}
+
+/// An image with one layer of incompressible bytes that this host has never
+/// held, pushed to `registry` and then removed locally, so pulling it must
+/// download the whole layer.
+fn push_fresh_image(fx: &mut Fixture, registry: &Registry) -> String {
+    let dir = fx.out.join("fresh-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut noise = vec![0u8; 1 << 20];
+    let mut rng = Rng(std::process::id() as u64 | 1);
+    for chunk in noise.chunks_mut(8) {
+        let n = chunk.len();
+        chunk.copy_from_slice(&rng.next().to_le_bytes()[..n]);
+    }
+    std::fs::write(dir.join("noise"), &noise).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY noise /noise\n").unwrap();
+    let local = format!("oz-test/stall-{}:1", fx.worker_id.to_lowercase());
+    fx.forget_tag(&local);
+    docker_cli(&["build", "-q", "-t", &local, &dir.display().to_string()]);
+    let pushed = registry.push(&local, "oz-stall/noise:1").unwrap();
+    fx.docker.image_remove(&local).unwrap();
+    pushed
+}
+
+#[test]
+fn a_registry_that_stalls_mid_blob_fails_the_pull_with_a_plain_message() {
+    let mut fx = Fixture::new("stallblob");
+    let registry = Registry::start(RegistryOpts::default());
+    let pushed = push_fresh_image(&mut fx, &registry);
+    assert!(fx.docker.image_inspect(&pushed).unwrap().is_none());
+    let proxy = StallProxy::start(registry.addr(), 16 * 1024);
+    let image = format!("{}/oz-stall/noise:1", proxy.addr());
+    fx.forget_tag(&image);
+    let stall = Duration::from_secs(3);
+    let mut settings = fx.settings();
+    settings.images.policy = PullPolicy::Always;
+    settings.images.pull_stall_timeout = stall;
+    let runner = fx.runner(settings);
+    let task = fx.assignment("T-stallblob", "", json!({"docker_image": image}));
+
+    let began = Instant::now();
+    let outcome = runner.run(&task, &CancelToken::new());
+    let took = began.elapsed();
+    assert!(proxy.stalled() >= 1, "the proxy never cut a blob");
+    assert_eq!(
+        outcome,
+        TaskOutcome::failed(
+            FailureReason::ImagePull,
+            format!(
+                "failed to pull image {image}: the pull stalled (no progress from the registry for 3s) and was aborted; check the registry and the network between it and the Docker daemon"
+            )
+        )
+    );
+    assert!(took >= stall && took < stall + WAIT, "{took:?}");
+    assert!(fx.docker.image_inspect(&image).unwrap().is_none());
+    fx.assert_nothing_left();
+}
