@@ -185,16 +185,15 @@ fn two_hundred_tasks_through_fifty_connection_cuts_end_exactly_once_each() {
     assert!(report.closed_cleanly);
     let frames = orch.received();
     let runs = runner.runs.lock().unwrap().clone();
-    let mut resent = 0;
     for i in 0..TASKS {
         let id = format!("c{i:03}");
         let ends = terminal(&frames, &id);
         let expected = json!({"type": "task_completed",
             "data": {"task_id": id, "message": "Task completed successfully"}});
-        assert!(ends.iter().all(|f| **f == expected), "{id}: {ends:?}");
-        // A message the orchestrator read but had not acknowledged when the
-        // line was cut is written again (at-least-once); it is byte-identical.
-        resent += ends.len() - 1;
+        // Exactly once: none lost, none duplicated. (The stand-in, like a
+        // server going down, answers what it already read before it closes,
+        // so the pong that acknowledges those messages gets out.)
+        assert_eq!(ends, vec![&expected], "{id}");
         assert_eq!(
             runs.get(&id),
             Some(&1),
@@ -222,11 +221,7 @@ fn two_hundred_tasks_through_fifty_connection_cuts_end_exactly_once_each() {
     assert_eq!(accepted, CUTS + 1, "one connection per cut, plus the first");
     eprintln!(
         "{TASKS} tasks, {sends} sends, {rejections} rejections, {cuts} cuts, \
-         {resent} terminal message(s) re-sent after a cut, in {elapsed:?}"
-    );
-    assert!(
-        resent <= CUTS,
-        "more re-sent terminal messages ({resent}) than cuts ({CUTS})"
+         in {elapsed:?}"
     );
     assert_only_the_sidecar_volume_left(&fx);
 }
