@@ -34,12 +34,12 @@ use table::Row;
 
 const USAGE: &str = "usage: oz-bench --worker PATH [--worker-image IMAGE] [--image IMAGE] \
 [--sidecar IMAGE] [--big-sidecar IMAGE] [--raw-script PATH] [--runs N] [--quick] \
-[--run-id ID] [--label KEY=VALUE]";
+[--run-id ID] [--label KEY=VALUE] [--only WORD]";
 
 /// Assignments timed for the claim latency (the issue asks for ≥ 200).
 const CLAIMS: usize = 200;
 
-fn parse_args() -> Result<Cfg, String> {
+fn parse_args() -> Result<(Cfg, Option<String>), String> {
     let pid = std::process::id();
     let mut cfg = Cfg {
         worker: "target/x86_64-unknown-linux-musl/release/oz-agent-worker".into(),
@@ -56,6 +56,7 @@ fn parse_args() -> Result<Cfg, String> {
     };
     let mut runs_set = false;
     let mut quick = false;
+    let mut only = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value; {USAGE}"));
@@ -78,6 +79,7 @@ fn parse_args() -> Result<Cfg, String> {
                 runs_set = true;
             }
             "--quick" => quick = true,
+            "--only" => only = Some(value()?),
             "-h" | "--help" => return Err(USAGE.into()),
             _ => return Err(format!("unknown argument {flag}; {USAGE}")),
         }
@@ -90,15 +92,19 @@ fn parse_args() -> Result<Cfg, String> {
         }
     }
     cfg.heavy_runs = cfg.heavy_runs.min(cfg.runs);
-    Ok(cfg)
+    Ok((cfg, only))
 }
 
 fn step<T>(
+    only: Option<&str>,
     name: &str,
     rows: &mut Vec<Row>,
     f: impl FnOnce() -> error::Result<T>,
     add: impl FnOnce(&mut Vec<Row>, T),
 ) {
+    if only.is_some_and(|o| !name.contains(o)) {
+        return;
+    }
     eprintln!("[oz-bench] {name}…");
     match f() {
         Ok(v) => add(rows, v),
@@ -110,7 +116,7 @@ fn step<T>(
 }
 
 fn main() -> ExitCode {
-    let cfg = match parse_args() {
+    let (cfg, only) = match parse_args() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("oz-bench: {e}");
@@ -121,38 +127,57 @@ fn main() -> ExitCode {
     let one = |rows: &mut Vec<Row>, r: Row| rows.push(r);
     let many = |rows: &mut Vec<Row>, r: Vec<Row>| rows.extend(r);
     step(
+        only.as_deref(),
         "RSS not connected",
         &mut rows,
         || sections::idle_rss(&cfg),
         one,
     );
     step(
+        only.as_deref(),
         "RSS and CPU connected idle",
         &mut rows,
         || sections::connected_idle(&cfg),
         many,
     );
     step(
+        only.as_deref(),
         "RSS with 16 tasks",
         &mut rows,
         || sections::sixteen_tasks(&cfg),
         one,
     );
     step(
+        only.as_deref(),
         "claim latency",
         &mut rows,
         || sections::claim_latency(&cfg, CLAIMS),
         one,
     );
     step(
+        only.as_deref(),
         "per-task wall time",
         &mut rows,
         || compare::per_task(&cfg),
         many,
     );
-    step("throughput", &mut rows, || compare::throughput(&cfg), one);
+    step(
+        only.as_deref(),
+        "sidecar cache hit",
+        &mut rows,
+        || compare::cache_hit(&cfg),
+        one,
+    );
+    step(
+        only.as_deref(),
+        "throughput",
+        &mut rows,
+        || compare::throughput(&cfg),
+        one,
+    );
     if let Some(big) = &cfg.big_sidecar {
         step(
+            only.as_deref(),
             "sidecar first copy",
             &mut rows,
             || compare::sidecar_copy(&cfg, big),

@@ -66,6 +66,52 @@ pub fn worker_volumes(worker_id: &str) -> Result<Vec<String>> {
     Ok(out.lines().map(str::to_owned).collect())
 }
 
+/// The sidecar volume the worker made for `image` (TASK.md §3 naming),
+/// checked to exist. Found by name, not by worker label: a volume another
+/// worker made first is reused, not relabelled.
+pub fn sidecar_volume(image: &str) -> Result<String> {
+    let out = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{range .RepoDigests}}{{.}} {{end}}|{{.Id}}",
+        image,
+    ])?;
+    let (digests, id) = out.split_once('|').unwrap_or(("", out.as_str()));
+    let digest = digests
+        .split_whitespace()
+        .next()
+        .and_then(|d| d.split_once('@'))
+        .map_or(id, |(_, d)| d);
+    let name = expected_volume(image, digest);
+    docker(&["volume", "inspect", "-f", "{{.Name}}", &name])
+}
+
+/// `repo-<12 hex>`: the image's short repository (no registry for Docker
+/// Hub, no `library/`, no tag) with characters outside `[A-Za-z0-9_.-]`
+/// as `-`, then the first 12 hex digits of `digest` (`sha256:…`).
+pub fn expected_volume(image: &str, digest: &str) -> String {
+    let repo = image.split('@').next().unwrap_or(image);
+    let repo = match repo.rfind(':') {
+        Some(i) if !repo[i..].contains('/') => &repo[..i],
+        _ => repo,
+    };
+    let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
+    let repo = repo.strip_prefix("library/").unwrap_or(repo);
+    let base: String = repo
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let hex = digest.rsplit(':').next().unwrap_or(digest);
+    format!("{base}-{}", &hex[..hex.len().min(12)])
+}
+
 /// Milliseconds of `docker run --rm` of the stub agent from `volume`,
 /// labelled `label`; fails unless it exits 0.
 pub fn docker_run_ms(image: &str, volume: &str, label: &str) -> Result<f64> {
@@ -103,5 +149,30 @@ pub fn remove_worker_leftovers(worker_id: &str) {
         let mut args = vec!["volume", "rm", "-f"];
         args.extend(names.lines());
         let _ = docker(&args);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sidecar_volumes_like_the_worker() {
+        let id = "sha256:1d36dad77e90aabbccddeeff";
+        assert_eq!(
+            expected_volume("oz-test/agent-sidecar:latest", id),
+            "oz-test-agent-sidecar-1d36dad77e90"
+        );
+        assert_eq!(
+            expected_volume(
+                "docker.io/library/busybox@sha256:00",
+                "sha256:0123456789abcdef"
+            ),
+            "busybox-0123456789ab"
+        );
+        assert_eq!(
+            expected_volume("localhost:5000/x/y", "sha256:ffffffffffff00"),
+            "localhost-5000-x-y-ffffffffffff"
+        );
     }
 }
