@@ -76,7 +76,8 @@ case $mode in
     d=$((t - start))
     printf '%d.%06d\n' $((d / 1000000)) $((d % 1000000))
     ;;
-  task1) task "$@" ;;
+  # 255 makes xargs stop launching more: one failure fails the batch.
+  task1) task "$@" || exit 255 ;;
   copy)
     image=$1 label=$2
     vol=oz-bench-copy-$$

@@ -99,14 +99,22 @@ fn step<T>(
     only: Option<&str>,
     name: &str,
     rows: &mut Vec<Row>,
-    f: impl FnOnce() -> error::Result<T>,
+    f: impl Fn() -> error::Result<T>,
     add: impl FnOnce(&mut Vec<Row>, T),
 ) {
     if only.is_some_and(|o| !name.contains(o)) {
         return;
     }
     eprintln!("[oz-bench] {name}…");
-    match f() {
+    let mut result = f();
+    if let Err(e) = &result {
+        // A shared machine's daemon may be restarted under us: one retry.
+        eprintln!("[oz-bench] {name} failed ({e}); retrying once the daemon answers");
+        if docker::wait_for_daemon() {
+            result = f();
+        }
+    }
+    match result {
         Ok(v) => add(rows, v),
         Err(e) => {
             eprintln!("[oz-bench] {name} failed: {e}");

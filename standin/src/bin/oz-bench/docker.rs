@@ -37,10 +37,21 @@ fn run(cmd: &mut Command, line: &str) -> Result<String> {
     if !out.status.success() {
         return Err(BenchError::Command {
             command: shorten(line),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            detail: last_line(&String::from_utf8_lossy(&out.stderr)),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The last non-empty line: a failing loop repeats its error many times.
+fn last_line(text: &str) -> String {
+    shorten(
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim(),
+    )
 }
 
 fn shorten(line: &str) -> String {
@@ -48,6 +59,19 @@ fn shorten(line: &str) -> String {
         Some((i, _)) => format!("{}…", &line[..i]),
         None => line.to_owned(),
     }
+}
+
+/// Waits up to a minute for the daemon to answer (another job may be
+/// restarting it); true once it does.
+pub fn wait_for_daemon() -> bool {
+    for _ in 0..60 {
+        if docker(&["info", "-f", "{{.ServerVersion}}"]).is_ok() {
+            return true;
+        }
+        // `docker info` exits at once while the socket is gone: pace the retries.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    false
 }
 
 /// `docker image inspect -f {{.Size}}` in bytes.
@@ -155,6 +179,13 @@ pub fn remove_worker_leftovers(worker_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_the_last_line_of_an_error() {
+        assert_eq!(last_line("a\nb failed\n\n"), "b failed");
+        assert_eq!(last_line(""), "");
+        assert_eq!(last_line(&"x".repeat(130)).chars().count(), 121);
+    }
 
     #[test]
     fn names_sidecar_volumes_like_the_worker() {
