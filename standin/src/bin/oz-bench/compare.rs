@@ -1,0 +1,267 @@
+//! The side-by-side rows: the worker against the same Engine API calls
+//! made with curl (`bench/raw-api.sh`) and against `docker run --rm`, each
+//! repetition interleaved so both see the same machine load.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::docker::{self, docker};
+use crate::error::{BenchError, Result};
+use crate::sections::Cfg;
+use crate::stats::median;
+use crate::table::{Row, Target};
+use crate::tasks::{Session, assignment, is_terminal, kind_and_task};
+
+const MB: f64 = 1e6;
+/// Tasks in the throughput run and the worker's slots for it.
+const BATCH: usize = 200;
+const SLOTS: usize = 8;
+
+fn med(xs: &[f64]) -> f64 {
+    median(xs).unwrap_or(f64::NAN)
+}
+
+/// Per-task wall time (worker vs raw API vs docker run) and the worker's own
+/// CPU per task.
+pub fn per_task(cfg: &Cfg) -> Result<Vec<Row>> {
+    let mut s = Session::connect(
+        &cfg.worker,
+        &cfg.worker_id("pertask", 0),
+        &["--image-pull-policy", "IfNotPresent"],
+    )?;
+    let plain = |id: &str| assignment(id, &cfg.image, &cfg.sidecar, None, json!({}));
+    // Warm-up: fills the sidecar volume and every cache on both paths.
+    s.run_ok("warm-0", &plain("warm-0"))?;
+    let volume = docker::sidecar_volume(&cfg.sidecar)?;
+    let raw_args = |i: usize| {
+        let name = format!("oz-bench-raw-{}-{i}", cfg.run_id);
+        [
+            "task".to_string(),
+            cfg.image.clone(),
+            cfg.sidecar.clone(),
+            volume.clone(),
+            cfg.label.clone(),
+            name,
+        ]
+    };
+    let raw = |i: usize| {
+        let args = raw_args(i);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker::script_number(&cfg.raw_script, &refs)
+    };
+    raw(0)?;
+    docker::docker_run_ms(&cfg.image, &volume, &cfg.label)?;
+    let (mut w, mut r, mut d) = (vec![], vec![], vec![]);
+    // One reading around the loop: the worker idles during the baselines,
+    // and per-task readings would each round to the 10 ms tick.
+    let cpu0 = s.worker.cpu_ms()?;
+    for i in 0..cfg.runs {
+        w.push(s.run_ok(&format!("p{i}"), &plain(&format!("p{i}")))?);
+        r.push(raw(i + 1)?);
+        d.push(docker::docker_run_ms(&cfg.image, &volume, &cfg.label)?);
+    }
+    let cpu = (s.worker.cpu_ms()? - cpu0) / cfg.runs as f64;
+    s.shutdown()?;
+    let (w, r, d) = (med(&w), med(&r), med(&d));
+    Ok(vec![
+        Row::new(
+            "wall time per task (container exits at once), vs raw API",
+            format!("{w:.0} ms"),
+        )
+        .compared(format!("{r:.0} ms (curl, same calls)"), w / r)
+        .target(Target::at_most(1.10, ""), w / r),
+        Row::new(
+            "wall time per task, vs `docker run --rm`",
+            format!("{w:.0} ms"),
+        )
+        .compared(format!("{d:.0} ms (docker run --rm)"), w / d)
+        .target(Target::at_most(0.8, ""), w / d),
+        Row::new(
+            "worker CPU per task (utime+stime over those tasks / their number)",
+            format!("{cpu:.1} ms"),
+        ),
+    ])
+}
+
+/// The cost of one more sidecar whose volume is already complete: tasks
+/// with two vs one sidecar, paired. They ask for more CPUs than the host
+/// has, so Docker refuses the create at once and no container start adds
+/// its noise to the difference.
+pub fn cache_hit(cfg: &Cfg) -> Result<Row> {
+    let mut s = Session::connect(
+        &cfg.worker,
+        &cfg.worker_id("hit", 0),
+        &["--image-pull-policy", "IfNotPresent"],
+    )?;
+    s.run_ok(
+        "warm",
+        &assignment("warm", &cfg.image, &cfg.sidecar, None, json!({})),
+    )?;
+    let refused = |id: &str, extra: Option<&str>| {
+        let mut a = assignment(id, &cfg.image, &cfg.sidecar, extra, json!({}));
+        a["data"]["instance_shape"] = json!({"vcpus": 4096});
+        a
+    };
+    let pairs = (cfg.runs * 10).max(30);
+    let mut diffs = Vec::with_capacity(pairs);
+    for i in 0..pairs + 3 {
+        let (one_id, two_id) = (format!("one{i}"), format!("two{i}"));
+        let (one, end1) = s.run_task(&one_id, &refused(&one_id, None))?;
+        let (two, end2) = s.run_task(&two_id, &refused(&two_id, Some(&cfg.sidecar)))?;
+        for end in [&end1, &end2] {
+            if end["data"]["failure_reason"] != "container_create" {
+                return Err(BenchError::Unexpected {
+                    what: format!("expected a container_create failure, got {end}"),
+                });
+            }
+        }
+        if i >= 3 {
+            diffs.push(two - one);
+        }
+    }
+    s.shutdown()?;
+    let hit = med(&diffs);
+    Ok(Row::new(
+        format!("sidecar cache hit, per task (2 sidecars − 1, {pairs} pairs)"),
+        format!("{:.0} µs", hit * 1000.0),
+    )
+    .target(Target::at_most(10.0, "ms"), hit))
+}
+
+/// 200 tasks through 8 slots vs 8 parallel curl sequences.
+pub fn throughput(cfg: &Cfg) -> Result<Row> {
+    let (mut w, mut r, mut cpu, mut rejected) = (vec![], vec![], vec![], 0usize);
+    for run in 0..cfg.heavy_runs {
+        let slots = SLOTS.to_string();
+        let mut s = Session::connect(
+            &cfg.worker,
+            &cfg.worker_id("tput", run),
+            &[
+                "--image-pull-policy",
+                "IfNotPresent",
+                "--max-concurrent-tasks",
+                &slots,
+            ],
+        )?;
+        let frame = |id: &str| assignment(id, &cfg.image, &cfg.sidecar, None, json!({}));
+        s.run_ok("warm", &frame("warm"))?;
+        let volume = docker::sidecar_volume(&cfg.sidecar)?;
+        let cpu0 = s.worker.cpu_ms()?;
+        let start = Instant::now();
+        let mut queue: VecDeque<String> = (0..BATCH).map(|i| format!("b{i}")).collect();
+        let (mut done, mut failed, mut first_failure) = (0, 0, None);
+        for _ in 0..SLOTS {
+            if let Some(id) = queue.pop_front() {
+                s.server.send(&frame(&id))?;
+            }
+        }
+        let deadline = start + crate::tasks::TASK_TIMEOUT * 4;
+        // The worker sends a terminal frame just before it frees the slot, so
+        // an assignment sent straight back can be rejected; like an
+        // orchestrator, re-queue it and retry after a millisecond.
+        let mut retry: VecDeque<String> = VecDeque::new();
+        while done < BATCH {
+            let until = if retry.is_empty() {
+                deadline
+            } else {
+                (Instant::now() + Duration::from_millis(1)).min(deadline)
+            };
+            let Some((_, v)) = s.server.recv(until)? else {
+                if retry.is_empty() || Instant::now() >= deadline {
+                    return Err(BenchError::Timeout {
+                        what: format!("{BATCH} tasks to end ({done} did)"),
+                    });
+                }
+                while let Some(id) = retry.pop_front() {
+                    s.server.send(&frame(&id))?;
+                }
+                continue;
+            };
+            match kind_and_task(&v) {
+                Some((kind, _)) if is_terminal(kind) => {
+                    done += 1;
+                    if kind != "task_completed" {
+                        failed += 1;
+                        first_failure.get_or_insert_with(|| v.to_string());
+                    }
+                    if let Some(id) = queue.pop_front() {
+                        s.server.send(&frame(&id))?;
+                    }
+                }
+                Some(("task_rejected", id)) => {
+                    rejected += 1;
+                    retry.push_back(id.to_owned());
+                }
+                _ => {}
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        cpu.push((s.worker.cpu_ms()? - cpu0) / BATCH as f64);
+        if let Some(first) = first_failure {
+            return Err(BenchError::Unexpected {
+                what: format!("{failed} of {BATCH} tasks failed, the first: {first}"),
+            });
+        }
+        w.push(BATCH as f64 / secs);
+        let n = BATCH.to_string();
+        let raw_secs = docker::script_number(
+            &cfg.raw_script,
+            &[
+                "parallel",
+                &n,
+                &slots,
+                &cfg.image,
+                &cfg.sidecar,
+                &volume,
+                &cfg.label,
+            ],
+        )?;
+        r.push(BATCH as f64 / raw_secs);
+        s.shutdown()?;
+    }
+    let (w, r, cpu) = (med(&w), med(&r), med(&cpu));
+    let mut note = format!("; worker CPU {cpu:.2} ms/task");
+    if rejected > 0 {
+        note.push_str(&format!("; {rejected} task_rejected, re-sent after 1 ms"));
+    }
+    Ok(Row::new(
+        format!("throughput, {BATCH} tasks at {SLOTS} slots"),
+        format!("{w:.2} tasks/s{note}"),
+    )
+    .compared(format!("{r:.2} tasks/s (8 parallel curl sequences)"), w / r)
+    .target(Target::at_least(0.9, ""), w / r))
+}
+
+/// First copy of the big sidecar (fill − hit task time) vs export | cp.
+pub fn sidecar_copy(cfg: &Cfg, big: &str) -> Result<Row> {
+    let size = docker::image_size(big)? as f64;
+    let (mut w, mut c) = (vec![], vec![]);
+    let mut s = Session::connect(
+        &cfg.worker,
+        &cfg.worker_id("copy", 0),
+        &["--image-pull-policy", "IfNotPresent"],
+    )?;
+    for i in 0..cfg.heavy_runs {
+        for v in docker::worker_volumes(&s.worker.worker_id)? {
+            docker(&["volume", "rm", "-f", &v])?;
+        }
+        let frame = |id: &str| assignment(id, &cfg.image, big, None, json!({}));
+        let fill = s.run_ok(&format!("f{i}"), &frame(&format!("f{i}")))?;
+        let hit = s.run_ok(&format!("h{i}"), &frame(&format!("h{i}")))?;
+        w.push(size / MB / ((fill - hit) / 1000.0));
+        let cp_ms = docker::script_number(&cfg.raw_script, &["copy", big, &cfg.label])?;
+        c.push(size / MB / (cp_ms / 1000.0));
+    }
+    s.shutdown()?;
+    let (w, c) = (med(&w), med(&c));
+    Ok(Row::new(
+        format!(
+            "sidecar first copy, {:.1} MB image (fill task − cached task)",
+            size / MB
+        ),
+        format!("{w:.0} MB/s"),
+    )
+    .compared(format!("{c:.0} MB/s (docker export | docker cp)"), w / c))
+}
