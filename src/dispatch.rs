@@ -60,6 +60,15 @@ impl DispatchObserver for NoObserver {}
 struct Active {
     execution_id: String,
     cancel: CancelToken,
+    /// The task has ended and its terminal message is on its way: it no
+    /// longer holds a slot, but stays registered so a duplicate assignment
+    /// arriving meanwhile is not run a second time.
+    finishing: bool,
+}
+
+/// Tasks that hold a slot (claimed and not yet ended).
+fn running(active: &HashMap<String, Active>) -> usize {
+    active.values().filter(|a| !a.finishing).count()
 }
 
 struct Job {
@@ -167,7 +176,7 @@ impl Dispatcher {
             return;
         }
         let max = shared.settings.max_concurrent_tasks;
-        if max > 0 && active.len() >= max {
+        if max > 0 && running(&active) >= max {
             drop(active);
             warn!("rejecting task {task_id}: worker at maximum concurrency ({max})");
             self.reject(task_id, wire::REJECT_AT_CAPACITY);
@@ -179,9 +188,10 @@ impl Dispatcher {
             Active {
                 execution_id: assignment.execution_id.clone(),
                 cancel: cancel.clone(),
+                finishing: false,
             },
         );
-        let count = active.len();
+        let count = running(&active);
         drop(active);
         info!(
             "claimed task {task_id} ({:?}), {count} active",
@@ -330,16 +340,21 @@ fn run_job(shared: &Shared, job: Job) {
         _ => info!("task {task_id} ended after {:?}", started.elapsed()),
     }
     shared.observer.finished(&message, started.elapsed());
-    // Terminal message first, then free the slot: a duplicate assignment
-    // arriving in between is claimed again, never run twice.
-    shared.outbox.push(message);
     shared.deadlines.remove(&job.cancel);
+    // Free the slot before the orchestrator can learn the task ended, so the
+    // next assignment it sends in answer is never rejected for capacity; keep
+    // the entry until the message is queued, so a duplicate assignment
+    // arriving in between is claimed again, never run twice.
     let count = {
         let mut active = shared.lock_active();
-        active.remove(&task_id);
-        active.len()
+        if let Some(entry) = active.get_mut(&task_id) {
+            entry.finishing = true;
+        }
+        running(&active)
     };
     shared.observer.active(count);
+    shared.outbox.push(message);
+    shared.lock_active().remove(&task_id);
     shared.idle.notify_all();
 }
 
@@ -445,6 +460,47 @@ mod tests {
                 pair("task_claimed", "a"),
                 pair("task_completed", "a")
             ]
+        );
+    }
+
+    /// Records, each time the active count changes, whether the outbox
+    /// already held a terminal message.
+    struct OrderObserver {
+        outbox: Outbox,
+        seen: std::sync::Mutex<Vec<(usize, bool)>>,
+    }
+    impl DispatchObserver for OrderObserver {
+        fn active(&self, count: usize) {
+            let terminal = self.outbox.after(0).iter().any(|q| q.message.is_terminal());
+            self.seen.lock().unwrap().push((count, terminal));
+        }
+    }
+
+    #[test]
+    fn the_slot_is_freed_before_the_terminal_message_is_queued() {
+        // An orchestrator that assigns the next task the moment it reads a
+        // terminal message must never be told "at maximum concurrency".
+        let outbox = Outbox::new();
+        let observer = Arc::new(OrderObserver {
+            outbox: outbox.clone(),
+            seen: Default::default(),
+        });
+        let d = Dispatcher::start_observed(
+            DispatchSettings {
+                worker_id: "w".into(),
+                max_concurrent_tasks: 1,
+                task_timeout: None,
+            },
+            outbox.clone(),
+            Arc::new(FakeRunner),
+            observer.clone(),
+        );
+        d.handle(assignment("a", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)));
+        assert_eq!(*observer.seen.lock().unwrap(), vec![(1, false), (0, false)]);
+        assert_eq!(
+            kinds(&outbox),
+            vec![pair("task_claimed", "a"), pair("task_completed", "a")]
         );
     }
 
