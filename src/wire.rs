@@ -126,12 +126,19 @@ fn decode_assignment(data: Value) -> Result<Inbound, DecodeError> {
 
 /// Blanks every double-quoted string in a serde error: serde quotes the
 /// values it rejects, and in an assignment those can be `env_vars` secrets.
-/// Field names (in backticks) stay, since they say what is wrong.
+/// Field names (in backticks) stay, since they say what is wrong. serde
+/// quotes with `{:?}`, so inside a value `\"` is an escaped quote, not its end
+/// (found by fuzzing: the text after it leaked).
 fn scrub_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut inside = false;
+    let mut escaped = false;
     for c in message.chars() {
-        if c == '"' {
+        if inside && escaped {
+            escaped = false;
+        } else if inside && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
             if inside {
                 out.push_str("…\"");
             } else {
@@ -573,6 +580,21 @@ mod tests {
         let err = decode(r#"{"type":"task_cancellation","data":{"task_id":{"x":"sekrit-value"}}}"#)
             .unwrap_err();
         assert!(!err.to_string().contains("sekrit"), "{err}");
+    }
+
+    #[test]
+    fn escaped_quotes_stay_inside_the_scrubbed_value() {
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{},"env_vars":"a\"sekrit\\"}}"#;
+        let Inbound::InvalidAssignment { problem, .. } = decode(text).unwrap() else {
+            panic!("not invalid")
+        };
+        assert_eq!(problem, "invalid type: string \"…\", expected a map");
+        assert_eq!(
+            decode(r#""\"sekrit""#).unwrap_err().to_string(),
+            "malformed message from the orchestrator: not a JSON envelope: invalid type: \
+             string \"…\", expected struct Envelope at line 1 column 10"
+        );
+        assert_eq!(scrub_values(r#"x "a\"b" y "c" z"#), "x \"…\" y \"…\" z");
     }
 
     #[test]

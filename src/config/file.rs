@@ -14,9 +14,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
+use super::cli::Flags;
 use super::error::{ConfigError, ValueError};
-use super::values;
-use super::{LogFormat, PullPolicy, VolumeMount};
+use super::{ApiKey, Config, LogFormat, PullPolicy, VolumeMount};
+use super::{merge, values};
 
 /// The whole file. Every field is optional; absent = flag or default.
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +217,20 @@ impl<'de> Deserialize<'de> for ScalarText {
         }
         d.deserialize_any(Scalar)
     }
+}
+
+/// Builds the [`Config`] that config-file text alone yields (no flags, no
+/// API key): the same strict [`decode`] the `--config-file` loader uses, then
+/// the same merge. `path` only names the file in errors; `env` supplies
+/// `environment` entries written without a value. Pure, so the file format
+/// can be checked (and fuzzed) without touching the filesystem.
+pub fn from_yaml(
+    text: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = decode(text, path)?;
+    merge::merge(Flags::default(), ApiKey::default(), file, env)
 }
 
 /// Reads and decodes the file at `path`.

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorInput};
 pub use error::{ConfigError, ValueError, VolumeProblem};
+pub use file::from_yaml;
 pub use help::{help, version};
 pub use merge::{API_KEY_ENV, worker_id};
 pub use values::{parse_env_flag, parse_volume};

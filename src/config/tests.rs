@@ -671,3 +671,30 @@ fn file_worker_id_is_checked_like_the_flag() {
         "invalid worker-id: values starting with 'warp' are reserved and cannot be used"
     );
 }
+
+#[test]
+fn from_yaml_is_the_file_alone() {
+    let text = "worker_id: \"prod-runner-1\"\nmax_concurrent_tasks: 4\nidle_on_complete: \"10m\"\n\
+                backend:\n  docker:\n    volumes:\n      - \"/opt/shared-cache:/cache:ro\"\n    \
+                environment:\n      - name: NPM_TOKEN\n        value: \"your_token\"\n      - name: GITHUB_TOKEN\n";
+    let mut want = defaults("prod-runner-1", "");
+    want.max_concurrent_tasks = 4;
+    want.idle_on_complete = Some("10m".into());
+    want.docker.volumes = vec![vol("/opt/shared-cache", "/cache", Some(true))];
+    want.docker.environment = BTreeMap::from([
+        ("GITHUB_TOKEN".to_string(), "gh-from-host".to_string()),
+        ("NPM_TOKEN".to_string(), "your_token".to_string()),
+    ]);
+    assert_eq!(from_yaml(text, "c.yaml", &env).unwrap(), want);
+    assert_eq!(
+        from_yaml("cleanup: true\n", "c.yaml", &env)
+            .unwrap_err()
+            .to_string(),
+        error(&[
+            "--api-key",
+            "k",
+            "--config-file",
+            TempFile::new("cleanup: true\n").path()
+        ])
+    );
+}

@@ -295,6 +295,8 @@ enum State {
     DataEnd(u8),
     Trailer(Vec<u8>),
     Done,
+    /// Malformed framing: every later call reports it again.
+    Failed(ParseError),
 }
 
 /// Incremental body decoder: feed it whatever bytes arrived, get payload out.
@@ -328,27 +330,54 @@ impl BodyDecoder {
 
     /// Decodes from `input` into `output`; returns (bytes consumed, bytes
     /// produced). Consumes nothing more once the body is done.
+    ///
+    /// Payload decoded before malformed framing is returned first and the
+    /// error on the next call, so the result never depends on how the bytes
+    /// were split into reads (found by fuzzing). Once failed, every call
+    /// fails the same way.
     pub fn decode(
         &mut self,
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(usize, usize), ParseError> {
-        let (mut used, mut made) = (0, 0);
-        while used < input.len() && made < output.len() {
-            let inp = &input[used..];
+        if let State::Failed(e) = &self.state {
+            return Err(e.clone());
+        }
+        let mut progress = (0, 0);
+        match self.decode_into(input, output, &mut progress) {
+            Ok(()) => Ok(progress),
+            Err(e) => {
+                self.state = State::Failed(e.clone());
+                if progress.1 > 0 { Ok(progress) } else { Err(e) }
+            }
+        }
+    }
+
+    /// The decoding loop; `progress` (consumed, produced) stays counted when
+    /// it fails.
+    fn decode_into(
+        &mut self,
+        input: &[u8],
+        output: &mut [u8],
+        progress: &mut (usize, usize),
+    ) -> Result<(), ParseError> {
+        let (used, made) = progress;
+        while *used < input.len() && *made < output.len() {
+            let inp = &input[*used..];
+            let out = &mut output[*made..];
             match &mut self.state {
-                State::Done => break,
+                State::Done | State::Failed(_) => break,
                 State::Eof => {
-                    let n = inp.len().min(output.len() - made);
-                    output[made..made + n].copy_from_slice(&inp[..n]);
-                    used += n;
-                    made += n;
+                    let n = inp.len().min(out.len());
+                    out[..n].copy_from_slice(&inp[..n]);
+                    *used += n;
+                    *made += n;
                 }
                 State::Length(rem) | State::Data(rem) => {
-                    let n = (inp.len().min(output.len() - made) as u64).min(*rem) as usize;
-                    output[made..made + n].copy_from_slice(&inp[..n]);
-                    used += n;
-                    made += n;
+                    let n = (inp.len().min(out.len()) as u64).min(*rem) as usize;
+                    out[..n].copy_from_slice(&inp[..n]);
+                    *used += n;
+                    *made += n;
                     *rem -= n as u64;
                     if *rem == 0 {
                         self.state = match self.state {
@@ -362,7 +391,7 @@ impl BodyDecoder {
                     if inp[0] != want {
                         return Err(ParseError::ChunkTerminator);
                     }
-                    used += 1;
+                    *used += 1;
                     if *seen == 0 {
                         *seen = 1;
                     } else {
@@ -371,7 +400,7 @@ impl BodyDecoder {
                 }
                 State::SizeLine(line) => {
                     let (n, complete) = take_line(line, inp)?;
-                    used += n;
+                    *used += n;
                     if complete {
                         let size = parse_chunk_size(line)?;
                         self.state = if size == 0 {
@@ -383,7 +412,7 @@ impl BodyDecoder {
                 }
                 State::Trailer(line) => {
                     let (n, complete) = take_line(line, inp)?;
-                    used += n;
+                    *used += n;
                     if complete {
                         if line.is_empty() {
                             self.state = State::Done;
@@ -394,17 +423,18 @@ impl BodyDecoder {
                 }
             }
         }
-        Ok((used, made))
+        Ok(())
     }
 
     /// The peer closed the connection: fine only for an EOF-delimited or
     /// finished body.
     pub fn finish_at_eof(&mut self) -> Result<(), ParseError> {
-        match self.state {
+        match &self.state {
             State::Eof | State::Done => {
                 self.state = State::Done;
                 Ok(())
             }
+            State::Failed(e) => Err(e.clone()),
             _ => Err(ParseError::Truncated),
         }
     }

@@ -257,3 +257,33 @@ fn request_serialisation() {
     );
     assert_eq!(chunk_header(255), b"ff\r\n");
 }
+
+/// Found by fuzzing: one read holding good chunk data and then bad framing
+/// lost the data, while the same bytes in two reads delivered it.
+#[test]
+fn data_before_bad_framing_comes_out_before_the_error() {
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let mut out = [0u8; 64];
+    assert_eq!(d.decode(b"3\r\nabcX\r\n", &mut out), Ok((6, 3)));
+    assert_eq!(&out[..3], b"abc");
+    assert_eq!(
+        d.decode(b"X\r\n", &mut out),
+        Err(ParseError::ChunkTerminator)
+    );
+    assert_eq!(d.decode(b"", &mut out), Err(ParseError::ChunkTerminator));
+    assert_eq!(d.finish_at_eof(), Err(ParseError::ChunkTerminator));
+    assert!(!d.is_done());
+
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    assert_eq!(d.decode(b"2\r\nok\r\nzz\r\n", &mut out), Ok((11, 2)));
+    assert_eq!(
+        d.decode(b"", &mut out),
+        Err(ParseError::ChunkSize("zz".into()))
+    );
+    // Nothing decoded before the error: it comes at once.
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    assert_eq!(
+        d.decode(b"zz\r\n", &mut out),
+        Err(ParseError::ChunkSize("zz".into()))
+    );
+}

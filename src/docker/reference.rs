@@ -148,9 +148,6 @@ impl ImageRef {
         {
             return Err(err(|reference| ReferenceError::InvalidTag { reference }));
         }
-        if name.len() > NAME_MAX {
-            return Err(err(|reference| ReferenceError::NameTooLong { reference }));
-        }
         let (registry, repository) = split_name(name).map_err(|e| match e {
             NameProblem::Uppercase => ReferenceError::Uppercase {
                 reference: reference.to_owned(),
@@ -159,6 +156,12 @@ impl ImageRef {
                 reference: reference.to_owned(),
             },
         })?;
+        // Like distribution/reference, the limit applies to the normalised
+        // name, so what parses here also parses back from its Display
+        // (found by fuzzing).
+        if registry.len() + 1 + repository.len() > NAME_MAX {
+            return Err(err(|reference| ReferenceError::NameTooLong { reference }));
+        }
         let version = match (digest, tag) {
             (Some(d), _) => Version::Digest(d.to_owned()),
             (None, Some(t)) => Version::Tag(t.to_owned()),
@@ -306,16 +309,7 @@ impl fmt::Display for ImageRef {
 pub fn sidecar_volume_name(image: &str, repo_digests: &[String], image_id: &str) -> Option<String> {
     // Like the Go worker, an unparsable name is used as written.
     let short = ImageRef::parse(image).map_or_else(|_| image.to_owned(), |r| r.familiar_name());
-    let base: String = short
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let base = volume_safe(&short);
     let digest = repo_digests
         .first()
         .and_then(|d| d.split_once('@'))
@@ -324,9 +318,25 @@ pub fn sidecar_volume_name(image: &str, repo_digests: &[String], image_id: &str)
         .or(Some(image_id).filter(|id| !id.is_empty()))?;
     let suffix = match digest.split_once(':') {
         Some((_, hex)) if !hex.contains(':') => hex.chars().take(12).collect(),
-        _ => digest.replace(':', "-"),
+        _ => digest.to_owned(),
     };
-    Some(format!("{base}-{suffix}"))
+    // The digest comes from the daemon, but a volume name must hold whatever
+    // it says (found by fuzzing), so the suffix is mapped like the base.
+    Some(format!("{base}-{}", volume_safe(&suffix)))
+}
+
+/// Every character outside `[a-zA-Z0-9_.-]` (what Docker allows in a volume
+/// name) turned into `-`.
+fn volume_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 enum NameProblem {
@@ -334,12 +344,15 @@ enum NameProblem {
     Format,
 }
 
+/// Whether the daemon reads this first path component as a registry.
+fn is_registry_host(first: &str) -> bool {
+    first == "localhost" || first.contains('.') || first.contains(':')
+}
+
 /// Splits `[registry/]path` and normalises Docker Hub names.
 fn split_name(name: &str) -> Result<(String, String), NameProblem> {
     let (registry, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first == "localhost" || first.contains('.') || first.contains(':') =>
-        {
+        Some((first, rest)) if is_registry_host(first) => {
             if !valid_domain(first) {
                 return Err(NameProblem::Format);
             }
@@ -477,6 +490,15 @@ fn parse_prefix(s: &str) -> Result<Prefix, &'static str> {
     let (registry, path) = s.split_once('/').unwrap_or((s, ""));
     if !valid_domain(registry) {
         return Err("each side must start with a registry host[:port]");
+    }
+    // The daemon reads a first component without `.` or `:` (other than
+    // `localhost`) as a Docker Hub path, so `mirror/...` would be pulled
+    // from Docker Hub instead of the mirror (found by fuzzing).
+    if !is_registry_host(registry) {
+        return Err(
+            "the registry host must contain a `.` or a `:port`, or be localhost; \
+             a bare name is a Docker Hub path",
+        );
     }
     if !path.is_empty() && check_path(path).is_err() {
         return Err("the path after the registry must be lower-case path components");

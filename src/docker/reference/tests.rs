@@ -194,6 +194,20 @@ fn invalid_references_are_typed_errors() {
             reference: long.clone()
         })
     );
+    // Found by fuzzing: the limit is on the normalised name, which the
+    // Display shows (`docker.io/library/` is 18 bytes).
+    let fits = "b".repeat(237);
+    assert_eq!(
+        ImageRef::parse(&fits).unwrap().to_string(),
+        format!("docker.io/library/{fits}:latest")
+    );
+    let over = "b".repeat(238);
+    assert_eq!(
+        ImageRef::parse(&over),
+        Err(ReferenceError::NameTooLong {
+            reference: over.clone()
+        })
+    );
     assert_eq!(
         ImageRef::parse("Ubuntu").unwrap_err().to_string(),
         "invalid image reference \"Ubuntu\": repository name must be lowercase"
@@ -294,6 +308,18 @@ fn bad_mirror_entries_are_errors() {
             .to_string(),
         "invalid registry_mirrors entry \"docker.io/library/ubuntu: mirror.local\": the rewrite leaves no repository path"
     );
+    // Found by fuzzing: a bare name would be pulled from Docker Hub.
+    let m = mirrors(&[("docker.io", "doc/index.dock")]);
+    assert_eq!(
+        check_mirrors(&m).unwrap_err().to_string(),
+        "invalid registry_mirrors entry \"docker.io: doc/index.dock\": the registry host \
+         must contain a `.` or a `:port`, or be localhost; a bare name is a Docker Hub path"
+    );
+    assert!(ImageRef::parse("ubuntu").unwrap().with_mirrors(&m).is_err());
+    assert_eq!(
+        check_mirrors(&mirrors(&[("localhost", "mirror:5000")])),
+        Ok(())
+    );
     let m = mirrors(&[("docker.io", "mirror.local/UP")]);
     assert!(check_mirrors(&m).is_err());
     assert_eq!(
@@ -338,4 +364,13 @@ fn sidecar_volume_names() {
         Some("a-weird".into())
     );
     assert_eq!(sidecar_volume_name("a", &[], ""), None);
+    // Found by fuzzing: the digest part is mapped too.
+    assert_eq!(
+        sidecar_volume_name("a", &["a@sha256:ab/c\u{1b}é d".into()], ""),
+        Some("a-ab-c---d".into())
+    );
+    assert_eq!(
+        sidecar_volume_name("a", &[], "x:y:z/w"),
+        Some("a-x-y-z-w".into())
+    );
 }
