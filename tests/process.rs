@@ -8,59 +8,22 @@ use std::time::Duration;
 
 use oz_standin::{Options, Orchestrator};
 use serde_json::{Value, json};
+use support::Fixture;
 use support::process::WorkerProcess;
-use support::{BUSYBOX, Fixture};
+use support::tasks::{assign, strs, terminal, worker_args};
 
 const WAIT: Duration = Duration::from_secs(60);
 const API_KEY: &str = "oz-api-key-MARKER-5f1d";
 const ENV_SECRET: &str = "env-vars-MARKER-93ab";
 const OPERATOR_SECRET: &str = "operator-env-MARKER-c0de";
 
-fn worker_args<'a>(fx: &'a Fixture, orch_url: &'a str, out_bind: &'a str) -> Vec<&'a str> {
-    vec![
-        "--worker-id",
-        &fx.worker_id,
-        "--web-socket-url",
-        orch_url,
-        "--image-pull-policy",
-        "IfNotPresent",
-        "--stop-grace",
-        "2s",
-        "-v",
-        out_bind,
-    ]
-}
-
-fn assign(orch: &Orchestrator, id: &str, sidecar: &str, env: Value) {
-    let mut env_vars = json!({"OZ_TEST_OUT": "/out"});
-    if let (Value::Object(base), Value::Object(extra)) = (&mut env_vars, env) {
-        base.extend(extra);
-    }
-    assert!(orch.send(&json!({"type": "task_assignment", "data": {
-        "task_id": id, "execution_id": format!("e-{id}"),
-        "task": {"id": id, "title": "process test", "owner": {"Type": "USER", "Id": 7}},
-        "docker_image": BUSYBOX, "sidecar_image": sidecar, "env_vars": env_vars}})));
-}
-
-fn terminal<'a>(frames: &'a [Value], id: &str) -> Vec<&'a Value> {
-    frames
-        .iter()
-        .filter(|f| {
-            (f["type"] == "task_completed" || f["type"] == "task_failed")
-                && f["data"]["task_id"] == id
-        })
-        .collect()
-}
-
 #[test]
 fn sigterm_with_running_tasks_reports_each_closes_1000_and_exits_0() {
     let mut fx = Fixture::new("sigterm");
     let sidecar = fx.sidecar("sigterm");
     let orch = Orchestrator::start(Options::default());
-    let url = orch.url();
-    let bind = format!("{}:/out", fx.out.display());
-    let mut worker =
-        WorkerProcess::start(&worker_args(&fx, &url, &bind), &[("WARP_API_KEY", API_KEY)]);
+    let args = worker_args(&fx, &orch.url(), &[]);
+    let mut worker = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
     assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
     let ids = ["t1", "t2", "t3"];
     for id in ids {
@@ -91,19 +54,17 @@ fn no_secret_reaches_the_debug_log_in_either_format() {
         let mut fx = Fixture::new(&format!("secrets-{format}"));
         let sidecar = fx.sidecar("secrets");
         let orch = Orchestrator::start(Options::default());
-        let url = orch.url();
-        let bind = format!("{}:/out", fx.out.display());
         let operator_env = format!("OPERATOR_TOKEN={OPERATOR_SECRET}");
-        let mut args = worker_args(&fx, &url, &bind);
-        args.extend([
+        let extra = [
             "--log-level",
             "debug",
             "--log-format",
             format,
             "-e",
             &operator_env,
-        ]);
-        let mut worker = WorkerProcess::start(&args, &[("WARP_API_KEY", API_KEY)]);
+        ];
+        let args = worker_args(&fx, &orch.url(), &extra);
+        let mut worker = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
         assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
         // The stub exits 3, so the worker logs the container's output, which
         // prints every env value (see the stub's OZ_TEST_PRINT_ENV).
@@ -152,10 +113,8 @@ fn a_worker_killed_mid_task_leaves_an_orphan_that_the_next_start_removes() {
     let mut fx = Fixture::new("orphan");
     let sidecar = fx.sidecar("orphan");
     let orch = Orchestrator::start(Options::default());
-    let url = orch.url();
-    let bind = format!("{}:/out", fx.out.display());
-    let mut worker =
-        WorkerProcess::start(&worker_args(&fx, &url, &bind), &[("WARP_API_KEY", API_KEY)]);
+    let args = worker_args(&fx, &orch.url(), &[]);
+    let mut worker = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
     assert!(orch.wait_until(|r| r.connected, WAIT));
     assign(&orch, "orphan", &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
     assert!(
@@ -171,8 +130,7 @@ fn a_worker_killed_mid_task_leaves_an_orphan_that_the_next_start_removes() {
         "the task container outlives a SIGKILLed worker"
     );
 
-    let mut again =
-        WorkerProcess::start(&worker_args(&fx, &url, &bind), &[("WARP_API_KEY", API_KEY)]);
+    let mut again = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
     assert!(
         again.wait_count("removed leftovers of an earlier run", 1, WAIT),
         "{}",
@@ -251,12 +209,9 @@ fn metrics_and_health_count_real_tasks() {
         .unwrap()
         .port()
         .to_string();
-    let url = orch.url();
-    let bind = format!("{}:/out", fx.out.display());
-    let mut args = worker_args(&fx, &url, &bind);
-    args.extend(["--max-concurrent-tasks", "1"]);
+    let args = worker_args(&fx, &orch.url(), &["--max-concurrent-tasks", "1"]);
     let mut worker = WorkerProcess::start(
-        &args,
+        &strs(&args),
         &[
             ("WARP_API_KEY", API_KEY),
             ("OTEL_METRICS_EXPORTER", "prometheus"),

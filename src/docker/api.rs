@@ -257,6 +257,15 @@ impl Docker {
         Ok(())
     }
 
+    /// A short `GET` whose 2xx reply is JSON and whose 404 means "no such object".
+    fn get_optional<T: DeserializeOwned>(&self, path: String) -> Result<Option<T>> {
+        let resp = self.send("GET", path, Body::None, Some(SHORT), None)?;
+        if resp.status() == 404 {
+            return Ok(None);
+        }
+        decode(expect_success(resp)?).map(Some)
+    }
+
     /// `GET /version`.
     pub fn version(&self) -> Result<VersionInfo> {
         self.send_json("GET", "/version".into(), Body::None)
@@ -269,17 +278,7 @@ impl Docker {
 
     /// `GET /images/{name}/json`; `None` when the daemon has no such image.
     pub fn image_inspect(&self, name: &str) -> Result<Option<ImageInfo>> {
-        let resp = self.send(
-            "GET",
-            format!("/images/{}/json", enc_image(name)),
-            Body::None,
-            Some(SHORT),
-            None,
-        )?;
-        if resp.status() == 404 {
-            return Ok(None);
-        }
-        decode(expect_success(resp)?).map(Some)
+        self.get_optional(format!("/images/{}/json", enc_image(name)))
     }
 
     /// Pulls `from_image` at `tag` (a tag, or `sha256:…` for a digest; always
@@ -357,17 +356,7 @@ impl Docker {
 
     /// `GET /volumes/{name}`; `None` when there is no such volume.
     pub fn volume_inspect(&self, name: &str) -> Result<Option<VolumeInfo>> {
-        let resp = self.send(
-            "GET",
-            format!("/volumes/{}", enc(name)),
-            Body::None,
-            Some(SHORT),
-            None,
-        )?;
-        if resp.status() == 404 {
-            return Ok(None);
-        }
-        decode(expect_success(resp)?).map(Some)
+        self.get_optional(format!("/volumes/{}", enc(name)))
     }
 
     /// `DELETE /volumes/{name}`; a volume already gone is fine.
