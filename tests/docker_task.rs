@@ -387,3 +387,76 @@ fn tasks_run_over_tcp_and_tls_daemon_endpoints() {
     let target = discovery::discover(&|k| untrusted.get(k).cloned(), Path::new("/")).unwrap();
     assert!(Docker::connect(&target).is_err());
 }
+
+#[test]
+fn create_and_start_failures_keep_the_daemons_words() {
+    let mut fx = Fixture::new("createstart");
+    let sidecar = fx.sidecar("createstart");
+    let runner = fx.runner(fx.settings());
+    // More CPUs than the host has: the daemon refuses the create.
+    let task = fx.assignment(
+        "T-create",
+        &sidecar,
+        json!({"instance_shape": {"vcpus": 4096}}),
+    );
+    match runner.run(&task, &CancelToken::new()) {
+        TaskOutcome::Failed {
+            reason,
+            detail,
+            exit_code,
+        } => {
+            assert_eq!(reason, FailureReason::ContainerCreate);
+            assert!(
+                detail.starts_with("failed to create container: "),
+                "{detail}"
+            );
+            assert!(detail.contains("CPUs"), "{detail}");
+            assert_eq!(exit_code, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // No agent sidecar: /agent/entrypoint.sh does not exist, so start fails.
+    let mut task = fx.assignment("T-start", &sidecar, json!({}));
+    task.sidecar_image.clear();
+    match runner.run(&task, &CancelToken::new()) {
+        TaskOutcome::Failed { reason, detail, .. } => {
+            assert_eq!(reason, FailureReason::ContainerStart);
+            assert!(
+                detail.starts_with("failed to start container: "),
+                "{detail}"
+            );
+            assert!(detail.contains("/agent/entrypoint.sh"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    fx.assert_no_containers();
+}
+
+#[test]
+fn sidecar_problems_are_sidecar_prep() {
+    let mut fx = Fixture::new("scprep");
+    let sidecar = fx.sidecar("scprep");
+    let mut settings = fx.settings();
+    settings.images.policy = oz_agent_worker::config::PullPolicy::Never;
+    let runner = fx.runner(settings);
+    let absent = json!({"additional_sidecars": [{"image": "oz-test/absent-sidecar:latest", "mount_path": "/mnt/x"}]});
+    let task = fx.assignment("T-absent", &sidecar, absent);
+    match runner.run(&task, &CancelToken::new()) {
+        TaskOutcome::Failed { reason, detail, .. } => {
+            assert_eq!(reason, FailureReason::SidecarPrep);
+            assert!(detail.contains("oz-test/absent-sidecar"), "{detail}");
+            assert!(detail.contains("Never"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let twice = json!({"additional_sidecars": [{"image": sidecar, "mount_path": "/agent"}]});
+    let task = fx.assignment("T-twice", &sidecar, twice);
+    assert!(matches!(
+        runner.run(&task, &CancelToken::new()),
+        TaskOutcome::Failed {
+            reason: FailureReason::SidecarPrep,
+            ..
+        }
+    ));
+    fx.assert_no_containers();
+}
