@@ -158,9 +158,10 @@ pub fn throughput(cfg: &Cfg) -> Result<Row> {
             }
         }
         let deadline = start + crate::tasks::TASK_TIMEOUT * 4;
-        // The worker sends a terminal frame just before it frees the slot, so
-        // an assignment sent straight back can be rejected; like an
-        // orchestrator, re-queue it and retry after a millisecond.
+        // The worker frees a slot before it queues the terminal frame, so an
+        // assignment sent straight back should never be rejected; should one
+        // be, re-queue it like an orchestrator and retry after a millisecond
+        // (the row counts them).
         let mut retry: VecDeque<String> = VecDeque::new();
         while done < BATCH {
             let until = if retry.is_empty() {
