@@ -1,5 +1,12 @@
 //! The running worker: wires the dispatcher to the connection thread and runs
-//! the shutdown sequence of PROTOCOL.md.
+//! the shutdown sequence of PROTOCOL.md, in the mode asked for.
+//!
+//! A stop fits a time budget (`shutdown_timeout`, 9 s by default, inside
+//! the 10 s `docker stop` gives): after any drain, every task's
+//! `graceful_shutdown` is sent and acknowledged first, then the containers'
+//! stops share what is left, so no container's stop grace outlives the
+//! worker. A detach sends nothing for running tasks and leaves their
+//! containers to the next worker process.
 //!
 //! Owns the order of start-up and shutdown and nothing else: it does not know
 //! how a task runs (a [`TaskRunner`] is handed in) nor how the socket works.
@@ -13,18 +20,21 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ShutdownMode};
 use crate::connection::{self, ConnectionHandle, InboundHandler, Settings};
 use crate::dispatch::{DispatchObserver, DispatchSettings, Dispatcher};
 use crate::outbox::Outbox;
-use crate::task::{CancelCause, TaskRunner};
+use crate::task::{CancelCause, TaskOutcome, TaskRunner};
 use crate::wire::Inbound;
 
-/// How long shutdown waits, after cancelling, for tasks to clean up, beyond
-/// the containers' stop grace period.
-const CLEANUP_ALLOWANCE: Duration = Duration::from_secs(20);
-/// How long shutdown keeps trying to deliver the last status messages.
-const FLUSH_WINDOW: Duration = Duration::from_secs(10);
+/// Longest a shutdown waits for the orchestrator to acknowledge the tasks'
+/// terminal messages before stopping their containers anyway.
+const REPORT_WINDOW: Duration = Duration::from_secs(2);
+/// Kept at the end of the budget, after the containers' stops, for removing
+/// them and closing the connection.
+const AFTER_STOPS: Duration = Duration::from_secs(2);
+/// Kept at the very end of the budget for the Close handshake.
+const CLOSE_WINDOW: Duration = Duration::from_millis(500);
 
 /// Why the worker could not start.
 #[derive(Debug)]
@@ -74,8 +84,11 @@ pub struct ShutdownReport {
 pub struct Daemon {
     dispatcher: Dispatcher,
     connection: ConnectionHandle,
+    outbox: Outbox,
+    runner: Arc<dyn TaskRunner>,
     drain_timeout: Duration,
-    stop_grace: Duration,
+    shutdown_timeout: Duration,
+    on_shutdown: ShutdownMode,
 }
 
 struct Handler {
@@ -121,7 +134,13 @@ pub struct Hooks {
     pub observer: Option<Arc<dyn DispatchObserver>>,
     /// Called when the connection comes up, goes down, or a dial fails.
     pub on_connection: Option<Box<dyn Fn(ConnectionEvent) + Send>>,
+    /// Runs once the dispatcher exists, before the first connection (the
+    /// start-up adoption of tasks left by an earlier worker process).
+    pub before_connect: Option<BeforeConnect>,
 }
+
+/// See [`Hooks::before_connect`].
+pub type BeforeConnect = Box<dyn FnOnce(&Dispatcher) + Send>;
 
 impl Daemon {
     /// Starts the dispatcher and the connection thread.
@@ -147,17 +166,23 @@ impl Daemon {
             task_timeout: config.docker.task_timeout,
         };
         let dispatcher = match hooks.observer {
-            Some(observer) => {
-                Dispatcher::start_observed(settings_for_dispatch, outbox.clone(), runner, observer)
-            }
-            None => Dispatcher::start(settings_for_dispatch, outbox.clone(), runner),
+            Some(observer) => Dispatcher::start_observed(
+                settings_for_dispatch,
+                outbox.clone(),
+                runner.clone(),
+                observer,
+            ),
+            None => Dispatcher::start(settings_for_dispatch, outbox.clone(), runner.clone()),
         };
+        if let Some(f) = hooks.before_connect {
+            f(&dispatcher);
+        }
         let handler = Handler {
             dispatcher: dispatcher.clone(),
             on_connection: hooks.on_connection,
         };
-        let connection =
-            connection::spawn(settings, outbox, handler).map_err(StartupError::Connection)?;
+        let connection = connection::spawn(settings, outbox.clone(), handler)
+            .map_err(StartupError::Connection)?;
         info!(
             "worker {} started: up to {} task(s) at once",
             config.worker_id,
@@ -169,8 +194,11 @@ impl Daemon {
         Ok(Self {
             dispatcher,
             connection,
+            outbox,
+            runner,
             drain_timeout: config.drain_timeout,
-            stop_grace: config.docker.stop_grace,
+            shutdown_timeout: config.shutdown_timeout,
+            on_shutdown: config.on_shutdown,
         })
     }
 
@@ -184,34 +212,59 @@ impl Daemon {
         self.connection.is_connected()
     }
 
-    /// PROTOCOL.md's shutdown: reject new work, (optionally drain,) cancel
-    /// and clean up every task, deliver every status message, Close 1000.
+    /// The shutdown `--on-shutdown` asks for (see [`Daemon::shutdown_in`]).
     pub fn shutdown(self) -> ShutdownReport {
+        let mode = self.on_shutdown;
+        self.shutdown_in(mode)
+    }
+
+    /// PROTOCOL.md's shutdown in `mode`: reject new work; wait for running
+    /// tasks when draining; then either report every task `graceful_shutdown`
+    /// (acknowledged first) and stop its container within what is left of
+    /// the budget, or detach (leave the containers running, report nothing
+    /// for them); deliver every status message; Close 1000.
+    pub fn shutdown_in(self, mode: ShutdownMode) -> ShutdownReport {
         self.dispatcher.stop_accepting();
+        self.drain(mode);
+        let end = Instant::now() + self.shutdown_timeout;
+        let before_close = end.checked_sub(CLOSE_WINDOW).unwrap_or(end);
         let active = self.dispatcher.active_count();
-        if !self.drain_timeout.is_zero() && active > 0 {
-            info!(
-                "draining: waiting up to {:?} for {active} running task(s)",
-                self.drain_timeout
-            );
-            self.dispatcher.wait_idle(self.drain_timeout);
+        if mode == ShutdownMode::Detach {
+            if active > 0 {
+                info!("detaching: leaving {active} running task(s) to the next worker process");
+            }
+            // Tasks whose container has not started yet cannot be left
+            // behind: they end as in a cancel, reported `graceful_shutdown`.
+            self.dispatcher
+                .cancel_all_by(CancelCause::Detach, before_close);
+        } else if active > 0 {
+            let reported = self
+                .dispatcher
+                .report_all_now(&TaskOutcome::Cancelled(CancelCause::Shutdown));
+            info!("stopping {active} running task(s); {reported} reported first");
+            let window = REPORT_WINDOW.min(end.saturating_duration_since(Instant::now()));
+            if !self.outbox.wait_empty(window) {
+                warn!(
+                    "the orchestrator has not acknowledged every status message within {}s; stopping the containers anyway",
+                    window.as_secs()
+                );
+            }
+            let stop_by = end.checked_sub(AFTER_STOPS).unwrap_or(end);
+            self.dispatcher
+                .cancel_all_by(CancelCause::Shutdown, stop_by);
         }
-        let active = self.dispatcher.active_count();
-        if active > 0 {
-            info!("stopping {active} running task(s)");
-        }
-        self.dispatcher.cancel_all(CancelCause::Shutdown);
-        let tasks_left = if self
-            .dispatcher
-            .wait_idle(self.stop_grace + CLEANUP_ALLOWANCE)
-        {
+        let left = before_close.saturating_duration_since(Instant::now());
+        let tasks_left = if self.dispatcher.wait_idle(left) {
             0
         } else {
             let left = self.dispatcher.active_count();
             warn!("{left} task(s) did not finish cleaning up in time");
             left
         };
-        let report = self.connection.finish(Instant::now() + FLUSH_WINDOW);
+        self.runner.settle(before_close);
+        let report = self
+            .connection
+            .finish(end.max(Instant::now() + CLOSE_WINDOW));
         if report.unacknowledged > 0 {
             warn!(
                 "{} status message(s) could not be delivered before exit",
@@ -224,5 +277,24 @@ impl Daemon {
             unacknowledged: report.unacknowledged,
             closed_cleanly: report.closed_cleanly,
         }
+    }
+
+    /// Waits for running tasks to finish: up to `drain_timeout` when it is
+    /// set, and in [`ShutdownMode::Drain`] without limit when it is not.
+    fn drain(&self, mode: ShutdownMode) {
+        let active = self.dispatcher.active_count();
+        let limit = match (mode, self.drain_timeout.is_zero()) {
+            (_, false) => Some(self.drain_timeout),
+            (ShutdownMode::Drain, true) => None,
+            _ => return,
+        };
+        if active == 0 {
+            return;
+        }
+        match limit {
+            Some(d) => info!("draining: waiting up to {d:?} for {active} running task(s)"),
+            None => info!("draining: waiting for {active} running task(s) to finish"),
+        }
+        self.dispatcher.wait_idle(limit.unwrap_or(Duration::MAX));
     }
 }

@@ -1,23 +1,28 @@
 //! Claiming, rejecting and running tasks.
 //!
 //! Owns the registry of active tasks (task id → cancel token, execution id),
-//! the capacity rule, and the pool of threads that run claimed tasks. It is
-//! fed decoded messages by the connection thread ([`Dispatcher::handle`],
-//! which never blocks), answers through the [`Outbox`], and hands each task
-//! to the [`TaskRunner`]. It must not touch sockets or Docker.
+//! the capacity rule, whether new work is taken at all (not while shutting
+//! down, nor while Docker does not answer), and the pool of threads that run
+//! claimed tasks. It is fed decoded messages by the connection thread
+//! ([`Dispatcher::handle`], which never blocks), answers through the
+//! [`Outbox`], and hands each task to the [`TaskRunner`]. Tasks adopted from
+//! an earlier worker process arrive through [`Dispatcher::adopt`] with their
+//! work ready to run. It must not touch sockets or Docker.
 //!
 //! Threads: with `max_concurrent_tasks = N > 0` there are exactly N pool
 //! threads fed by a bounded channel of N jobs; a job is only sent after a slot
 //! was reserved in the registry, so a claimed task never waits for a thread.
 //! With `0` (unlimited) each claimed task gets its own thread, which ends with
-//! the task: the pool grows with the load and shrinks back to nothing.
+//! the task: the pool grows with the load and shrinks back to nothing. An
+//! adopted task always gets its own thread: it holds a slot in the registry
+//! like any task, so the pool's threads never wait for one.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{error, info, warn};
@@ -30,6 +35,10 @@ use crate::wire::{self, FailureReason, Inbound, Outbound, TaskAssignment};
 
 /// `task_rejected` reason while the worker shuts down.
 pub const REJECT_SHUTTING_DOWN: &str = "worker is shutting down";
+/// `task_rejected` reason while the Docker daemon does not answer: the
+/// orchestrator can route the task to a healthy worker instead of this one
+/// claiming it and failing it at once.
+pub const REJECT_DOCKER_UNAVAILABLE: &str = "worker cannot reach its Docker daemon";
 
 /// What the dispatcher needs to know.
 #[derive(Debug, Clone)]
@@ -46,6 +55,8 @@ pub struct DispatchSettings {
 pub trait DispatchObserver: Send + Sync + 'static {
     /// A task was claimed.
     fn claimed(&self) {}
+    /// A task left by an earlier worker process was adopted.
+    fn adopted(&self) {}
     /// A task was rejected for `reason`.
     fn rejected(&self, _reason: &str) {}
     /// A task ended with `message` after `elapsed`.
@@ -57,6 +68,21 @@ pub trait DispatchObserver: Send + Sync + 'static {
 struct NoObserver;
 impl DispatchObserver for NoObserver {}
 
+/// A task whose container an earlier worker process started: the work that
+/// watches it to its end, ready to run.
+pub struct AdoptedTask {
+    /// Its task id.
+    pub task_id: String,
+    /// Its execution id.
+    pub execution_id: String,
+    /// When it times out (its original deadline), if it has one.
+    pub deadline: Option<SystemTime>,
+    /// How long it has run already (for the duration metric).
+    pub running_for: Duration,
+    /// Watches the container until it ends or the token fires.
+    pub work: Box<dyn FnOnce(&CancelToken) -> TaskOutcome + Send>,
+}
+
 struct Active {
     execution_id: String,
     cancel: CancelToken,
@@ -64,6 +90,12 @@ struct Active {
     /// longer holds a slot, but stays registered so a duplicate assignment
     /// arriving meanwhile is not run a second time.
     finishing: bool,
+    /// Its terminal message was sent ahead of its end (a shutdown reports
+    /// first and stops containers after); whatever the runner returns later
+    /// is not sent again.
+    reported: bool,
+    /// When it began (for an adopted task, before this process started).
+    started: Instant,
 }
 
 /// Tasks that hold a slot (claimed and not yet ended).
@@ -71,9 +103,17 @@ fn running(active: &HashMap<String, Active>) -> usize {
     active.values().filter(|a| !a.finishing).count()
 }
 
+enum Work {
+    Assignment(Box<TaskAssignment>),
+    Adopted(Box<dyn FnOnce(&CancelToken) -> TaskOutcome + Send>),
+}
+
 struct Job {
-    assignment: Box<TaskAssignment>,
+    task_id: String,
+    work: Work,
     cancel: CancelToken,
+    /// When the task began (for an adopted one, before this process started).
+    started: Instant,
 }
 
 struct Shared {
@@ -84,6 +124,7 @@ struct Shared {
     active: Mutex<HashMap<String, Active>>,
     idle: Condvar,
     accepting: AtomicBool,
+    docker_available: AtomicBool,
     deadlines: Deadlines,
 }
 
@@ -116,6 +157,7 @@ impl Dispatcher {
             active: Mutex::new(HashMap::new()),
             idle: Condvar::new(),
             accepting: AtomicBool::new(true),
+            docker_available: AtomicBool::new(true),
             deadlines: Deadlines::start(),
         });
         let jobs = (slots > 0).then(|| {
@@ -175,6 +217,12 @@ impl Dispatcher {
             self.claim(task_id);
             return;
         }
+        if !shared.docker_available.load(Ordering::SeqCst) {
+            drop(active);
+            warn!("rejecting task {task_id}: the Docker daemon does not answer");
+            self.reject(task_id, REJECT_DOCKER_UNAVAILABLE);
+            return;
+        }
         let max = shared.settings.max_concurrent_tasks;
         if max > 0 && running(&active) >= max {
             drop(active);
@@ -183,13 +231,10 @@ impl Dispatcher {
             return;
         }
         let cancel = CancelToken::new();
+        let started = Instant::now();
         active.insert(
             task_id.clone(),
-            Active {
-                execution_id: assignment.execution_id.clone(),
-                cancel: cancel.clone(),
-                finishing: false,
-            },
+            Active::new(&assignment.execution_id, &cancel, started),
         );
         let count = running(&active);
         drop(active);
@@ -197,31 +242,86 @@ impl Dispatcher {
             "claimed task {task_id} ({:?}), {count} active",
             assignment.task.title
         );
-        self.claim(task_id);
+        self.claim(task_id.clone());
         shared.observer.active(count);
         if let Some(limit) = shared.settings.task_timeout {
+            cancel.set_deadline(SystemTime::now() + limit);
             shared.deadlines.add(Instant::now() + limit, cancel.clone());
         }
-        let job = Job { assignment, cancel };
+        let job = Job {
+            task_id,
+            work: Work::Assignment(assignment),
+            cancel,
+            started,
+        };
         match &self.jobs {
             // Never blocks: a slot was reserved above, so the channel has room.
             Some(jobs) => {
                 if let Err(e) = jobs.try_send(job) {
                     let job = e.into_inner();
-                    error!("no pool thread took task {}", job.assignment.task_id);
-                    let shared = shared.clone();
-                    thread::spawn(move || run_job(&shared, job));
+                    error!("no pool thread took task {}", job.task_id);
+                    self.spawn(job);
                 }
             }
-            None => {
-                let shared = shared.clone();
-                let spawned = thread::Builder::new()
-                    .name(format!("task-{}", job.assignment.task_id))
-                    .spawn(move || run_job(&shared, job));
-                if let Err(e) = spawned {
-                    error!("could not start a thread for a task: {e}");
-                }
-            }
+            None => self.spawn(job),
+        }
+    }
+
+    /// Takes over a task an earlier worker process left running. It holds a
+    /// slot like any task, even beyond `max_concurrent_tasks` (adopting it
+    /// costs nothing a refusal would save: its container runs anyway), and
+    /// ends with exactly one terminal message. False, and `task` dropped
+    /// unrun, when the task is already active here or the worker is
+    /// shutting down (the next worker process adopts it then).
+    pub fn adopt(&self, task: AdoptedTask) -> bool {
+        let shared = &self.shared;
+        if !shared.accepting.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut active = shared.lock_active();
+        if active.contains_key(&task.task_id) {
+            return false;
+        }
+        let cancel = CancelToken::new();
+        let started = Instant::now()
+            .checked_sub(task.running_for)
+            .unwrap_or_else(Instant::now);
+        active.insert(
+            task.task_id.clone(),
+            Active::new(&task.execution_id, &cancel, started),
+        );
+        let count = running(&active);
+        drop(active);
+        let max = shared.settings.max_concurrent_tasks;
+        if max > 0 && count > max {
+            warn!(
+                "adopting task {} puts {count} tasks on this worker, above its maximum of {max}; new tasks are rejected until some end",
+                task.task_id
+            );
+        }
+        shared.observer.adopted();
+        shared.observer.active(count);
+        if let Some(at) = task.deadline {
+            cancel.set_deadline(at);
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            shared.deadlines.add(Instant::now() + left, cancel.clone());
+        }
+        self.spawn(Job {
+            task_id: task.task_id,
+            work: Work::Adopted(task.work),
+            cancel,
+            started,
+        });
+        true
+    }
+
+    fn spawn(&self, job: Job) {
+        let shared = self.shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("task-{}", job.task_id))
+            .spawn(move || run_job(&shared, job));
+        if let Err(e) = spawned {
+            error!("could not start a thread for a task: {e}");
         }
     }
 
@@ -261,22 +361,69 @@ impl Dispatcher {
         self.shared.accepting.store(false, Ordering::SeqCst);
     }
 
+    /// Whether the Docker daemon answers; while it does not, new
+    /// assignments are rejected instead of claimed and failed.
+    pub fn set_docker_available(&self, available: bool) {
+        self.shared
+            .docker_available
+            .store(available, Ordering::SeqCst);
+    }
+
     /// Cancels every active task with `cause`.
     pub fn cancel_all(&self, cause: CancelCause) {
-        let tokens: Vec<_> = self
-            .shared
+        for token in self.tokens() {
+            token.cancel(cause);
+        }
+    }
+
+    /// Cancels every active task with `cause`, asking that each container
+    /// be stopped by `stop_by`.
+    pub fn cancel_all_by(&self, cause: CancelCause, stop_by: Instant) {
+        for token in self.tokens() {
+            token.cancel_by(cause, stop_by);
+        }
+    }
+
+    fn tokens(&self) -> Vec<CancelToken> {
+        self.shared
             .lock_active()
             .values()
             .map(|a| a.cancel.clone())
-            .collect();
-        for token in tokens {
-            token.cancel(cause);
+            .collect()
+    }
+
+    /// Sends, now, the terminal message `outcome` gives for every task still
+    /// running, ahead of stopping them: a shutdown reports first so no report
+    /// waits on a container's stop. Returns how many were reported.
+    pub fn report_all_now(&self, outcome: &TaskOutcome) -> usize {
+        let ids: Vec<(String, Instant)> = {
+            let mut active = self.shared.lock_active();
+            active
+                .iter_mut()
+                .filter(|(_, a)| !a.finishing && !a.reported)
+                .map(|(id, a)| {
+                    a.reported = true;
+                    (id.clone(), a.started)
+                })
+                .collect()
+        };
+        for (id, started) in &ids {
+            if let Some(message) = outcome.clone().into_message(id) {
+                self.shared.observer.finished(&message, started.elapsed());
+                self.shared.push_terminal(id, message);
+            }
         }
+        ids.len()
     }
 
     /// Number of tasks claimed and not yet ended.
     pub fn active_count(&self) -> usize {
         self.shared.lock_active().len()
+    }
+
+    /// Whether `task_id` is active here.
+    pub fn is_active(&self, task_id: &str) -> bool {
+        self.shared.lock_active().contains_key(task_id)
     }
 
     /// Waits until no task is active; false if `timeout` passed first.
@@ -286,17 +433,19 @@ impl Dispatcher {
 
     /// Waits until at most `n` tasks are active; false if `timeout` passed first.
     pub fn wait_active_at_most(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut active = self.shared.lock_active();
         while active.len() > n {
             let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
+            let wait = match deadline {
+                Some(d) if now >= d => return false,
+                Some(d) => d - now,
+                None => Duration::from_secs(3600),
+            };
             active = self
                 .shared
                 .idle
-                .wait_timeout(active, deadline - now)
+                .wait_timeout(active, wait)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -304,26 +453,53 @@ impl Dispatcher {
     }
 }
 
+impl Active {
+    fn new(execution_id: &str, cancel: &CancelToken, started: Instant) -> Self {
+        Self {
+            execution_id: execution_id.to_owned(),
+            cancel: cancel.clone(),
+            finishing: false,
+            reported: false,
+            started,
+        }
+    }
+}
+
 impl Shared {
     fn lock_active(&self) -> MutexGuard<'_, HashMap<String, Active>> {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Queues a terminal message; once the orchestrator has read it, the
+    /// runner may drop what it kept for a later process to report from.
+    fn push_terminal(&self, task_id: &str, message: Outbound) {
+        let runner = Arc::clone(&self.runner);
+        let id = task_id.to_owned();
+        self.outbox
+            .push_then(message, Box::new(move || runner.delivered(&id)));
+    }
 }
 
 fn run_job(shared: &Shared, job: Job) {
-    let task_id = job.assignment.task_id.clone();
+    let Job {
+        task_id,
+        work,
+        cancel,
+        started,
+    } = job;
     let _scope = TaskScope::enter(&task_id);
-    // env_vars values are secrets: from here on, any log line that would
-    // carry one has it masked.
-    let _secrets: Vec<SecretGuard> = job
-        .assignment
-        .env_vars
-        .values()
-        .map(|v| logging::register_secret(v))
-        .collect();
-    let started = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        shared.runner.run(&job.assignment, &job.cancel)
+    let outcome = catch_unwind(AssertUnwindSafe(|| match work {
+        Work::Assignment(assignment) => {
+            // env_vars values are secrets: from here on, any log line that
+            // would carry one has it masked.
+            let _secrets: Vec<SecretGuard> = assignment
+                .env_vars
+                .values()
+                .map(|v| logging::register_secret(v))
+                .collect();
+            shared.runner.run(&assignment, &cancel)
+        }
+        Work::Adopted(watch) => watch(&cancel),
     }))
     .unwrap_or_else(|_| {
         error!("task {task_id}: the worker hit an internal error while running it");
@@ -332,235 +508,40 @@ fn run_job(shared: &Shared, job: Job) {
             "the worker hit an internal error while running the task",
         )
     });
+    shared.deadlines.remove(&cancel);
     let message = outcome.into_message(&task_id);
     match &message {
-        Outbound::TaskFailed { message: m, .. } => {
+        None => info!("task {task_id} left running for the next worker process (detached)"),
+        Some(Outbound::TaskFailed { message: m, .. }) => {
             info!("task {task_id} failed after {:?}: {m}", started.elapsed())
         }
-        _ => info!("task {task_id} ended after {:?}", started.elapsed()),
+        Some(_) => info!("task {task_id} ended after {:?}", started.elapsed()),
     }
-    shared.observer.finished(&message, started.elapsed());
-    shared.deadlines.remove(&job.cancel);
     // Free the slot before the orchestrator can learn the task ended, so the
     // next assignment it sends in answer is never rejected for capacity; keep
     // the entry until the message is queued, so a duplicate assignment
     // arriving in between is claimed again, never run twice.
-    let count = {
+    let (count, reported) = {
         let mut active = shared.lock_active();
-        if let Some(entry) = active.get_mut(&task_id) {
-            entry.finishing = true;
-        }
-        running(&active)
+        let reported = match active.get_mut(&task_id) {
+            Some(entry) => {
+                entry.finishing = true;
+                entry.reported
+            }
+            None => false,
+        };
+        (running(&active), reported)
     };
     shared.observer.active(count);
-    shared.outbox.push(message);
+    if let Some(message) = message
+        && !reported
+    {
+        shared.observer.finished(&message, started.elapsed());
+        shared.push_terminal(&task_id, message);
+    }
     shared.lock_active().remove(&task_id);
     shared.idle.notify_all();
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::Task;
-
-    /// Runs until cancelled, or completes when its assignment names image "quick".
-    struct FakeRunner;
-    impl TaskRunner for FakeRunner {
-        fn run(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome {
-            if task.docker_image == "quick" {
-                return TaskOutcome::Completed;
-            }
-            if task.docker_image == "panic" {
-                panic!("runner bug");
-            }
-            match cancel.wait_timeout(Duration::from_secs(60)) {
-                Some(cause) => TaskOutcome::Cancelled(cause),
-                None => TaskOutcome::Completed,
-            }
-        }
-    }
-
-    fn assignment(id: &str, image: &str) -> Inbound {
-        Inbound::Assignment(Box::new(TaskAssignment {
-            task_id: id.into(),
-            execution_id: format!("exec-{id}"),
-            task: Task {
-                id: id.into(),
-                ..Task::default()
-            },
-            docker_image: image.into(),
-            ..TaskAssignment::default()
-        }))
-    }
-
-    fn dispatcher(max: usize, timeout: Option<Duration>) -> (Dispatcher, Outbox) {
-        let outbox = Outbox::new();
-        let d = Dispatcher::start(
-            DispatchSettings {
-                worker_id: "w".into(),
-                max_concurrent_tasks: max,
-                task_timeout: timeout,
-            },
-            outbox.clone(),
-            Arc::new(FakeRunner),
-        );
-        (d, outbox)
-    }
-
-    fn kinds(outbox: &Outbox) -> Vec<(String, String)> {
-        outbox
-            .after(0)
-            .into_iter()
-            .map(|q| (q.message.kind().to_owned(), q.message.task_id().to_owned()))
-            .collect()
-    }
-
-    fn pair(kind: &str, id: &str) -> (String, String) {
-        (kind.to_owned(), id.to_owned())
-    }
-
-    #[test]
-    fn rejects_beyond_capacity_at_once_and_accepts_after_a_slot_frees() {
-        let (d, outbox) = dispatcher(2, None);
-        d.handle(assignment("a", "slow"));
-        d.handle(assignment("b", "slow"));
-        d.handle(assignment("c", "slow"));
-        assert_eq!(
-            kinds(&outbox),
-            vec![
-                pair("task_claimed", "a"),
-                pair("task_claimed", "b"),
-                pair("task_rejected", "c")
-            ]
-        );
-        d.handle(Inbound::Cancellation {
-            task_id: "a".into(),
-        });
-        assert!(d.wait_active_at_most(1, Duration::from_secs(10)));
-        d.handle(assignment("c", "slow"));
-        let k = kinds(&outbox);
-        assert_eq!(k[3], pair("task_completed", "a"));
-        assert_eq!(k[4], pair("task_claimed", "c"));
-        d.cancel_all(CancelCause::Shutdown);
-        assert!(d.wait_idle(Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn duplicate_assignment_is_claimed_again_but_runs_once() {
-        let (d, outbox) = dispatcher(0, None);
-        d.handle(assignment("a", "slow"));
-        d.handle(assignment("a", "slow"));
-        assert_eq!(d.active_count(), 1);
-        d.cancel_all(CancelCause::User);
-        assert!(d.wait_idle(Duration::from_secs(10)));
-        assert_eq!(
-            kinds(&outbox),
-            vec![
-                pair("task_claimed", "a"),
-                pair("task_claimed", "a"),
-                pair("task_completed", "a")
-            ]
-        );
-    }
-
-    /// Records, each time the active count changes, whether the outbox
-    /// already held a terminal message.
-    struct OrderObserver {
-        outbox: Outbox,
-        seen: std::sync::Mutex<Vec<(usize, bool)>>,
-    }
-    impl DispatchObserver for OrderObserver {
-        fn active(&self, count: usize) {
-            let terminal = self.outbox.after(0).iter().any(|q| q.message.is_terminal());
-            self.seen.lock().unwrap().push((count, terminal));
-        }
-    }
-
-    #[test]
-    fn the_slot_is_freed_before_the_terminal_message_is_queued() {
-        // An orchestrator that assigns the next task the moment it reads a
-        // terminal message must never be told "at maximum concurrency".
-        let outbox = Outbox::new();
-        let observer = Arc::new(OrderObserver {
-            outbox: outbox.clone(),
-            seen: Default::default(),
-        });
-        let d = Dispatcher::start_observed(
-            DispatchSettings {
-                worker_id: "w".into(),
-                max_concurrent_tasks: 1,
-                task_timeout: None,
-            },
-            outbox.clone(),
-            Arc::new(FakeRunner),
-            observer.clone(),
-        );
-        d.handle(assignment("a", "quick"));
-        assert!(d.wait_idle(Duration::from_secs(10)));
-        assert_eq!(*observer.seen.lock().unwrap(), vec![(1, false), (0, false)]);
-        assert_eq!(
-            kinds(&outbox),
-            vec![pair("task_claimed", "a"), pair("task_completed", "a")]
-        );
-    }
-
-    #[test]
-    fn cancellation_of_unknown_task_sends_nothing() {
-        let (d, outbox) = dispatcher(1, None);
-        d.handle(Inbound::Cancellation {
-            task_id: "nope".into(),
-        });
-        assert!(outbox.is_empty());
-    }
-
-    #[test]
-    fn timeout_and_panic_and_invalid_end_visibly() {
-        let (d, outbox) = dispatcher(0, Some(Duration::from_millis(50)));
-        d.handle(assignment("slow", "slow"));
-        d.handle(assignment("boom", "panic"));
-        d.handle(Inbound::InvalidAssignment {
-            task_id: "bad".into(),
-            problem: "task is missing".into(),
-        });
-        assert!(d.wait_idle(Duration::from_secs(10)));
-        let messages: Vec<Outbound> = outbox.after(0).into_iter().map(|q| q.message).collect();
-        let terminal = |id: &str| {
-            messages
-                .iter()
-                .find(|m| m.is_terminal() && m.task_id() == id)
-                .cloned()
-                .unwrap()
-        };
-        assert!(matches!(
-            terminal("slow"),
-            Outbound::TaskFailed {
-                failure_reason: Some(FailureReason::TaskTimeout),
-                ..
-            }
-        ));
-        assert!(matches!(
-            terminal("boom"),
-            Outbound::TaskFailed {
-                failure_reason: Some(FailureReason::Unknown),
-                ..
-            }
-        ));
-        assert_eq!(
-            terminal("bad"),
-            Outbound::TaskFailed {
-                task_id: "bad".into(),
-                message: "Failed to execute task: invalid task assignment: task is missing".into(),
-                failure_reason: Some(FailureReason::Unknown),
-                exit_code: 0
-            }
-        );
-    }
-
-    #[test]
-    fn after_stop_accepting_assignments_are_rejected() {
-        let (d, outbox) = dispatcher(4, None);
-        d.stop_accepting();
-        d.handle(assignment("a", "quick"));
-        assert_eq!(kinds(&outbox), vec![pair("task_rejected", "a")]);
-    }
-}
+mod tests;

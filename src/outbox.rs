@@ -27,10 +27,15 @@ pub struct Queued {
     pub message: Outbound,
 }
 
+/// Runs once the message it was pushed with is acknowledged.
+pub type OnAck = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct State {
     last_seq: u64,
     unacked: VecDeque<Queued>,
+    /// Callbacks by sequence number, in push order.
+    on_ack: VecDeque<(u64, OnAck)>,
 }
 
 #[derive(Default)]
@@ -54,11 +59,25 @@ impl Outbox {
 
     /// Appends a message and wakes the connection thread.
     pub fn push(&self, message: Outbound) {
+        self.push_inner(message, None);
+    }
+
+    /// Appends a message and runs `on_ack` once the orchestrator has read it
+    /// (on the acknowledging thread, so it must not block). Never run when
+    /// the message is never acknowledged, e.g. the process ends first.
+    pub fn push_then(&self, message: Outbound, on_ack: OnAck) {
+        self.push_inner(message, Some(on_ack));
+    }
+
+    fn push_inner(&self, message: Outbound, on_ack: Option<OnAck>) {
         {
             let mut state = self.state();
             state.last_seq += 1;
             let seq = state.last_seq;
             state.unacked.push_back(Queued { seq, message });
+            if let Some(f) = on_ack {
+                state.on_ack.push_back((seq, f));
+            }
         }
         self.inner.changed.notify_all();
         self.wake();
@@ -76,13 +95,22 @@ impl Outbox {
 
     /// The orchestrator has read every message up to and including `seq`.
     pub fn ack_through(&self, seq: u64) {
+        let mut done = Vec::new();
         {
             let mut state = self.state();
             while state.unacked.front().is_some_and(|q| q.seq <= seq) {
                 state.unacked.pop_front();
             }
+            while state.on_ack.front().is_some_and(|(s, _)| *s <= seq) {
+                if let Some((_, f)) = state.on_ack.pop_front() {
+                    done.push(f);
+                }
+            }
         }
         self.inner.changed.notify_all();
+        for f in done {
+            f();
+        }
     }
 
     /// Number of messages not yet acknowledged.
@@ -171,6 +199,27 @@ mod tests {
         outbox.ack_through(3);
         assert!(outbox.is_empty());
         assert!(outbox.wait_empty(Duration::ZERO));
+    }
+
+    #[test]
+    fn callbacks_run_once_when_their_message_is_acknowledged() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let outbox = Outbox::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        outbox.push(claimed("a"));
+        let h = hits.clone();
+        outbox.push_then(
+            claimed("b"),
+            Box::new(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        outbox.ack_through(1);
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "b is not read yet");
+        outbox.ack_through(2);
+        outbox.ack_through(2);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(outbox.is_empty());
     }
 
     #[test]

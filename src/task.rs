@@ -6,17 +6,29 @@
 //! the terminal wire message. It must not know about sockets or Docker.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::wire::{self, FailureReason, Outbound, TaskAssignment};
 
 /// Runs one task to its end. Called on a pool thread; may block for hours.
 ///
 /// Implementations watch `cancel`: when it fires they stop what they are
-/// doing (kill the container, abort the pull), clean up, and return promptly.
+/// doing (kill the container, abort the pull), clean up, and return promptly;
+/// for [`CancelCause::Detach`] they leave a started container running and
+/// return [`TaskOutcome::Detached`]. [`CancelToken::deadline`] says when the
+/// task times out, [`CancelToken::stop_by`] how soon a stop must be done.
 pub trait TaskRunner: Send + Sync + 'static {
     /// Runs `task` and says how it ended.
     fn run(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome;
+
+    /// The orchestrator has read the terminal message of `task_id`: what
+    /// was kept so a later process could report the task again (its
+    /// container) may go now.
+    fn delivered(&self, _task_id: &str) {}
+
+    /// Finishes, until `until` at the latest, what [`TaskRunner::delivered`]
+    /// set in motion; called once at the end of a shutdown.
+    fn settle(&self, _until: Instant) {}
 }
 
 /// How a task ended.
@@ -26,6 +38,12 @@ pub enum TaskOutcome {
     Completed,
     /// The task was stopped because of `cause`; the runner cleaned up.
     Cancelled(CancelCause),
+    /// The worker stopped watching a running container and left it for the
+    /// next worker process to adopt; nothing is reported.
+    Detached,
+    /// The task was interrupted before its container ever started (its
+    /// worker died); reported `task_cancelled` so the user can retry.
+    Interrupted,
     /// Anything else ended the task.
     Failed {
         /// Where it failed.
@@ -47,10 +65,18 @@ impl TaskOutcome {
         }
     }
 
-    /// The terminal message the orchestrator gets for this outcome.
-    pub fn into_message(self, task_id: &str) -> Outbound {
+    /// The terminal message the orchestrator gets for this outcome; none
+    /// for [`TaskOutcome::Detached`] (the task goes on under another worker).
+    pub fn into_message(self, task_id: &str) -> Option<Outbound> {
         let task_id = task_id.to_owned();
-        match self {
+        Some(match self {
+            Self::Detached => return None,
+            Self::Interrupted => Outbound::TaskFailed {
+                task_id,
+                message: wire::INTERRUPTED_MESSAGE.into(),
+                failure_reason: Some(FailureReason::TaskCancelled),
+                exit_code: 0,
+            },
             Self::Completed => Outbound::TaskCompleted {
                 task_id,
                 message: wire::COMPLETED_MESSAGE.into(),
@@ -61,7 +87,7 @@ impl TaskOutcome {
                 message: wire::CANCELLED_MESSAGE.into(),
                 task_state: Some(wire::CANCELLED_STATE.into()),
             },
-            Self::Cancelled(CancelCause::Shutdown) => Outbound::TaskFailed {
+            Self::Cancelled(CancelCause::Shutdown | CancelCause::Detach) => Outbound::TaskFailed {
                 task_id,
                 message: wire::INTERRUPTED_MESSAGE.into(),
                 failure_reason: Some(FailureReason::GracefulShutdown),
@@ -83,7 +109,7 @@ impl TaskOutcome {
                 failure_reason: Some(reason),
                 exit_code,
             },
-        }
+        })
     }
 }
 
@@ -96,6 +122,8 @@ pub enum CancelCause {
     Shutdown,
     /// The task ran past `task_timeout`.
     Timeout,
+    /// The worker is stopping and leaves running containers to its successor.
+    Detach,
 }
 
 type Hook = Box<dyn FnOnce(CancelCause) + Send>;
@@ -103,6 +131,8 @@ type Hook = Box<dyn FnOnce(CancelCause) + Send>;
 #[derive(Default)]
 struct CancelState {
     cause: Option<CancelCause>,
+    stop_by: Option<Instant>,
+    deadline: Option<SystemTime>,
     next_hook: u64,
     hooks: Vec<(u64, Hook)>,
 }
@@ -126,12 +156,23 @@ impl CancelToken {
 
     /// Fires the token (once; later calls are ignored) and runs every hook.
     pub fn cancel(&self, cause: CancelCause) {
+        self.fire(cause, None);
+    }
+
+    /// Fires the token like [`CancelToken::cancel`], asking that the task's
+    /// container be stopped by `stop_by` (a shutdown shares its time budget).
+    pub fn cancel_by(&self, cause: CancelCause, stop_by: Instant) {
+        self.fire(cause, Some(stop_by));
+    }
+
+    fn fire(&self, cause: CancelCause, stop_by: Option<Instant>) {
         let hooks = {
             let mut state = self.lock();
             if state.cause.is_some() {
                 return;
             }
             state.cause = Some(cause);
+            state.stop_by = stop_by;
             std::mem::take(&mut state.hooks)
         };
         self.inner.1.notify_all();
@@ -148,6 +189,21 @@ impl CancelToken {
     /// True once the token has fired.
     pub fn is_cancelled(&self) -> bool {
         self.cause().is_some()
+    }
+
+    /// The moment a stop asked for by the canceller must be done, if it set one.
+    pub fn stop_by(&self) -> Option<Instant> {
+        self.lock().stop_by
+    }
+
+    /// Records when the task times out (the dispatcher sets it at claim).
+    pub fn set_deadline(&self, at: SystemTime) {
+        self.lock().deadline = Some(at);
+    }
+
+    /// When the task times out, on the wall clock; `None` = no limit.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.lock().deadline
     }
 
     /// Runs `hook` when the token fires while the returned guard lives; at
@@ -276,16 +332,40 @@ mod tests {
         .into_message("T");
         assert_eq!(
             m,
-            Outbound::TaskFailed {
+            Some(Outbound::TaskFailed {
                 task_id: "T".into(),
                 message: "Failed to execute task: container exited with code 3".into(),
                 failure_reason: Some(FailureReason::ContainerExit),
                 exit_code: 3
-            }
+            })
         );
         let m = TaskOutcome::Cancelled(CancelCause::Shutdown).into_message("T");
         assert!(
-            matches!(m, Outbound::TaskFailed { failure_reason: Some(FailureReason::GracefulShutdown), ref message, .. } if message == wire::INTERRUPTED_MESSAGE)
+            matches!(m, Some(Outbound::TaskFailed { failure_reason: Some(FailureReason::GracefulShutdown), ref message, .. }) if message == wire::INTERRUPTED_MESSAGE)
         );
+        assert_eq!(TaskOutcome::Detached.into_message("T"), None);
+        assert_eq!(
+            TaskOutcome::Interrupted.into_message("T"),
+            Some(Outbound::TaskFailed {
+                task_id: "T".into(),
+                message: wire::INTERRUPTED_MESSAGE.into(),
+                failure_reason: Some(FailureReason::TaskCancelled),
+                exit_code: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_shutdown_cancel_carries_its_stop_deadline() {
+        let token = CancelToken::new();
+        assert_eq!(token.stop_by(), None);
+        let by = Instant::now() + Duration::from_secs(3);
+        token.cancel_by(CancelCause::Shutdown, by);
+        token.cancel_by(CancelCause::Timeout, by + Duration::from_secs(9));
+        assert_eq!(token.stop_by(), Some(by));
+        assert_eq!(token.cause(), Some(CancelCause::Shutdown));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        token.set_deadline(at);
+        assert_eq!(token.deadline(), Some(at));
     }
 }

@@ -1,9 +1,13 @@
 //! The `run` command: everything `main` starts for a working worker.
 //!
 //! Owns start-up order and the one-line start-up errors: logging and secret
-//! masking first, then Docker (discovery, ping, platform, orphan reaping),
-//! metrics, the [`Daemon`], and finally the wait for SIGTERM/SIGINT and the
-//! shutdown. It must not contain task or protocol logic.
+//! masking first, then Docker (discovery, ping, platform), this process's
+//! instance id and lease, metrics, the [`Daemon`] (whose dispatcher first
+//! adopts what an earlier worker process left running), the reaper, the
+//! Docker health watch that turns assignments away while the daemon does
+//! not answer, and finally the wait for a stop signal, the shutdown in the
+//! mode it asks for, and the lease's release. It must not contain task or
+//! protocol logic.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,24 +15,29 @@ use std::time::Duration;
 
 use log::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ShutdownMode};
 use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
+use crate::dispatch::Dispatcher;
 use crate::docker::{Docker, DockerError, discovery};
-use crate::execute::{DockerRunner, RunnerSettings, reaper};
+use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, WorkerInfo};
+use crate::signals::Signal;
 use crate::{logging, signals};
 
-/// How often the reaper looks for orphans while running.
-const REAP_INTERVAL: Duration = Duration::from_secs(60);
-/// Containers younger than this are never reaped by the periodic pass.
+/// Objects younger than this are spared by the reaper where a live process
+/// may still be making them.
 const REAP_GRACE: Duration = Duration::from_secs(120);
-/// How often Docker is pinged for `/readyz`.
-const DOCKER_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How often Docker is pinged while it answers (readiness, and whether to
+/// take tasks at all).
+const DOCKER_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often Docker is pinged while it does not answer.
+const DOCKER_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why `run` could not start.
 #[derive(Debug)]
 enum RunError {
     Docker(DockerError),
+    Lease(DockerError),
     Metrics(String),
     Startup(StartupError),
 }
@@ -37,6 +46,10 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Docker(e) => write!(f, "{e}"),
+            Self::Lease(e) => write!(
+                f,
+                "cannot create this worker's lease volume on the Docker daemon: {e}"
+            ),
             Self::Metrics(e) => write!(f, "metrics: {e}"),
             Self::Startup(e) => write!(f, "{e}"),
         }
@@ -72,20 +85,24 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let health = Health::default();
     health.docker_ok();
 
+    let instance = lease::new_instance_id();
     let runner = Arc::new(DockerRunner::new(
         docker.clone(),
-        RunnerSettings::from_config(config, platform),
+        RunnerSettings::from_config(config, platform, instance.clone()),
     ));
-    match reaper::reap(&docker, &config.worker_id, &|_| false) {
-        Ok(r) if r.containers + r.volumes > 0 => info!(
-            "removed leftovers of an earlier run: {} container(s), {} volume(s)",
-            r.containers, r.volumes
-        ),
-        Ok(_) => {}
-        Err(e) => warn!("could not look for leftovers of an earlier run: {e}"),
-    }
-    let _reaper = runner.spawn_reaper(REAP_INTERVAL, REAP_GRACE);
-    spawn_docker_pinger(docker, health.clone());
+    let lease = lease::acquire(
+        &docker,
+        &config.worker_id,
+        &instance,
+        config.upkeep.lease_ttl,
+        runner.clock().clone(),
+    )
+    .map_err(RunError::Lease)?;
+    info!(
+        "this is worker process {instance} (lease renewed every {}s, expiring {}s after the last renewal)",
+        (config.upkeep.lease_ttl / 3).as_secs(),
+        config.upkeep.lease_ttl.as_secs()
+    );
 
     let metrics = Metrics::new(
         WorkerInfo {
@@ -110,6 +127,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         };
 
     let (m, h) = (metrics.clone(), health.clone());
+    let first_pass = runner.clone();
     let hooks = Hooks {
         observer: Some(Arc::new(metrics)),
         on_connection: Some(Box::new(move |event| match event {
@@ -124,16 +142,40 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
             }
             ConnectionEvent::DialFailed => m.reconnect(ReconnectReason::DialFailed),
         })),
+        // Before the first assignment can arrive, so one the orchestrator
+        // sends again for an adopted task is recognised as running here.
+        before_connect: Some(Box::new(move |dispatcher: &Dispatcher| {
+            let d = dispatcher.clone();
+            match reaper::pass(&first_pass, &move |t| d.adopt(t), REAP_GRACE) {
+                Ok(r) if r.adopted + r.containers + r.volumes > 0 => info!(
+                    "start-up: adopted {} task(s) left running by an earlier worker process; removed {} leftover container(s) and {} volume(s)",
+                    r.adopted, r.containers, r.volumes
+                ),
+                Ok(_) => {}
+                Err(e) => warn!("could not look for what an earlier run left: {e}"),
+            }
+        })),
     };
-    let daemon = Daemon::start(config, runner, &env, Timings::default(), hooks)
+    let daemon = Daemon::start(config, runner.clone(), &env, Timings::default(), hooks)
         .map_err(RunError::Startup)?;
+    let dispatcher = daemon.dispatcher().clone();
+    let adopt: reaper::AdoptSink = Arc::new(move |t| dispatcher.adopt(t));
+    let reaper = runner.spawn_reaper(adopt, config.upkeep.reap_interval, REAP_GRACE);
+    spawn_docker_watch(docker, health, daemon.dispatcher().clone());
 
     let (tx, rx) = crossbeam_channel::bounded(1);
     signals::watch(move |signal| {
         let _ = tx.send(signal);
     });
-    let _ = rx.recv();
-    let report = daemon.shutdown();
+    let signal = rx.recv().unwrap_or(Signal::Term);
+    let mode = match signal {
+        Signal::Quit => ShutdownMode::Drain,
+        _ => config.on_shutdown,
+    };
+    let report = daemon.shutdown_in(mode);
+    drop(reaper);
+    // Last: from here another process may take over what this one left.
+    lease.release();
     if report.tasks_left > 0 || report.unacknowledged > 0 {
         warn!(
             "exiting with {} task(s) still cleaning up and {} undelivered status message(s)",
@@ -143,15 +185,37 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     Ok(())
 }
 
-fn spawn_docker_pinger(docker: Docker, health: Health) {
+/// Pings Docker: `/readyz` learns when it last answered, and while it does
+/// not answer the dispatcher rejects new assignments (so the orchestrator
+/// routes them to a healthy worker) instead of claiming and failing them.
+fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher) {
     let _ = std::thread::Builder::new()
         .name("docker-ping".into())
         .spawn(move || {
+            let mut answering = true;
             loop {
-                std::thread::sleep(DOCKER_PING_INTERVAL);
+                std::thread::sleep(if answering {
+                    DOCKER_PING_INTERVAL
+                } else {
+                    DOCKER_RETRY_INTERVAL
+                });
                 match docker.ping() {
-                    Ok(()) => health.docker_ok(),
-                    Err(e) => warn!("Docker did not answer a ping: {e}"),
+                    Ok(()) => {
+                        health.docker_ok();
+                        if !answering {
+                            info!("Docker answers again; taking new tasks again");
+                            dispatcher.set_docker_available(true);
+                            answering = true;
+                        }
+                    }
+                    Err(e) if answering => {
+                        warn!(
+                            "Docker did not answer a ping: {e}; rejecting new tasks until it does"
+                        );
+                        dispatcher.set_docker_available(false);
+                        answering = false;
+                    }
+                    Err(_) => {}
                 }
             }
         });

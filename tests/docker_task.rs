@@ -1,6 +1,7 @@
 //! `DockerRunner` end to end on the real daemon: the stub agent records its
 //! argv and environment; exit codes, OOM, limits, platform and musl checks,
-//! cancellation, timeout and the reaper.
+//! cancellation and timeout (the reaper and adoption are in
+//! `adoption.rs`).
 
 mod support;
 
@@ -112,7 +113,15 @@ fn with_cleanup_off_the_container_is_kept_and_the_reaper_leaves_it() {
         TaskOutcome::Failed { exit_code: 3, .. }
     ));
     assert_eq!(fx.leftovers().0.len(), 1, "kept for debugging");
-    reaper::reap(&fx.docker, &fx.worker_id, &|_| false).unwrap();
+    // Neither this process's reaper nor a later process's undoes
+    // --no-cleanup, and the later one does not report the task again.
+    let runner = std::sync::Arc::new(runner);
+    reaper::pass(&runner, &|_| panic!("nothing to adopt"), Duration::ZERO).unwrap();
+    let mut later = fx.settings();
+    later.instance = "a-later-process".into();
+    let later = std::sync::Arc::new(fx.runner(later));
+    let report = reaper::pass(&later, &|_| panic!("nothing to adopt"), Duration::ZERO).unwrap();
+    assert_eq!(report.adopted, 0);
     assert_eq!(
         fx.leftovers().0.len(),
         1,
@@ -234,97 +243,6 @@ fn cancel_during_run_stops_and_removes() {
 #[test]
 fn timeout_goes_through_the_same_path() {
     cancel_running("timeout", CancelCause::Timeout);
-}
-
-#[test]
-fn reaper_removes_leftovers_but_not_active_tasks() {
-    let fx = Fixture::new("reap");
-    let wid = &fx.worker_id;
-    let labels = |extra: serde_json::Value| {
-        let mut l = json!({
-            "dev.warp.oz-agent-worker.managed": "true",
-            "dev.warp.oz-agent-worker.worker-id": wid,
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            l[k] = v.clone();
-        }
-        l
-    };
-    let create = |name: &str, l: serde_json::Value, binds: Vec<String>| {
-        let body = json!({"Image": support::BUSYBOX, "Cmd": ["true"], "Labels": l, "HostConfig": {"Binds": binds}});
-        fx.docker.create(&format!("{name}-{wid}"), &body).unwrap()
-    };
-    create(
-        "old-task",
-        labels(json!({"dev.warp.oz-agent-worker.task-id": "gone"})),
-        vec![],
-    );
-    create(
-        "live-task",
-        labels(json!({"dev.warp.oz-agent-worker.task-id": "live"})),
-        vec![],
-    );
-    let vol = format!("{wid}-half");
-    let vlabels = [
-        (
-            "dev.warp.oz-agent-worker.worker-id".to_string(),
-            wid.clone(),
-        ),
-        (
-            "dev.warp.oz-agent-worker.sidecar-image".to_string(),
-            support::BUSYBOX.to_string(),
-        ),
-    ]
-    .into();
-    fx.docker.volume_create(&vol, &vlabels).unwrap();
-    fx.docker
-        .volume_create(&format!("{vol}2"), &vlabels)
-        .unwrap();
-    create(
-        "fill",
-        labels(
-            json!({"dev.warp.oz-agent-worker.role": "sidecar-fill", "dev.warp.oz-agent-worker.volume": vol}),
-        ),
-        vec![format!("{vol}:/oz-fill:nocopy")],
-    );
-    let report = reaper::reap(&fx.docker, wid, &|t| t == "live").unwrap();
-    assert_eq!(
-        report,
-        reaper::ReapReport {
-            containers: 2,
-            volumes: 2
-        }
-    );
-    let (containers, volumes) = fx.leftovers();
-    assert_eq!(containers, vec![format!("/live-task-{wid}")]);
-    assert_eq!(volumes, Vec::<String>::new());
-    let report = reaper::reap(&fx.docker, wid, &|_| false).unwrap();
-    assert_eq!(report.containers, 1);
-    fx.assert_nothing_left();
-}
-
-#[test]
-fn periodic_reaper_removes_what_no_task_owns() {
-    let fx = Fixture::new("periodic");
-    let wid = &fx.worker_id;
-    let body = json!({
-        "Image": support::BUSYBOX,
-        "Cmd": ["true"],
-        "Labels": {
-            "dev.warp.oz-agent-worker.worker-id": wid,
-            "dev.warp.oz-agent-worker.task-id": "crashed",
-        },
-    });
-    fx.docker.create(&format!("crashed-{wid}"), &body).unwrap();
-    let runner = fx.runner(fx.settings());
-    let handle = runner.spawn_reaper(Duration::from_millis(20), Duration::ZERO);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !fx.leftovers().0.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "reaper never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(handle);
-    fx.assert_nothing_left();
 }
 
 /// A task run through `DOCKER_HOST=tcp://…` (socat to the socket) and through

@@ -13,7 +13,7 @@ use lexopt::{Arg, Parser};
 
 use super::error::{ConfigError, ValueError};
 use super::values;
-use super::{ApiKey, LogFormat, PullPolicy, VolumeMount};
+use super::{ApiKey, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
 
 /// What the command line asks for.
 pub(crate) enum Parsed {
@@ -44,6 +44,10 @@ pub(crate) struct Flags {
     pub server_root_url: Option<String>,
     pub session_sharing_server_url: Option<String>,
     pub drain_timeout: Option<Duration>,
+    pub on_shutdown: Option<ShutdownMode>,
+    pub shutdown_timeout: Option<Duration>,
+    pub lease_ttl: Option<Duration>,
+    pub reap_interval: Option<Duration>,
     pub task_timeout: Option<Duration>,
     pub default_image: Option<String>,
     pub sidecar_image: Option<String>,
@@ -144,6 +148,25 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
                 non_empty(text(parser, "--session-sharing-server-url")?);
         }
         "drain-timeout" => flags.drain_timeout = Some(duration(parser, "--drain-timeout")?),
+        "on-shutdown" => {
+            let v = text(parser, "--on-shutdown")?;
+            flags.on_shutdown = Some(check("--on-shutdown", values::parse_shutdown_mode(&v))?);
+        }
+        "shutdown-timeout" => {
+            flags.shutdown_timeout = Some(duration(parser, "--shutdown-timeout")?);
+        }
+        "lease-ttl" => {
+            let v = duration(parser, "--lease-ttl")?;
+            flags.lease_ttl = Some(check(
+                "--lease-ttl",
+                values::at_least(v, super::MIN_LEASE_TTL),
+            )?);
+        }
+        "reap-interval" => {
+            let v = duration(parser, "--reap-interval")?;
+            let min = Duration::from_millis(100);
+            flags.reap_interval = Some(check("--reap-interval", values::at_least(v, min))?);
+        }
         "task-timeout" => flags.task_timeout = Some(duration(parser, "--task-timeout")?),
         "stop-grace" => flags.stop_grace = Some(duration(parser, "--stop-grace")?),
         "default-image" => flags.default_image = non_empty(text(parser, "--default-image")?),

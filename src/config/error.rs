@@ -23,6 +23,15 @@ pub enum ValueError {
     LogFormat(String),
     /// `--image-pull-policy` / `image_pull_policy` other than Always, IfNotPresent, Never.
     PullPolicy(String),
+    /// `--on-shutdown` / `on_shutdown` other than cancel, drain, detach.
+    ShutdownMode(String),
+    /// A duration below the least that works.
+    TooShort {
+        /// As given, Go-formatted.
+        given: String,
+        /// The least, Go-formatted.
+        min: String,
+    },
     /// A `-v` / `volumes` entry not of the form `HOST:CONTAINER[:ro|rw]`.
     Volume {
         /// The entry as written (paths, never secrets).
@@ -85,6 +94,8 @@ impl fmt::Display for ValueError {
             Self::PullPolicy(v) => {
                 write!(f, "`{v}` is not one of Always, IfNotPresent, Never")
             }
+            Self::ShutdownMode(v) => write!(f, "`{v}` is not one of cancel, drain, detach"),
+            Self::TooShort { given, min } => write!(f, "{given} is too short: the least is {min}"),
             Self::Volume { entry, problem } => write!(
                 f,
                 "volume `{entry}` {problem} (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)"

@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 use super::cli::Flags;
 use super::error::{ConfigError, ValueError};
-use super::{ApiKey, Config, LogFormat, PullPolicy, VolumeMount};
+use super::{ApiKey, Config, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
 use super::{merge, values};
 
 /// The whole file. Every field is optional; absent = flag or default.
@@ -29,6 +29,8 @@ pub(crate) struct FileConfig {
     pub idle_on_complete: Option<Checked<DurationText>>,
     pub log_format: Option<Checked<LogFormat>>,
     pub drain_timeout: Option<Checked<Duration>>,
+    pub on_shutdown: Option<Checked<ShutdownMode>>,
+    pub shutdown_timeout: Option<Checked<Duration>>,
     #[serde(default)]
     pub backend: Backends,
 }
@@ -110,6 +112,11 @@ impl FromText for VolumeMount {
 impl FromText for PullPolicy {
     fn from_text(text: &str) -> Result<Self, ValueError> {
         values::parse_pull_policy(text)
+    }
+}
+impl FromText for ShutdownMode {
+    fn from_text(text: &str) -> Result<Self, ValueError> {
+        values::parse_shutdown_mode(text)
     }
 }
 impl FromText for LogFormat {

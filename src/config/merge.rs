@@ -13,8 +13,9 @@ use super::error::ConfigError;
 use super::file::{DockerSection, FileConfig};
 use super::values::timeout_or_none;
 use super::{
-    ApiKey, Config, DEFAULT_IMAGE, DEFAULT_SERVER_ROOT_URL, DEFAULT_STOP_GRACE,
-    DEFAULT_TASK_TIMEOUT, DEFAULT_WEBSOCKET_URL, DockerConfig, Hardening, LogFormat,
+    ApiKey, Config, DEFAULT_IMAGE, DEFAULT_LEASE_TTL, DEFAULT_REAP_INTERVAL,
+    DEFAULT_SERVER_ROOT_URL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_GRACE, DEFAULT_TASK_TIMEOUT,
+    DEFAULT_WEBSOCKET_URL, DockerConfig, Hardening, LogFormat, Upkeep,
 };
 
 /// The environment variable holding the API key when `--api-key` is absent.
@@ -95,6 +96,18 @@ pub(crate) fn build(
             .drain_timeout
             .or(file.drain_timeout.map(|c| c.0))
             .unwrap_or(Duration::ZERO),
+        on_shutdown: flags
+            .on_shutdown
+            .or(file.on_shutdown.map(|c| c.0))
+            .unwrap_or_default(),
+        shutdown_timeout: flags
+            .shutdown_timeout
+            .or(file.shutdown_timeout.map(|c| c.0))
+            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        upkeep: Upkeep {
+            lease_ttl: flags.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            reap_interval: flags.reap_interval.unwrap_or(DEFAULT_REAP_INTERVAL),
+        },
         docker,
     }
 }

@@ -121,6 +121,52 @@ pub enum PullPolicy {
     Never,
 }
 
+/// What a stop request (SIGTERM / SIGINT) does with running tasks
+/// (`--on-shutdown`); SIGQUIT always drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShutdownMode {
+    /// End every task (`graceful_shutdown`), as the Go worker does.
+    #[default]
+    Cancel,
+    /// Wait for running tasks to finish (up to `drain_timeout` when set),
+    /// then end the rest.
+    Drain,
+    /// Leave running task containers to the next worker process, which
+    /// adopts them; report nothing for them.
+    Detach,
+}
+
+impl ShutdownMode {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Drain => "drain",
+            Self::Detach => "detach",
+        }
+    }
+}
+
+/// How this process shares a worker id and a daemon with others: its lease
+/// and how often it looks for what a gone process left (hidden flags,
+/// shrunk by tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upkeep {
+    /// How long this process's lease lasts after each renewal.
+    pub lease_ttl: Duration,
+    /// How often the reaper looks for leftovers and tasks to adopt.
+    pub reap_interval: Duration,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Self {
+            lease_ttl: DEFAULT_LEASE_TTL,
+            reap_interval: DEFAULT_REAP_INTERVAL,
+        }
+    }
+}
+
 /// A bind mount for every task container (`-v HOST:CONTAINER[:ro|rw]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeMount {
@@ -234,6 +280,14 @@ pub const DEFAULT_SERVER_ROOT_URL: &str = "https://app.warp.dev";
 pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 /// Default grace between SIGTERM and SIGKILL.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Default `shutdown_timeout`: inside the 10 s `docker stop` gives by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
+/// Default lease expiry.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// Shortest lease that means anything with the daemon's whole-second clock.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(3);
+/// Default time between reaper passes.
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Everything the worker needs to run, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,8 +312,16 @@ pub struct Config {
     pub max_concurrent_tasks: usize,
     /// Passed to the agent as `--idle-on-complete`.
     pub idle_on_complete: Option<String>,
-    /// How long shutdown waits for running tasks before cancelling them (0 = not at all).
+    /// How long shutdown waits for running tasks before cancelling them (0 = not at
+    /// all, or without limit in [`ShutdownMode::Drain`]).
     pub drain_timeout: Duration,
+    /// What SIGTERM / SIGINT does with running tasks.
+    pub on_shutdown: ShutdownMode,
+    /// Longest a stop takes after any drain: status messages first, then the
+    /// containers' stops share what is left.
+    pub shutdown_timeout: Duration,
+    /// Lease and reaper timings.
+    pub upkeep: Upkeep,
     /// Docker backend settings.
     pub docker: DockerConfig,
 }

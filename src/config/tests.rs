@@ -79,8 +79,60 @@ fn defaults(worker_id: &str, api_key: &str) -> Config {
         max_concurrent_tasks: 0,
         idle_on_complete: None,
         drain_timeout: Duration::ZERO,
+        on_shutdown: ShutdownMode::Cancel,
+        shutdown_timeout: Duration::from_secs(9),
+        upkeep: Upkeep {
+            lease_ttl: Duration::from_secs(30),
+            reap_interval: Duration::from_secs(15),
+        },
         docker: DockerConfig::default(),
     }
+}
+
+#[test]
+fn shutdown_mode_budget_and_upkeep_from_flags_and_file() {
+    let file = TempFile::new("on_shutdown: detach\nshutdown_timeout: 20s\n");
+    let mut expected = defaults("w1", "env-key");
+    expected.on_shutdown = ShutdownMode::Detach;
+    expected.shutdown_timeout = Duration::from_secs(20);
+    assert_eq!(
+        run(&["--worker-id", "w1", "--config-file", file.path()]),
+        expected
+    );
+    expected.on_shutdown = ShutdownMode::Drain;
+    expected.shutdown_timeout = Duration::from_secs(5);
+    expected.upkeep = Upkeep {
+        lease_ttl: Duration::from_secs(3),
+        reap_interval: Duration::from_millis(200),
+    };
+    assert_eq!(
+        run(&[
+            "--worker-id",
+            "w1",
+            "--config-file",
+            file.path(),
+            "--on-shutdown=drain",
+            "--shutdown-timeout",
+            "5s",
+            "--lease-ttl",
+            "3s",
+            "--reap-interval=200ms",
+        ]),
+        expected
+    );
+    assert_eq!(
+        error(&["--on-shutdown", "leave"]),
+        "invalid --on-shutdown flag: `leave` is not one of cancel, drain, detach"
+    );
+    assert_eq!(
+        error(&["--lease-ttl", "2s"]),
+        "invalid --lease-ttl flag: 2s is too short: the least is 3s"
+    );
+    let bad = TempFile::new("on_shutdown: pause\n");
+    assert_eq!(
+        error(&["--config-file", bad.path()]).replace(bad.path(), "FILE"),
+        "failed to parse config file FILE: on_shutdown: `pause` is not one of cancel, drain, detach at line 1 column 14"
+    );
 }
 
 fn vol(host: &str, container: &str, ro: Option<bool>) -> VolumeMount {
@@ -591,7 +643,7 @@ fn file_error(text: &str) -> String {
 fn unknown_key_names_the_key_and_its_line() {
     assert_eq!(
         file_error("worker_id: w\nbogus: 1\n"),
-        "failed to parse config file FILE: unknown field `bogus`, expected one of `worker_id`, `cleanup`, `max_concurrent_tasks`, `idle_on_complete`, `log_format`, `drain_timeout`, `backend` at line 2 column 1"
+        "failed to parse config file FILE: unknown field `bogus`, expected one of `worker_id`, `cleanup`, `max_concurrent_tasks`, `idle_on_complete`, `log_format`, `drain_timeout`, `on_shutdown`, `shutdown_timeout`, `backend` at line 2 column 1"
     );
     let nested =
         file_error("backend:\n  docker:\n    environment:\n      - name: A\n        valeu: x\n");

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::error::{ValueError, VolumeProblem};
-use super::{LogFormat, PullPolicy, VolumeMount};
+use super::{LogFormat, PullPolicy, ShutdownMode, VolumeMount};
 use crate::duration;
 
 /// `HOST:CONTAINER[:ro|rw]` → a bind mount.
@@ -108,6 +108,27 @@ pub fn parse_pull_policy(value: &str) -> Result<PullPolicy, ValueError> {
         "Never" => Ok(PullPolicy::Never),
         _ => Err(ValueError::PullPolicy(value.to_owned())),
     }
+}
+
+/// `cancel`, `drain` or `detach`.
+pub fn parse_shutdown_mode(value: &str) -> Result<ShutdownMode, ValueError> {
+    match value {
+        "cancel" => Ok(ShutdownMode::Cancel),
+        "drain" => Ok(ShutdownMode::Drain),
+        "detach" => Ok(ShutdownMode::Detach),
+        _ => Err(ValueError::ShutdownMode(value.to_owned())),
+    }
+}
+
+/// `d`, if it is at least `min`.
+pub fn at_least(d: Duration, min: Duration) -> Result<Duration, ValueError> {
+    if d < min {
+        return Err(ValueError::TooShort {
+            given: crate::duration::format(d),
+            min: crate::duration::format(min),
+        });
+    }
+    Ok(d)
 }
 
 /// A whole number of tasks, 0 or more.
@@ -262,6 +283,23 @@ mod tests {
         assert_eq!(
             parse_pull_policy("always").unwrap_err().to_string(),
             "`always` is not one of Always, IfNotPresent, Never"
+        );
+        assert_eq!(parse_shutdown_mode("cancel"), Ok(ShutdownMode::Cancel));
+        assert_eq!(parse_shutdown_mode("drain"), Ok(ShutdownMode::Drain));
+        assert_eq!(parse_shutdown_mode("detach"), Ok(ShutdownMode::Detach));
+        assert_eq!(
+            parse_shutdown_mode("Detach").unwrap_err().to_string(),
+            "`Detach` is not one of cancel, drain, detach"
+        );
+        assert_eq!(
+            at_least(Duration::from_secs(2), Duration::from_secs(3))
+                .unwrap_err()
+                .to_string(),
+            "2s is too short: the least is 3s"
+        );
+        assert_eq!(
+            at_least(Duration::from_secs(3), Duration::from_secs(3)),
+            Ok(Duration::from_secs(3))
         );
     }
 

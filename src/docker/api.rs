@@ -99,6 +99,9 @@ pub struct VolumeInfo {
     /// Labels set at creation.
     #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
+    /// RFC 3339 creation time on the daemon's clock (`2026-12-02T13:12:23Z`).
+    #[serde(rename = "CreatedAt", default)]
+    pub created_at: String,
 }
 
 /// Deserialises JSON `null` as the type's default (the Engine sends `null`
@@ -255,6 +258,24 @@ impl Docker {
         )?)?;
         resp.read_limited(MAX_ERROR_BODY)?;
         Ok(())
+    }
+
+    /// The daemon's clock, Unix seconds, from the `Date` header of a `/_ping`
+    /// (every Engine reply carries one; whole seconds are all it gives).
+    pub fn daemon_now(&self) -> Result<u64> {
+        let resp = expect_success(self.send(
+            "GET",
+            "/_ping".into(),
+            Body::None,
+            Some(PING_TIMEOUT),
+            None,
+        )?)?;
+        let date = resp.head.header("date").map(str::to_owned);
+        let call = resp.body.call().to_string();
+        resp.read_limited(MAX_ERROR_BODY)?;
+        date.as_deref()
+            .and_then(crate::doctor::clock::parse_http_date)
+            .ok_or(DockerError::NoDate { call })
     }
 
     /// A short `GET` whose 2xx reply is JSON and whose 404 means "no such object".

@@ -53,6 +53,32 @@ pub struct ContainerState {
     pub finished_at: String,
 }
 
+/// `GET /containers/{id}/json`: the state and what a process that did not
+/// create the container needs to take it over.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ContainerDetails {
+    /// Its state.
+    #[serde(rename = "State", default)]
+    pub state: ContainerState,
+    /// Its name, with a leading `/`.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// What it was created with.
+    #[serde(rename = "Config", default)]
+    pub config: ContainerConfig,
+}
+
+/// `Config` of `GET /containers/{id}/json`, the fields the worker reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// `KEY=VALUE` entries. Values are secrets.
+    #[serde(rename = "Env", default, deserialize_with = "null_as_default")]
+    pub env: Vec<String>,
+    /// Labels.
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+}
+
 /// One entry of `GET /containers/json`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct ContainerSummary {
@@ -148,6 +174,11 @@ impl Docker {
         let inspect: Inspect =
             self.send_json("GET", format!("/containers/{}/json", enc(id)), Body::None)?;
         Ok(inspect.state)
+    }
+
+    /// `GET /containers/{id}/json` → state, name, env and labels.
+    pub fn inspect_details(&self, id: &str) -> Result<ContainerDetails> {
+        self.send_json("GET", format!("/containers/{}/json", enc(id)), Body::None)
     }
 
     /// `POST /containers/{id}/kill?signal=…` (e.g. `SIGKILL`).

@@ -93,6 +93,11 @@ pub enum DockerError {
         /// The call.
         call: String,
     },
+    /// A reply had no readable `Date` header (every Engine reply has one).
+    NoDate {
+        /// The call.
+        call: String,
+    },
     /// The daemon's API is older than this worker supports (below 1.41).
     ApiTooOld {
         /// The negotiated or pinned API version.
@@ -197,6 +202,10 @@ impl fmt::Display for DockerError {
             DockerError::Truncated { call } => write!(
                 f,
                 "Docker {call}: the daemon closed the connection before answering"
+            ),
+            DockerError::NoDate { call } => write!(
+                f,
+                "Docker {call}: the reply has no readable Date header, so the daemon's clock is unknown"
             ),
             DockerError::ApiTooOld {
                 api_version,

@@ -21,7 +21,9 @@ pub mod transport;
 
 pub use api::{Docker, ImageInfo, PullProgress, VersionInfo, VolumeInfo};
 pub use client::AbortSlot;
-pub use containers::{ContainerState, ContainerSummary, WaitResult};
+pub use containers::{
+    ContainerConfig, ContainerDetails, ContainerState, ContainerSummary, WaitResult,
+};
 pub use discovery::Target;
 pub use error::DockerError;
 pub use transport::Endpoint;

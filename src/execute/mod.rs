@@ -2,33 +2,43 @@
 //! container (`shared/spec/TASK.md` end to end).
 //!
 //! Owns [`DockerRunner`] (the flow: spec → image → sidecar volumes → create
-//! → musl probe → start → wait → exit status → logs → remove) and the
-//! mapping of each step's failure to its `failure_reason`. Image pulls live
-//! in [`image`], sidecar volumes in [`sidecar`], leftovers in [`reaper`],
-//! pure names in [`names`]. Cancel hooks registered here only abort in-flight
-//! I/O; stopping and removing happen on the task's own thread, except a
-//! removal the daemon could not answer (it was down), which a background
-//! thread retries until the daemon is back.
+//! → musl probe → start → wait → exit status → logs) and the mapping of each
+//! step's failure to its `failure_reason`. Image pulls live in [`image`],
+//! sidecar volumes in [`sidecar`], what happens to an ended task's container
+//! in [`cleanup`], containers started by an earlier worker process in
+//! `follow` (with [`ownership`], [`claims`] and [`lease`] for who may take
+//! them over), leftovers in [`reaper`], pure names in [`names`]. Cancel hooks
+//! registered here only abort in-flight I/O; stopping happens on the task's
+//! own thread. A detach (the worker stops, the task goes on) leaves a started
+//! container running and labelled for the next process to adopt.
 
+pub mod claims;
+pub mod cleanup;
+mod follow;
 pub mod image;
+pub mod lease;
 pub mod names;
+pub mod ownership;
 pub mod reaper;
 pub mod sidecar;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::container_spec::{self, Limits, SpecInputs};
 use crate::docker::auth::CredentialEnv;
 use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::logging;
-use crate::task::{CancelToken, TaskOutcome, TaskRunner};
+use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
 use crate::wire::{FailureReason, TaskAssignment};
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
 pub use sidecar::{SidecarError, SidecarVolumes};
+
+use cleanup::{Cleanups, Leftover};
+use lease::DaemonClock;
 
 /// Lines of container output logged when a task ends.
 const LOG_TAIL_LINES: u32 = 100;
@@ -49,11 +59,19 @@ pub struct RunnerSettings {
     /// Replaces the limits from `instance_shape` for every task. Not a config
     /// option: `memory_gb` only speaks whole GiB, tests need megabytes.
     pub limits_override: Option<Limits>,
+    /// This worker process's instance id, labelled on what it creates.
+    pub instance: String,
+    /// Keep an ended task's container until the orchestrator has read its
+    /// terminal message ([`TaskRunner::delivered`]), so a crash in between
+    /// loses nothing; false removes it at once (a runner driven without a
+    /// dispatcher, as in tests).
+    pub remove_after_delivery: bool,
 }
 
 impl RunnerSettings {
-    /// Settings from a validated configuration; `platform` is the daemon's `os/arch`.
-    pub fn from_config(cfg: &Config, platform: String) -> Self {
+    /// Settings from a validated configuration; `platform` is the daemon's
+    /// `os/arch`, `instance` this process's instance id.
+    pub fn from_config(cfg: &Config, platform: String, instance: String) -> Self {
         Self {
             spec: SpecInputs::from_config(cfg),
             images: ImageSettings {
@@ -66,6 +84,8 @@ impl RunnerSettings {
             cleanup: cfg.cleanup,
             stop_grace: cfg.docker.stop_grace,
             limits_override: None,
+            instance,
+            remove_after_delivery: true,
         }
     }
 }
@@ -77,17 +97,29 @@ pub struct DockerRunner {
     settings: RunnerSettings,
     volumes: Arc<SidecarVolumes>,
     active: Arc<Mutex<HashSet<String>>>,
+    clock: Arc<DaemonClock>,
+    cleanups: Arc<Cleanups>,
 }
 
 impl DockerRunner {
     /// A runner on `docker` with `settings`.
     pub fn new(docker: Docker, settings: RunnerSettings) -> Self {
-        let volumes = SidecarVolumes::new(docker.clone(), settings.spec.worker_id.clone());
+        let worker_id = settings.spec.worker_id.clone();
+        let volumes =
+            SidecarVolumes::new(docker.clone(), worker_id.clone(), settings.instance.clone());
+        let cleanups = Arc::new(Cleanups::new(
+            docker.clone(),
+            worker_id,
+            settings.instance.clone(),
+            settings.remove_after_delivery,
+        ));
         Self {
             docker,
             settings,
             volumes,
             active: Arc::default(),
+            clock: DaemonClock::new(),
+            cleanups,
         }
     }
 
@@ -96,24 +128,33 @@ impl DockerRunner {
         &self.volumes
     }
 
-    /// Whether `task_id` is running in this runner now.
-    pub fn is_active(&self, task_id: &str) -> bool {
-        lock(&self.active).contains(task_id)
+    /// The daemon's clock as this runner knows it (the lease keeps it in sync).
+    pub fn clock(&self) -> &Arc<DaemonClock> {
+        &self.clock
     }
 
-    /// Starts a thread that reaps leftovers every `interval`, sparing the
-    /// tasks this runner runs, volumes being filled, and containers younger
+    /// This runner's settings.
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.settings
+    }
+
+    /// Whether `task_id` is running in this runner now, or its container
+    /// waits for its terminal message to be read.
+    pub fn is_active(&self, task_id: &str) -> bool {
+        lock(&self.active).contains(task_id) || self.cleanups.is_waiting(task_id)
+    }
+
+    /// Starts a thread that, every `interval` (sooner when another
+    /// process's lease is about to run out), reaps leftovers and hands the
+    /// tasks of gone worker processes to `adopt`, sparing containers younger
     /// than `grace`. Stops when the handle is dropped.
-    pub fn spawn_reaper(&self, interval: Duration, grace: Duration) -> reaper::ReaperHandle {
-        let active = Arc::clone(&self.active);
-        reaper::spawn_periodic(
-            self.docker.clone(),
-            self.settings.spec.worker_id.clone(),
-            Arc::clone(&self.volumes),
-            Arc::new(move |task: &str| lock(&active).contains(task)),
-            interval,
-            grace,
-        )
+    pub fn spawn_reaper(
+        self: &Arc<Self>,
+        adopt: reaper::AdoptSink,
+        interval: Duration,
+        grace: Duration,
+    ) -> reaper::ReaperHandle {
+        reaper::spawn_periodic(Arc::clone(self), adopt, interval, grace)
     }
 
     fn execute(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome {
@@ -121,6 +162,14 @@ impl DockerRunner {
             Ok(spec) => spec,
             Err(e) => return TaskOutcome::failed(e.failure_reason(), e.to_string()),
         };
+        // This very execution has a container already: an earlier worker
+        // process started it and the orchestrator sent the task again.
+        // Watch that one; a task never runs twice.
+        match self.existing(task) {
+            Ok(Some(found)) => return self.follow(&task.task_id, found, cancel),
+            Ok(None) => {}
+            Err(e) => log::warn!("could not look for an earlier container of this task: {e}"),
+        }
         if let Some(env) = container_spec::environment_without_image(task) {
             log::warn!(
                 "task names environment {env} but no image came with it; using {}",
@@ -176,8 +225,10 @@ impl DockerRunner {
             spec.limits = limits;
         }
         let mut body = container_spec::create_body(&spec, &image.reference, &sidecar_volumes);
-        if !self.settings.cleanup {
-            body["Labels"][names::LABEL_KEEP] = "true".into();
+        let deadline = cancel.deadline().map(|t| self.clock.to_daemon(t));
+        let keep = !self.settings.cleanup;
+        for (key, value) in names::lifecycle_labels(&self.settings.instance, deadline, keep) {
+            body["Labels"][key] = value.into();
         }
         let name = names::container_name(&task.task_id, &task.execution_id, names::nonce());
         let id = match self.docker.create(&name, &body) {
@@ -187,11 +238,7 @@ impl DockerRunner {
                 return TaskOutcome::failed(FailureReason::ContainerCreate, detail);
             }
         };
-        let mut container = TaskContainer {
-            docker: &self.docker,
-            id,
-            keep: !self.settings.cleanup,
-        };
+        let mut container = self.container(&task.task_id, id, keep);
         log::debug!("created container {name} ({})", container.id);
 
         // The musl probe runs on the real task container (created, not
@@ -213,20 +260,42 @@ impl DockerRunner {
         self.run_container(&mut container, cancel)
     }
 
-    /// Start, wait, read the exit status.
+    /// The guard of a task container of `task_id` this process owns.
+    fn container<'a>(&'a self, task_id: &str, id: String, keep: bool) -> TaskContainer<'a> {
+        TaskContainer {
+            cleanups: &self.cleanups,
+            task_id: task_id.to_owned(),
+            id,
+            keep,
+            generation: 0,
+            has_claims: false,
+            detached: false,
+        }
+    }
+
+    /// Start, then watch to the end.
     fn run_container(
         &self,
         container: &mut TaskContainer<'_>,
         cancel: &CancelToken,
     ) -> TaskOutcome {
-        let slot = AbortSlot::new();
-        let hook_slot = slot.clone();
-        let hook = cancel.on_cancel(move |_| hook_slot.abort());
+        if cancel.is_cancelled() {
+            return TaskOutcome::failed(FailureReason::ContainerStart, "cancelled");
+        }
         if let Err(e) = self.docker.start(&container.id) {
             let detail = format!("failed to start container: {e}");
             return TaskOutcome::failed(FailureReason::ContainerStart, detail);
         }
         log::info!("started container {}", container.id);
+        self.watch(container, cancel)
+    }
+
+    /// Waits for a started container to stop, reads its exit status; on a
+    /// cancel stops it, on a detach leaves it running.
+    fn watch(&self, container: &mut TaskContainer<'_>, cancel: &CancelToken) -> TaskOutcome {
+        let slot = AbortSlot::new();
+        let hook_slot = slot.clone();
+        let hook = cancel.on_cancel(move |_| hook_slot.abort());
         let waited = self.docker.wait(&container.id, &slot);
         drop(hook);
         let status = match waited {
@@ -236,8 +305,16 @@ impl DockerRunner {
                 }
                 result.status_code
             }
+            Err(_) if cancel.cause() == Some(CancelCause::Detach) => {
+                log::info!(
+                    "leaving container {} running for the next worker process",
+                    container.id
+                );
+                container.detached = true;
+                return TaskOutcome::Detached;
+            }
             Err(_) if cancel.is_cancelled() => {
-                self.stop(container);
+                self.stop(container, cancel);
                 return TaskOutcome::failed(FailureReason::ContainerWait, "cancelled");
             }
             Err(e) => match self.docker.inspect(&container.id) {
@@ -248,38 +325,47 @@ impl DockerRunner {
                 }
             },
         };
-        self.log_tail(&container.id, status);
-        if status == 0 {
-            log::info!("container {} exited 0", container.id);
-            return TaskOutcome::Completed;
-        }
-        if cancel.is_cancelled() {
+        if status != 0 && cancel.is_cancelled() {
             // Ended by our cancel (e.g. SIGTERM during shutdown): no copy to keep.
             container.keep = false;
         }
-        let oom = match self.docker.inspect(&container.id) {
+        self.exit_outcome(&container.id, status)
+    }
+
+    /// The outcome of a container that exited with `status`, its output
+    /// logged (at debug on success) and `OOMKilled` read for a failure.
+    fn exit_outcome(&self, id: &str, status: i64) -> TaskOutcome {
+        self.log_tail(id, status);
+        if status == 0 {
+            log::info!("container {id} exited 0");
+            return TaskOutcome::Completed;
+        }
+        let oom = match self.docker.inspect(id) {
             Ok(state) => state.oom_killed,
             Err(e) => {
-                log::warn!("inspecting container {}: {e}", container.id);
+                log::warn!("inspecting container {id}: {e}");
                 false
             }
         };
-        let reason = if oom {
-            FailureReason::ContainerOom
-        } else {
-            FailureReason::ContainerExit
-        };
-        TaskOutcome::Failed {
-            reason,
-            detail: format!("container exited with non-zero status: {status}"),
-            exit_code: status,
-        }
+        exited(status, oom)
     }
 
-    /// SIGTERM, the grace, SIGKILL; the container is then removed whatever `cleanup` says.
-    fn stop(&self, container: &mut TaskContainer<'_>) {
-        log::info!("stopping container {}", container.id);
-        match self.docker.stop(&container.id, self.settings.stop_grace) {
+    /// SIGTERM, the grace (cut to what the canceller's stop deadline
+    /// leaves), SIGKILL; the container is then removed whatever `cleanup` says.
+    fn stop(&self, container: &mut TaskContainer<'_>, cancel: &CancelToken) {
+        let grace = match cancel.stop_by() {
+            Some(by) => self
+                .settings
+                .stop_grace
+                .min(by.saturating_duration_since(Instant::now())),
+            None => self.settings.stop_grace,
+        };
+        log::info!(
+            "stopping container {} ({}s before SIGKILL)",
+            container.id,
+            grace.as_secs()
+        );
+        match self.docker.stop(&container.id, grace) {
             Ok(()) | Err(DockerError::Api { status: 404, .. }) => {}
             Err(e) => log::warn!("stopping container {}: {e}", container.id),
         }
@@ -301,98 +387,131 @@ impl DockerRunner {
             Err(e) => log::warn!("reading the output of container {id}: {e}"),
         }
     }
+
+    /// Runs `work` as task `task_id` of this runner: marked active while it
+    /// runs, its outcome settled against why it was cancelled.
+    fn as_active(
+        &self,
+        task_id: &str,
+        cancel: &CancelToken,
+        work: impl FnOnce() -> TaskOutcome,
+    ) -> TaskOutcome {
+        lock(&self.active).insert(task_id.to_owned());
+        let outcome = work();
+        lock(&self.active).remove(task_id);
+        self.cleanups.forget_delivery(task_id);
+        settle(outcome, cancel.cause())
+    }
+}
+
+/// The outcome of a non-zero exit.
+fn exited(status: i64, oom: bool) -> TaskOutcome {
+    let reason = if oom {
+        FailureReason::ContainerOom
+    } else {
+        FailureReason::ContainerExit
+    };
+    TaskOutcome::Failed {
+        reason,
+        detail: format!("container exited with non-zero status: {status}"),
+        exit_code: status,
+    }
+}
+
+/// What a task reports, given how it ended and why it was cancelled (if
+/// it was): a cancelled task reports its cancel, a detach that found no
+/// started container to leave behind ends it as a shutdown does.
+fn settle(outcome: TaskOutcome, cause: Option<CancelCause>) -> TaskOutcome {
+    match (outcome, cause) {
+        (o @ (TaskOutcome::Completed | TaskOutcome::Detached), _) => o,
+        (_, Some(CancelCause::Detach)) => TaskOutcome::Cancelled(CancelCause::Shutdown),
+        (_, Some(cause)) => TaskOutcome::Cancelled(cause),
+        (o, None) => o,
+    }
 }
 
 impl TaskRunner for DockerRunner {
     fn run(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome {
-        lock(&self.active).insert(task.task_id.clone());
-        let outcome = self.execute(task, cancel);
-        lock(&self.active).remove(&task.task_id);
-        match (outcome, cancel.cause()) {
-            (TaskOutcome::Completed, _) => TaskOutcome::Completed,
-            (_, Some(cause)) => TaskOutcome::Cancelled(cause),
-            (other, None) => other,
-        }
+        self.as_active(&task.task_id, cancel, || self.execute(task, cancel))
+    }
+
+    fn delivered(&self, task_id: &str) {
+        let running = lock(&self.active).contains(task_id);
+        self.cleanups.delivered(task_id, running);
+    }
+
+    fn settle(&self, until: Instant) {
+        self.cleanups.settle(until);
     }
 }
 
-/// The task container; removed (forced, with its anonymous volumes) when
-/// dropped unless `keep`.
+/// A task container of this process; when dropped it goes to [`Cleanups`]
+/// (removed once its task's terminal message is read, or kept when
+/// `keep`), unless it was detached to run on under the next process.
 struct TaskContainer<'a> {
-    docker: &'a Docker,
+    cleanups: &'a Cleanups,
+    task_id: String,
     id: String,
     keep: bool,
+    /// The generation this process owns it at (0: it created it).
+    generation: u64,
+    /// Claim volumes exist for it.
+    has_claims: bool,
+    detached: bool,
 }
 
 impl Drop for TaskContainer<'_> {
     fn drop(&mut self) {
-        if self.keep {
-            log::info!("keeping container {} (cleanup is off)", self.id);
+        if self.detached {
             return;
         }
-        match self.docker.remove(&self.id) {
-            Ok(()) => {}
-            Err(e) if daemon_unreachable(&e) => {
-                log::warn!(
-                    "removing container {}: {e}; retrying in the background until the daemon answers",
-                    self.id
-                );
-                remove_when_back(self.docker.clone(), self.id.clone());
-            }
-            Err(e) => log::warn!("removing container {}: {e}", self.id),
-        }
-    }
-}
-
-/// How often a removal is retried while the daemon is away.
-const REMOVE_RETRY_EVERY: Duration = Duration::from_secs(2);
-/// How long a removal is retried before the periodic reaper is left to it.
-const REMOVE_RETRY_FOR: Duration = Duration::from_secs(600);
-
-/// The call never got an answer: the daemon is down or restarting.
-fn daemon_unreachable(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::NoDaemon { .. }
-            | DockerError::Connect { .. }
-            | DockerError::Io { .. }
-            | DockerError::Timeout { .. }
-    )
-}
-
-/// A daemon restart (live-restore off) leaves the stopped task container
-/// behind; remove it as soon as the daemon answers again, off the task
-/// thread so the task's end is reported at once.
-fn remove_when_back(docker: Docker, id: String) {
-    let shown = id.clone();
-    let spawned = std::thread::Builder::new()
-        .name("remove-later".into())
-        .spawn(move || {
-            let deadline = std::time::Instant::now() + REMOVE_RETRY_FOR;
-            while std::time::Instant::now() < deadline {
-                // No event announces the daemon's return; asking is the only way.
-                std::thread::sleep(REMOVE_RETRY_EVERY);
-                match docker.remove(&id) {
-                    Ok(()) => {
-                        log::info!("removed container {id} once the Docker daemon answered again");
-                        return;
-                    }
-                    Err(e) if daemon_unreachable(&e) => {}
-                    Err(e) => {
-                        log::warn!("removing container {id}: {e}");
-                        return;
-                    }
-                }
-            }
-            log::warn!(
-                "container {id} is left for the reaper: the Docker daemon did not come back"
-            );
-        });
-    if let Err(e) = spawned {
-        log::warn!("container {shown} is left for the reaper: cannot start a thread: {e}");
+        self.cleanups.hold(
+            &self.task_id,
+            Leftover {
+                id: std::mem::take(&mut self.id),
+                keep: self.keep,
+                generation: self.generation,
+                has_claims: self.has_claims,
+            },
+        );
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_settle_against_the_cancel_cause() {
+        let failed = || TaskOutcome::failed(FailureReason::ContainerWait, "cancelled");
+        assert_eq!(
+            settle(TaskOutcome::Completed, Some(CancelCause::User)),
+            TaskOutcome::Completed
+        );
+        assert_eq!(
+            settle(TaskOutcome::Detached, Some(CancelCause::Detach)),
+            TaskOutcome::Detached
+        );
+        assert_eq!(
+            settle(failed(), Some(CancelCause::Detach)),
+            TaskOutcome::Cancelled(CancelCause::Shutdown)
+        );
+        assert_eq!(
+            settle(failed(), Some(CancelCause::Timeout)),
+            TaskOutcome::Cancelled(CancelCause::Timeout)
+        );
+        assert_eq!(settle(failed(), None), failed());
+        assert_eq!(
+            exited(137, true),
+            TaskOutcome::Failed {
+                reason: FailureReason::ContainerOom,
+                detail: "container exited with non-zero status: 137".into(),
+                exit_code: 137
+            }
+        );
+    }
 }

@@ -20,6 +20,24 @@ pub const LABEL_VOLUME: &str = "dev.warp.oz-agent-worker.volume";
 pub const LABEL_SIDECAR_IMAGE: &str = "dev.warp.oz-agent-worker.sidecar-image";
 /// Role of the containers that fill or probe a sidecar volume.
 pub const ROLE_FILL: &str = "sidecar-fill";
+/// Role of an instance's liveness lease volumes (see `lease`).
+pub const ROLE_LEASE: &str = "lease";
+/// Role of the volumes recording who owns a task container now (see `ownership`).
+pub const ROLE_CLAIM: &str = "claim";
+/// Label naming the worker process (instance) that owns a container, a
+/// helper, a lease or a claim.
+pub const LABEL_INSTANCE: &str = "dev.warp.oz-agent-worker.instance";
+/// Label on task containers: when the task times out, Unix seconds on the
+/// Docker daemon's clock; absent when it has no limit.
+pub const LABEL_DEADLINE: &str = "dev.warp.oz-agent-worker.deadline";
+/// Label on lease volumes: seconds the lease lasts after the volume's creation.
+pub const LABEL_LEASE_TTL: &str = "dev.warp.oz-agent-worker.lease-ttl";
+/// Label on claim volumes: the full id of the task container claimed.
+pub const LABEL_CONTAINER: &str = "dev.warp.oz-agent-worker.container";
+/// Label on claim volumes: their place in the container's chain of owners.
+pub const LABEL_GENERATION: &str = "dev.warp.oz-agent-worker.generation";
+/// Label (`true`) on a claim whose owner sent the task's terminal message.
+pub const LABEL_REPORTED: &str = "dev.warp.oz-agent-worker.reported";
 /// File at a sidecar volume's root written after a complete copy.
 pub const MARKER: &str = ".oz-sidecar-complete";
 /// Where fill and probe containers mount the volume.
@@ -79,14 +97,44 @@ pub fn volume_labels(worker_id: &str, image: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Labels of a fill or probe container working on `volume`.
-pub fn helper_labels(worker_id: &str, volume: &str) -> BTreeMap<String, String> {
+/// Labels of a fill or probe container working on `volume` for `instance`.
+pub fn helper_labels(worker_id: &str, instance: &str, volume: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
+        (LABEL_INSTANCE.to_owned(), instance.to_owned()),
         (LABEL_ROLE.to_owned(), ROLE_FILL.to_owned()),
         (LABEL_VOLUME.to_owned(), volume.to_owned()),
     ])
+}
+
+/// The labels that let any later worker process finish a task container's
+/// lifecycle with no state of its own: who runs it, when it times out (on
+/// the daemon's clock) and whether it is kept after it ends.
+pub fn lifecycle_labels(
+    instance: &str,
+    deadline: Option<u64>,
+    keep: bool,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (LABEL_INSTANCE.to_owned(), instance.to_owned()),
+        (LABEL_KEEP.to_owned(), keep.to_string()),
+    ]);
+    if let Some(at) = deadline {
+        labels.insert(LABEL_DEADLINE.to_owned(), at.to_string());
+    }
+    labels
+}
+
+/// `oz-lease-<instance>-<sequence>`: one of an instance's lease volumes.
+pub fn lease_volume_name(instance: &str, sequence: u64) -> String {
+    format!("oz-lease-{}-{sequence}", sanitise(instance))
+}
+
+/// `oz-claim-<first 12 of the container id>-<generation>`.
+pub fn claim_volume_name(container_id: &str, generation: u64) -> String {
+    let short: String = sanitise(container_id).chars().take(12).collect();
+    format!("oz-claim-{short}-{generation}")
 }
 
 /// `key=value` for a label filter.
@@ -150,6 +198,39 @@ mod tests {
     }
 
     #[test]
+    fn lifecycle_labels_say_owner_deadline_and_cleanup() {
+        assert_eq!(
+            lifecycle_labels("ab12", Some(1_800_000_000), false),
+            BTreeMap::from([
+                (
+                    "dev.warp.oz-agent-worker.deadline".to_owned(),
+                    "1800000000".to_owned()
+                ),
+                (
+                    "dev.warp.oz-agent-worker.instance".to_owned(),
+                    "ab12".to_owned()
+                ),
+                (
+                    "dev.warp.oz-agent-worker.keep".to_owned(),
+                    "false".to_owned()
+                ),
+            ])
+        );
+        let kept = lifecycle_labels("ab12", None, true);
+        assert_eq!(kept.get(LABEL_KEEP).map(String::as_str), Some("true"));
+        assert!(!kept.contains_key(LABEL_DEADLINE));
+    }
+
+    #[test]
+    fn lease_and_claim_names() {
+        assert_eq!(lease_volume_name("0a1b", 7), "oz-lease-0a1b-7");
+        assert_eq!(
+            claim_volume_name("4f1c2e9a8b7d6c5e4f3a2b1c0d9e8f7a", 2),
+            "oz-claim-4f1c2e9a8b7d-2"
+        );
+    }
+
+    #[test]
     fn musl_paths() {
         assert_eq!(musl_loader("linux/amd64"), "/lib/ld-musl-x86_64.so.1");
         assert_eq!(musl_loader("linux/arm64"), "/lib/ld-musl-aarch64.so.1");
@@ -171,10 +252,12 @@ mod tests {
 
     #[test]
     fn labels_carry_the_worker() {
+        let helper = helper_labels("w", "i1", "v");
         assert_eq!(
-            helper_labels("w", "v").get(LABEL_ROLE).map(String::as_str),
+            helper.get(LABEL_ROLE).map(String::as_str),
             Some("sidecar-fill")
         );
+        assert_eq!(helper.get(LABEL_INSTANCE).map(String::as_str), Some("i1"));
         assert_eq!(
             volume_labels("w", "img")
                 .get(LABEL_SIDECAR_IMAGE)

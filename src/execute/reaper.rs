@@ -1,111 +1,182 @@
-//! Leftovers of earlier runs (a crash, a killed worker): this worker's task
-//! containers whose task is not running, sidecar fill/probe containers, and
-//! sidecar volumes that never got their completeness marker.
+//! Leftovers and orphans: one pass over everything on the daemon labelled
+//! with this worker id, acting on [`super::ownership`]'s verdicts. Task
+//! containers of gone worker processes are adopted (handed to the
+//! dispatcher to watch to their end and report); leftovers are removed:
+//! reported containers their owner did not live to remove, helper
+//! containers of interrupted sidecar fills and the volumes they were
+//! filling, sidecar volumes that never got their completeness marker,
+//! expired leases and claims of containers that are gone.
 //!
-//! Owns [`reap`] (called once at startup, when nothing of this worker can be
-//! running) and [`spawn_periodic`]. It only touches objects labelled with
-//! this worker's id; it must not decide anything about running tasks beyond
-//! the `active` predicate it is given.
+//! Owns [`pass`] (at start-up and then periodically, see
+//! [`spawn_periodic`]). It only touches objects labelled with this worker
+//! id, never those of a live instance, and nothing of this process's own
+//! but stray task containers no task of it runs or waits on.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded};
 use serde_json::json;
 
-use super::names::{
-    self, FILL_PATH, LABEL_KEEP, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER,
-};
-use super::sidecar::SidecarVolumes;
+use super::names::{self, FILL_PATH, LABEL_INSTANCE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER};
+use super::ownership::{self, Leases, TaskVerdict};
+use super::{DockerRunner, claims};
+use crate::calendar::parse_rfc3339;
 use crate::container_spec::{LABEL_TASK_ID, LABEL_WORKER_ID};
+use crate::dispatch::AdoptedTask;
 use crate::docker::{Docker, DockerError};
 
-/// What one pass removed.
+/// Where adopted tasks go (the dispatcher); false = not taken.
+pub type AdoptSink = Arc<dyn Fn(AdoptedTask) -> bool + Send + Sync>;
+
+/// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReapReport {
     /// Containers removed (task and helper containers).
     pub containers: usize,
-    /// Volumes removed.
+    /// Volumes removed (sidecar volumes, expired leases, stale claims).
     pub volumes: usize,
+    /// Tasks adopted from gone worker processes.
+    pub adopted: usize,
+    /// When another process's lease runs out while it owns a task here:
+    /// look again then.
+    pub look_again_in: Option<Duration>,
 }
 
-/// Removes every leftover of `worker_id`: task containers whose task is not
-/// `active`, all helper containers and the volumes they were filling, and
-/// sidecar volumes without the completeness marker. For startup.
-pub fn reap(
-    docker: &Docker,
-    worker_id: &str,
-    active: &dyn Fn(&str) -> bool,
-) -> Result<ReapReport, DockerError> {
-    reap_pass(docker, worker_id, active, None, Duration::ZERO)
-}
-
-/// One pass; `volumes` (when given) spares volumes being filled or known
-/// complete, `grace` spares containers younger than it.
-fn reap_pass(
-    docker: &Docker,
-    worker_id: &str,
-    active: &dyn Fn(&str) -> bool,
-    volumes: Option<&SidecarVolumes>,
+/// One pass. Objects younger than `grace` are spared where a live process
+/// may be in the middle of making them (its own stray task containers,
+/// sidecar volumes without their marker yet).
+pub fn pass(
+    runner: &Arc<DockerRunner>,
+    adopt: &dyn Fn(AdoptedTask) -> bool,
     grace: Duration,
 ) -> Result<ReapReport, DockerError> {
-    let mut report = ReapReport::default();
-    let busy = |v: &str| volumes.is_some_and(|s| s.is_busy(v));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let docker = &runner.docker;
+    let worker_id = &runner.settings.spec.worker_id;
+    let me = runner.settings.instance.as_str();
+    let volumes_record = &runner.volumes;
+    let now = runner.clock.sync(docker)?;
+    let young = |created: u64| now.saturating_sub(created) < grace.as_secs();
     let worker = names::label(LABEL_WORKER_ID, worker_id);
+    let containers = docker.list_by_label(&[&worker])?;
+    let volumes = docker.volume_list_by_label(&[&worker])?;
+    let leases = Leases::from_volumes(&volumes);
+    let mut report = ReapReport::default();
     let mut doomed_volumes = Vec::new();
-    for c in docker.list_by_label(&[&worker])? {
-        if now - c.created < grace.as_secs() as i64 {
-            continue;
-        }
-        let is_helper = c.labels.contains_key(LABEL_ROLE);
-        if is_helper {
-            let volume = c.labels.get(LABEL_VOLUME).cloned().unwrap_or_default();
-            if busy(&volume) {
+    let mut filling: HashSet<&str> = HashSet::new();
+
+    for c in &containers {
+        if ownership::is_helper(c) {
+            let volume = c.labels.get(LABEL_VOLUME).map_or("", String::as_str);
+            let mine = c.labels.get(LABEL_INSTANCE).is_some_and(|i| i == me);
+            if volumes_record.is_busy(volume)
+                || (ownership::helper_is_live(c, &leases, me, now)
+                    && (!mine || young(c.created as u64)))
+            {
+                filling.insert(volume);
                 continue;
             }
-            doomed_volumes.push(volume);
-        } else if c.labels.get(LABEL_TASK_ID).is_some_and(|task| active(task))
-            || (c.labels.get(LABEL_KEEP).is_some_and(|v| v == "true") && c.state != "running")
-        {
+            log::info!("removing leftover container {} ({:?})", c.id, c.names);
+            docker.remove(&c.id)?;
+            report.containers += 1;
+            doomed_volumes.push(volume.to_owned());
             continue;
         }
-        log::info!("removing leftover container {} ({:?})", c.id, c.names);
-        docker.remove(&c.id)?;
-        report.containers += 1;
+        if !ownership::is_task(c) {
+            continue;
+        }
+        let owner = ownership::owner(c, &volumes);
+        match ownership::task_verdict(c, &owner, &leases, me, now) {
+            TaskVerdict::Mine => {
+                // A stray of this process: one it created (not one it
+                // adopted, whose work may not have started yet) that no
+                // task of it runs or waits on.
+                let task = c.labels.get(LABEL_TASK_ID).map_or("", String::as_str);
+                if owner.generation > 0 || runner.is_active(task) || young(c.created as u64) {
+                    continue;
+                }
+                log::info!("removing leftover container {} ({:?})", c.id, c.names);
+                remove_task_container(docker, worker_id, &c.id)?;
+                report.containers += 1;
+            }
+            TaskVerdict::RemoveReported => {
+                log::info!(
+                    "removing container {} ({:?}): its task was reported but its worker process ended before removing it",
+                    c.id,
+                    c.names
+                );
+                remove_task_container(docker, worker_id, &c.id)?;
+                report.containers += 1;
+            }
+            TaskVerdict::Orphan {
+                generation,
+                state,
+                previous,
+            } => match runner.adopt(c, generation, state, &previous) {
+                Ok(Some(task)) => {
+                    if adopt(task) {
+                        report.adopted += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("could not adopt the task in container {}: {e}", c.id),
+            },
+            TaskVerdict::Theirs | TaskVerdict::Kept | TaskVerdict::Gone => {}
+        }
     }
-    let sidecar_volumes = docker.volume_list_by_label(&[&worker, LABEL_SIDECAR_IMAGE])?;
-    for v in sidecar_volumes {
-        if busy(&v.name) || volumes.is_some_and(|s| s.is_known_complete(&v.name)) {
-            continue;
-        }
-        let image = v
-            .labels
-            .get(LABEL_SIDECAR_IMAGE)
-            .cloned()
-            .unwrap_or_default();
-        if doomed_volumes.contains(&v.name) || !has_marker(docker, worker_id, &v.name, &image) {
-            log::info!("removing incomplete sidecar volume {}", v.name);
-            match docker.volume_remove(&v.name) {
-                Ok(()) => report.volumes += 1,
-                // In use by a task container: then it is not ours to judge.
-                Err(DockerError::Api { status: 409, .. }) => {}
-                Err(e) => return Err(e),
+
+    for v in &volumes {
+        if v.labels.contains_key(LABEL_SIDECAR_IMAGE) {
+            if volumes_record.is_busy(&v.name)
+                || volumes_record.is_known_complete(&v.name)
+                || filling.contains(v.name.as_str())
+                || parse_rfc3339(&v.created_at).is_some_and(young)
+            {
+                continue;
+            }
+            let image = v.labels.get(LABEL_SIDECAR_IMAGE).map_or("", String::as_str);
+            if doomed_volumes.contains(&v.name) || !has_marker(runner, &v.name, image) {
+                log::info!("removing incomplete sidecar volume {}", v.name);
+                if remove_volume(docker, &v.name)? {
+                    report.volumes += 1;
+                }
             }
         }
     }
+    for name in ownership::stale_records(&containers, &volumes, &leases, me, now) {
+        if remove_volume(docker, name)? {
+            report.volumes += 1;
+        }
+    }
+    report.look_again_in = ownership::next_expiry(&containers, &volumes, &leases, me, now)
+        .map(|at| Duration::from_secs(at.saturating_sub(now) + 1));
     Ok(report)
+}
+
+fn remove_task_container(docker: &Docker, worker_id: &str, id: &str) -> Result<(), DockerError> {
+    docker.remove(id)?;
+    claims::remove_all(docker, worker_id, id)
+}
+
+/// Removes a volume; false when a container still uses it (then it is not
+/// ours to judge yet).
+fn remove_volume(docker: &Docker, name: &str) -> Result<bool, DockerError> {
+    match docker.volume_remove(name) {
+        Ok(()) => Ok(true),
+        Err(DockerError::Api { status: 409, .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `volume` holds the marker; false when it cannot be checked (the
 /// image is gone), since an unverifiable volume is refilled on next use.
-fn has_marker(docker: &Docker, worker_id: &str, volume: &str, image: &str) -> bool {
+fn has_marker(runner: &DockerRunner, volume: &str, image: &str) -> bool {
+    let docker = &runner.docker;
     let body = json!({
         "Image": image,
         "Cmd": ["true"],
-        "Labels": names::helper_labels(worker_id, volume),
+        "Labels": names::helper_labels(&runner.settings.spec.worker_id, &runner.settings.instance, volume),
         "HostConfig": { "Binds": [format!("{volume}:{FILL_PATH}:nocopy")] },
     });
     let Ok(id) = docker.create(&names::helper_name(volume, "reap", names::nonce()), &body) else {
@@ -135,13 +206,11 @@ impl Drop for ReaperHandle {
     }
 }
 
-/// Reaps every `interval` on its own thread, sparing `active` tasks, busy or
-/// known-complete volumes and containers younger than `grace`.
+/// Passes every `interval` on its own thread (sooner when an owner's lease
+/// is about to run out), handing adopted tasks to `adopt`.
 pub fn spawn_periodic(
-    docker: Docker,
-    worker_id: String,
-    volumes: Arc<SidecarVolumes>,
-    active: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    runner: Arc<DockerRunner>,
+    adopt: AdoptSink,
     interval: Duration,
     grace: Duration,
 ) -> ReaperHandle {
@@ -149,13 +218,24 @@ pub fn spawn_periodic(
     let thread = std::thread::Builder::new()
         .name("reaper".into())
         .spawn(move || {
+            let mut wait = interval;
             // Disconnection (the handle dropped) ends the loop.
-            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(interval)
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait)
             {
-                match reap_pass(&docker, &worker_id, &*active, Some(&volumes), grace) {
-                    Ok(r) if r != ReapReport::default() => log::info!("reaper removed {r:?}"),
-                    Ok(_) => {}
+                wait = interval;
+                match pass(&runner, &*adopt, grace) {
+                    Ok(r) => {
+                        if r.containers + r.volumes > 0 {
+                            log::info!(
+                                "reaper removed {} container(s) and {} volume(s)",
+                                r.containers,
+                                r.volumes
+                            );
+                        }
+                        if let Some(soon) = r.look_again_in {
+                            wait = wait.min(soon);
+                        }
+                    }
                     Err(e) => log::warn!("reaper: {e}"),
                 }
             }

@@ -76,6 +76,7 @@ struct State {
 pub struct SidecarVolumes {
     docker: Docker,
     worker_id: String,
+    instance: String,
     state: Mutex<State>,
     changed: Condvar,
     fills: AtomicUsize,
@@ -86,11 +87,13 @@ pub struct SidecarVolumes {
 pub type FillObserver = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl SidecarVolumes {
-    /// Volumes made on `docker`, labelled with `worker_id`.
-    pub fn new(docker: Docker, worker_id: String) -> Arc<Self> {
+    /// Volumes made on `docker`, labelled with `worker_id`; helper
+    /// containers also name `instance`, so another live process leaves them be.
+    pub fn new(docker: Docker, worker_id: String, instance: String) -> Arc<Self> {
         Arc::new(Self {
             docker,
             worker_id,
+            instance,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             fills: AtomicUsize::new(0),
@@ -288,7 +291,7 @@ impl SidecarVolumes {
         let mut body = json!({
             "Image": reference,
             "Cmd": ["true"],
-            "Labels": names::helper_labels(&self.worker_id, volume),
+            "Labels": names::helper_labels(&self.worker_id, &self.instance, volume),
         });
         if mount {
             body["HostConfig"] = json!({ "Binds": [format!("{volume}:{FILL_PATH}:nocopy")] });

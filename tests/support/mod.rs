@@ -16,6 +16,7 @@ use oz_agent_worker::container_spec::{LABEL_WORKER_ID, SpecInputs};
 use oz_agent_worker::docker::auth::CredentialEnv;
 use oz_agent_worker::docker::discovery::{Source, Target};
 use oz_agent_worker::docker::{Docker, Endpoint};
+use oz_agent_worker::execute::names::{LABEL_ROLE, ROLE_LEASE};
 use oz_agent_worker::execute::{DockerRunner, ImageSettings, RunnerSettings};
 use oz_agent_worker::wire::TaskAssignment;
 use serde_json::{Value, json};
@@ -93,6 +94,9 @@ impl Fixture {
             cleanup: true,
             stop_grace: std::time::Duration::from_secs(2),
             limits_override: None,
+            instance: format!("test-{}", self.worker_id),
+            // Driven without a dispatcher: nothing would say "delivered".
+            remove_after_delivery: false,
         }
     }
 
@@ -147,15 +151,31 @@ impl Fixture {
         format!("{LABEL_WORKER_ID}={}", self.worker_id)
     }
 
-    /// Names of this worker's containers and volumes still on the daemon.
+    /// Names of this worker's containers and volumes still on the daemon,
+    /// but for the lease volumes of worker processes (see [`Fixture::leases`]).
     pub fn leftovers(&self) -> (Vec<String>, Vec<String>) {
         let label = self.worker_label();
         let containers = self.docker.list_by_label(&[&label]).unwrap();
         let volumes = self.docker.volume_list_by_label(&[&label]).unwrap();
         (
             containers.into_iter().flat_map(|c| c.names).collect(),
-            volumes.into_iter().map(|v| v.name).collect(),
+            volumes
+                .into_iter()
+                .filter(|v| v.labels.get(LABEL_ROLE).map(String::as_str) != Some(ROLE_LEASE))
+                .map(|v| v.name)
+                .collect(),
         )
+    }
+
+    /// Names of the lease volumes of this worker id's processes.
+    pub fn leases(&self) -> Vec<String> {
+        let role = format!("{LABEL_ROLE}={ROLE_LEASE}");
+        self.docker
+            .volume_list_by_label(&[&self.worker_label(), &role])
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect()
     }
 
     pub fn assert_no_containers(&self) {
@@ -164,6 +184,7 @@ impl Fixture {
 
     pub fn assert_nothing_left(&self) {
         assert_eq!(self.leftovers(), (vec![], vec![]), "worker objects left");
+        assert_eq!(self.leases(), Vec::<String>::new(), "leases left");
     }
 }
 
