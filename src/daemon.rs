@@ -261,10 +261,11 @@ impl Daemon {
             warn!("{left} task(s) did not finish cleaning up in time");
             left
         };
-        self.runner.settle(before_close);
         let report = self
             .connection
-            .finish(end.max(Instant::now() + CLOSE_WINDOW));
+            .finish(before_close.max(Instant::now() + CLOSE_WINDOW));
+        // Messages read during the flush free their tasks' containers now.
+        self.runner.settle(end.max(Instant::now() + CLOSE_WINDOW));
         if report.unacknowledged > 0 {
             warn!(
                 "{} status message(s) could not be delivered before exit",

@@ -172,8 +172,9 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         Signal::Quit => ShutdownMode::Drain,
         _ => config.on_shutdown,
     };
-    let report = daemon.shutdown_in(mode);
+    // No adoption while stopping: what is left goes to the next process.
     drop(reaper);
+    let report = daemon.shutdown_in(mode);
     // Last: from here another process may take over what this one left.
     lease.release();
     if report.tasks_left > 0 || report.unacknowledged > 0 {

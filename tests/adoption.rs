@@ -9,7 +9,7 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use oz_agent_worker::dispatch::AdoptedTask;
 use oz_agent_worker::execute::names::{LABEL_INSTANCE, LABEL_ROLE};
@@ -20,6 +20,8 @@ use serde_json::json;
 use support::{BUSYBOX, Fixture};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// The task timeout of the tasks started here.
+const TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn runner(fx: &Fixture, instance: &str) -> Arc<DockerRunner> {
     let mut settings = fx.settings();
@@ -64,6 +66,8 @@ fn start_and_detach(
         json!({"env_vars": {"OZ_TEST_OUT": "/out", "OZ_TEST_UNTIL": format!("/out/release-{task_id}"), "OZ_TEST_EXIT": exit.to_string()}}),
     );
     let cancel = CancelToken::new();
+    // As the dispatcher sets it at claim time: the label carries it on.
+    cancel.set_deadline(SystemTime::now() + TIMEOUT);
     let (r, c) = (runner.clone(), cancel.clone());
     let worker = thread::spawn(move || r.run(&task, &c));
     wait_running(fx, task_id);
@@ -142,7 +146,17 @@ fn a_detached_container_is_adopted_by_the_next_process_and_reported_once() {
         (task.task_id.as_str(), task.execution_id.as_str()),
         ("T-adopt", "exec-T-adopt")
     );
-    assert!(task.deadline.is_none(), "the fixture sets no task timeout");
+    // The original deadline, read back from the container's label (whole
+    // seconds of the daemon's clock).
+    let left = task
+        .deadline
+        .expect("a deadline")
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(
+        left <= TIMEOUT && left >= TIMEOUT - Duration::from_secs(30),
+        "{left:?}"
+    );
     // A second pass, and a third process, leave the claimed container alone.
     assert_eq!(sink.pass(&next).adopted, 0);
     assert_eq!(sink.pass(&runner(&fx, "third")).adopted, 0);

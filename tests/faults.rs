@@ -1,7 +1,9 @@
 //! Fault injection against the real worker: the real Docker runner on the
 //! real daemon, the stand-in orchestrator over real sockets. A connection
 //! cut fifty times under a load of two hundred tasks, the worker SIGKILLed
-//! mid-task ten times, SIGTERM with every slot busy, and a registry that
+//! mid-task ten times (each task adopted and reported by the next process),
+//! two processes sharing a worker id and a daemon (one killed, the other
+//! adopting its tasks), SIGTERM with every slot busy, and a registry that
 //! stalls mid-download. Each test asserts what the orchestrator saw and that
 //! no container of its worker id is left (the sidecar volume is reused by
 //! design; the fixture's guard removes it).
@@ -62,6 +64,12 @@ impl TaskRunner for Counting {
             .or_default() += 1;
         self.inner.run(task, cancel)
     }
+    fn delivered(&self, task_id: &str) {
+        self.inner.delivered(task_id);
+    }
+    fn settle(&self, until: Instant) {
+        self.inner.settle(until);
+    }
 }
 
 fn config(fx: &Fixture, url: &str, extra: &[&str]) -> Config {
@@ -89,11 +97,12 @@ fn fast_reconnect(s: &mut oz_agent_worker::connection::Settings) {
 }
 
 /// Task and helper containers are all gone; at most the one sidecar volume
-/// stays, complete, for the next task (it is reused by design).
+/// stays, complete, for the next task (it is reused by design); no lease.
 fn assert_only_the_sidecar_volume_left(fx: &Fixture) {
-    let (containers, volumes) = fx.leftovers();
-    assert_eq!(containers, Vec::<String>::new(), "containers left");
+    fx.wait_no_containers(WAIT);
+    let (_, volumes) = fx.leftovers();
     assert!(volumes.len() <= 1, "volumes left: {volumes:?}");
+    assert_eq!(fx.leases(), Vec::<String>::new(), "leases left");
 }
 
 /// The answer (claim or rejection) to the latest sending of `id`.
@@ -226,24 +235,58 @@ fn two_hundred_tasks_through_fifty_connection_cuts_end_exactly_once_each() {
     assert_only_the_sidecar_volume_left(&fx);
 }
 
+/// The stub waits for `/out/release-<id>`, then exits `exit`.
+fn held(id: &str, exit: usize) -> Value {
+    json!({"OZ_TEST_UNTIL": format!("/out/release-{id}"), "OZ_TEST_EXIT": exit.to_string()})
+}
+
+fn release(fx: &Fixture, id: &str) {
+    std::fs::write(fx.out.join(format!("release-{id}")), b"").unwrap();
+}
+
+/// The one task container of `id`.
+fn container_of(fx: &Fixture, id: &str) -> String {
+    let task = format!("dev.warp.oz-agent-worker.task-id={id}");
+    let list = fx
+        .docker
+        .list_by_label(&[&fx.worker_label(), &task])
+        .unwrap();
+    assert_eq!(list.len(), 1, "{id}: {list:?}");
+    list[0].id.clone()
+}
+
+/// The terminal message an exit status gives.
+fn ended_with(id: &str, exit: usize) -> Value {
+    if exit == 0 {
+        json!({"type": "task_completed", "data": {"task_id": id, "message": "Task completed successfully"}})
+    } else {
+        json!({"type": "task_failed", "data": {"task_id": id,
+            "message": format!("Failed to execute task: container exited with non-zero status: {exit}"),
+            "failure_reason": "container_exit", "exit_code": exit}})
+    }
+}
+
 #[test]
-fn a_worker_sigkilled_mid_task_ten_times_leaves_no_orphan_after_each_restart() {
+fn a_worker_sigkilled_mid_task_ten_times_loses_no_task() {
     const KILLS: usize = 10;
     let mut fx = Fixture::new("kill10");
     let sidecar = fx.sidecar("kill10");
     let orch = Orchestrator::start(Options::default());
-    let args = worker_args(&fx, &orch.url(), &[]);
+    let args = worker_args(
+        &fx,
+        &orch.url(),
+        &["--lease-ttl", "3s", "--reap-interval", "200ms"],
+    );
     let env = [("WARP_API_KEY", API_KEY)];
     let mut worker = WorkerProcess::start(&tasks::strs(&args), &env);
     for round in 0..KILLS {
-        let accepted = round + 1;
         assert!(
-            orch.wait_until(|r| r.connected && r.handshakes.len() == accepted, WAIT),
+            orch.wait_until(|r| r.connected && r.handshakes.len() == round + 1, WAIT),
             "round {round}: no connection\n{}",
             worker.text()
         );
         let id = format!("k{round}");
-        assign(&orch, &id, &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+        assign(&orch, &id, &sidecar, held(&id, round));
         assert!(
             worker.wait_count("started container", 1, WAIT),
             "round {round}:\n{}",
@@ -251,32 +294,118 @@ fn a_worker_sigkilled_mid_task_ten_times_leaves_no_orphan_after_each_restart() {
         );
         worker.signal(libc::SIGKILL);
         worker.wait_exit(WAIT).expect("killed");
-        let (containers, _) = fx.leftovers();
-        assert_eq!(containers.len(), 1, "round {round}: {containers:?}");
+        // Odd rounds: the task ends while no worker process runs at all.
+        let finished_alone = round % 2 == 1;
+        if finished_alone {
+            let container = container_of(&fx, &id);
+            release(&fx, &id);
+            let status = fx
+                .docker
+                .wait(&container, &oz_agent_worker::docker::AbortSlot::new())
+                .unwrap();
+            assert_eq!(status.status_code, round as i64);
+        }
 
         worker = WorkerProcess::start(&tasks::strs(&args), &env);
         assert!(
-            worker.wait_count(
-                "removed leftovers of an earlier run: 1 container(s), 0 volume(s)",
-                1,
-                WAIT
-            ),
+            worker.wait_count(&format!("adopted task {id} "), 1, WAIT),
             "round {round}:\n{}",
             worker.text()
         );
-        assert_only_the_sidecar_volume_left(&fx);
-        // The orchestrator never heard how the killed run ended: nothing
-        // was delivered for it by the next process either.
-        assert!(terminal(&orch.received(), &id).is_empty());
+        if !finished_alone {
+            release(&fx, &id);
+        }
+        let frames = orch.wait_for(|f| !terminal(f, &id).is_empty(), WAIT);
+        assert_eq!(
+            terminal(&frames, &id),
+            vec![&ended_with(&id, round)],
+            "round {round}"
+        );
+        fx.wait_no_containers(WAIT);
     }
     assert!(orch.wait_until(|r| r.connected && r.handshakes.len() == KILLS + 1, WAIT));
-    // The last incarnation still works.
+    // The last incarnation still works, and nothing was reported twice.
     assign(&orch, "after", &sidecar, json!({}));
     let frames = orch.wait_for(|f| !terminal(f, "after").is_empty(), WAIT);
     assert_eq!(terminal(&frames, "after")[0]["type"], "task_completed");
+    for round in 0..KILLS {
+        assert_eq!(terminal(&frames, &format!("k{round}")).len(), 1, "k{round}");
+    }
     worker.signal(libc::SIGTERM);
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
     assert_only_the_sidecar_volume_left(&fx);
+}
+
+#[test]
+fn two_workers_sharing_an_id_and_a_daemon_keep_off_each_others_tasks_until_one_dies() {
+    let mut fx = Fixture::new("pair");
+    let sidecar = fx.sidecar("pair");
+    let (orch_a, orch_b) = (
+        Orchestrator::start(Options::default()),
+        Orchestrator::start(Options::default()),
+    );
+    let extra = [
+        "--lease-ttl",
+        "3s",
+        "--reap-interval",
+        "200ms",
+        "--log-level",
+        "debug",
+    ];
+    let env = [("WARP_API_KEY", API_KEY)];
+    let a = WorkerProcess::start(&tasks::strs(&worker_args(&fx, &orch_a.url(), &extra)), &env);
+    let mut b = WorkerProcess::start(&tasks::strs(&worker_args(&fx, &orch_b.url(), &extra)), &env);
+    assert!(orch_a.wait_until(|r| r.connected, WAIT), "{}", a.text());
+    assert!(orch_b.wait_until(|r| r.connected, WAIT), "{}", b.text());
+    let (ids_a, ids_b) = (["a1", "a2", "a3"], ["b1", "b2", "b3"]);
+    for (n, id) in ids_a.iter().enumerate() {
+        assign(&orch_a, id, &sidecar, held(id, n));
+    }
+    for (n, id) in ids_b.iter().enumerate() {
+        assign(&orch_b, id, &sidecar, held(id, n + 3));
+    }
+    assert!(a.wait_count("started container", 3, WAIT), "{}", a.text());
+    assert!(b.wait_count("started container", 3, WAIT), "{}", b.text());
+    // Ten passes each, after every task started: nobody's task is touched.
+    let passes = |w: &WorkerProcess| {
+        w.lines()
+            .iter()
+            .filter(|l| l.contains("reaper pass"))
+            .count()
+    };
+    let (pa, pb) = (passes(&a), passes(&b));
+    assert!(a.wait_count("reaper pass", pa + 10, WAIT), "{}", a.text());
+    assert!(b.wait_count("reaper pass", pb + 10, WAIT), "{}", b.text());
+    let list = fx.docker.list_by_label(&[&fx.worker_label()]).unwrap();
+    assert_eq!(list.iter().filter(|c| c.state == "running").count(), 6);
+    for w in [&a, &b] {
+        assert!(!w.text().contains("adopted task"), "{}", w.text());
+        assert!(!w.text().contains("removing leftover"), "{}", w.text());
+    }
+
+    a.signal(libc::SIGKILL);
+    assert!(b.wait_count("adopted task", 3, WAIT), "{}", b.text());
+    for id in ids_a.iter().chain(&ids_b) {
+        release(&fx, id);
+    }
+    let all = |f: &[Value]| {
+        ids_a
+            .iter()
+            .chain(&ids_b)
+            .all(|id| !terminal(f, id).is_empty())
+    };
+    let frames = orch_b.wait_for(all, WAIT);
+    for (n, id) in ids_a.iter().chain(&ids_b).enumerate() {
+        assert_eq!(terminal(&frames, id), vec![&ended_with(id, n)], "{id}");
+    }
+    for id in ids_a {
+        assert!(terminal(&orch_a.received(), id).is_empty());
+    }
+    fx.wait_no_containers(WAIT);
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    // The killed process's lease ran out; the survivor's reaper removed it.
+    assert_eq!(fx.leases(), Vec::<String>::new());
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The Docker daemon stopped under a running task and started again, as a
 //! host restarting its Docker service would: the task ends with a failure
-//! naming what happened, the worker survives and runs the next task.
+//! naming what happened, assignments that arrive meanwhile are rejected (not
+//! claimed and failed), and the worker survives and runs the next task.
 //!
 //! Its own test binary with this one test: it stops the daemon every other
 //! test needs, and cargo runs test binaries one after another (`.ci/test`
@@ -17,7 +18,7 @@ use oz_standin::{Options, Orchestrator};
 use serde_json::json;
 use support::Fixture;
 use support::process::WorkerProcess;
-use support::tasks::{self, assign, terminal, worker_args};
+use support::tasks::{self, assign, count, terminal, worker_args};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PID_FILE: &str = "/var/run/docker.pid";
@@ -123,7 +124,31 @@ fn the_docker_daemon_restarting_under_a_task_fails_it_and_the_worker_carries_on(
     let frames = orch.wait_for(|f| !terminal(f, "during").is_empty(), WAIT);
     let end = terminal(&frames, "during")[0].clone();
     eprintln!("task ended as: {end}");
+
+    // While Docker does not answer, new work is turned away (so the
+    // orchestrator can route it to a healthy worker), never claimed and failed.
+    assert!(
+        worker.wait_count("rejecting new tasks until it does", 1, WAIT),
+        "{}",
+        worker.text()
+    );
+    assign(&orch, "while-down", &sidecar, json!({}));
+    let frames = orch.wait_for(|f| count(f, "task_rejected", "while-down") == 1, WAIT);
+    assert_eq!(count(&frames, "task_claimed", "while-down"), 0);
+    assert_eq!(
+        *frames
+            .iter()
+            .find(|f| f["type"] == "task_rejected")
+            .unwrap(),
+        json!({"type": "task_rejected", "data": {"task_id": "while-down",
+            "reason": "worker cannot reach its Docker daemon"}})
+    );
     start_dockerd();
+    assert!(
+        worker.wait_count("taking new tasks again", 1, WAIT),
+        "{}",
+        worker.text()
+    );
 
     // With live-restore off, dockerd stops its containers before it closes
     // its API: the stub ends on that SIGTERM and the wait delivers 143, which

@@ -1,6 +1,6 @@
 //! The real worker process end to end: the binary against the stand-in
-//! orchestrator and the real Docker daemon. Signals, exit codes, orphans
-//! after a crash, start-up errors, and what reaches the log.
+//! orchestrator and the real Docker daemon. Signals, exit codes, a task
+//! adopted after a crash, start-up errors, and what reaches the log.
 
 mod support;
 
@@ -104,19 +104,28 @@ fn no_secret_reaches_the_debug_log_in_either_format() {
                 "task lines carry the task id"
             );
         }
-        fx.assert_no_containers();
+        fx.wait_no_containers(WAIT);
     }
 }
 
 #[test]
-fn a_worker_killed_mid_task_leaves_an_orphan_that_the_next_start_removes() {
+fn a_task_running_when_its_worker_is_killed_is_adopted_and_reported_by_the_next_start() {
     let mut fx = Fixture::new("orphan");
     let sidecar = fx.sidecar("orphan");
     let orch = Orchestrator::start(Options::default());
-    let args = worker_args(&fx, &orch.url(), &[]);
+    let args = worker_args(
+        &fx,
+        &orch.url(),
+        &["--lease-ttl", "3s", "--reap-interval", "200ms"],
+    );
     let mut worker = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
     assert!(orch.wait_until(|r| r.connected, WAIT));
-    assign(&orch, "orphan", &sidecar, json!({"OZ_TEST_SLEEP": "300"}));
+    assign(
+        &orch,
+        "orphan",
+        &sidecar,
+        json!({"OZ_TEST_UNTIL": "/out/release", "OZ_TEST_EXIT": "7"}),
+    );
     assert!(
         worker.wait_count("started container", 1, WAIT),
         "{}",
@@ -131,14 +140,24 @@ fn a_worker_killed_mid_task_leaves_an_orphan_that_the_next_start_removes() {
     );
 
     let mut again = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
+    // Adopted once the killed process's lease has run out (3 s here).
     assert!(
-        again.wait_count("removed leftovers of an earlier run", 1, WAIT),
+        again.wait_count("adopted task orphan", 1, WAIT),
         "{}",
         again.text()
     );
-    fx.assert_no_containers();
+    std::fs::write(fx.out.join("release"), b"").unwrap();
+    let frames = orch.wait_for(|f| !terminal(f, "orphan").is_empty(), WAIT);
+    assert_eq!(
+        terminal(&frames, "orphan"),
+        vec![&json!({"type": "task_failed", "data": {"task_id": "orphan",
+            "message": "Failed to execute task: container exited with non-zero status: 7",
+            "failure_reason": "container_exit", "exit_code": 7}})]
+    );
+    fx.wait_no_containers(WAIT);
     again.signal(libc::SIGTERM);
     assert_eq!(again.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert_eq!(fx.leases(), Vec::<String>::new(), "{}", again.text());
 }
 
 #[test]

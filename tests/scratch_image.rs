@@ -92,3 +92,94 @@ fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
     assert_eq!(orch.close_code(), Some(1000));
     fx.assert_no_containers();
 }
+
+/// `docker stop` as operators type it (Docker's default 10 s before
+/// SIGKILL) with three tasks running whose agent ignores SIGTERM, in the
+/// default mode and with the default stop grace (10 s): the worker reports
+/// every task and gets acknowledged first, then the containers' stops share
+/// what is left of its budget, so it exits 0 with Close 1000 before Docker
+/// kills it, and leaves no container.
+#[test]
+fn a_plain_docker_stop_with_three_running_tasks_ends_cleanly_inside_ten_seconds() {
+    let mut fx = Fixture::new("scratch-stop");
+    let present = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .unwrap();
+    assert!(
+        present.status.success(),
+        "{IMAGE} is missing: build it with `bash .ci/build-image` (.ci/run does)"
+    );
+    let sidecar = fx.sidecar("scratch-stop");
+    let orch = Orchestrator::start(Options::default());
+    let name = format!("{}-worker", fx.worker_id);
+    let out = format!("{}:/out", fx.out.display());
+    let id = docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "oz-agent-worker.test=1",
+        "--network",
+        "host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-e",
+        "WARP_API_KEY=scratch-test-key",
+        IMAGE,
+        "--worker-id",
+        &fx.worker_id,
+        "--web-socket-url",
+        &orch.url(),
+        "--image-pull-policy",
+        "IfNotPresent",
+        "-v",
+        &out,
+    ]);
+    let _guard = WorkerContainer(id.clone());
+    assert!(
+        orch.wait_until(|r| r.connected, WAIT),
+        "not connected; logs:\n{}",
+        docker_cli(&["logs", &id])
+    );
+    let ids = ["s1", "s2", "s3"];
+    for task in ids {
+        assert!(orch.send(&json!({"type": "task_assignment", "data": {
+            "task_id": task, "task": {"id": task},
+            "docker_image": BUSYBOX, "sidecar_image": sidecar,
+            "env_vars": {"OZ_TEST_SLEEP": "300", "OZ_TEST_IGNORE_TERM": "1"}}})));
+    }
+    let task_label = "dev.warp.oz-agent-worker.task-id";
+    let running = || {
+        fx.docker
+            .list_by_label(&[&fx.worker_label(), task_label])
+            .unwrap()
+            .iter()
+            .filter(|c| c.state == "running")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while running() < ids.len() {
+        // The worker runs in a container: the daemon is the only place to look.
+        assert!(std::time::Instant::now() < deadline, "tasks never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let stopping = std::time::Instant::now();
+    docker_cli(&["stop", &id]);
+    eprintln!("docker stop took {:?}", stopping.elapsed());
+    let code = docker_cli(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+    assert_eq!(code, "0", "logs:\n{}", docker_cli(&["logs", &id]));
+    let frames = orch.received();
+    for task in ids {
+        let ends: Vec<_> = frames
+            .iter()
+            .filter(|f| f["data"]["task_id"] == task && f["type"] == "task_failed")
+            .collect();
+        assert_eq!(ends.len(), 1, "{task}: {frames:?}");
+        assert_eq!(ends[0]["data"]["failure_reason"], "graceful_shutdown");
+    }
+    assert_eq!(orch.close_code(), Some(1000));
+    fx.assert_no_containers();
+}

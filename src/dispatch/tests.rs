@@ -201,3 +201,147 @@ fn after_stop_accepting_assignments_are_rejected() {
     d.handle(assignment("a", "quick"));
     assert_eq!(kinds(&outbox), vec![pair("task_rejected", "a")]);
 }
+
+#[test]
+fn while_docker_does_not_answer_new_tasks_are_rejected_not_claimed() {
+    let (d, outbox) = dispatcher(0, None);
+    d.handle(assignment("running", "slow"));
+    d.set_docker_available(false);
+    d.handle(assignment("new", "quick"));
+    // A duplicate of a task already here is still claimed: nothing new runs.
+    d.handle(assignment("running", "slow"));
+    d.set_docker_available(true);
+    d.handle(assignment("later", "quick"));
+    assert!(d.wait_active_at_most(1, Duration::from_secs(10)));
+    let k = kinds(&outbox);
+    assert_eq!(
+        &k[..4],
+        &[
+            pair("task_claimed", "running"),
+            pair("task_rejected", "new"),
+            pair("task_claimed", "running"),
+            pair("task_claimed", "later"),
+        ]
+    );
+    let rejected = outbox
+        .after(0)
+        .into_iter()
+        .find(|q| q.message.kind() == "task_rejected")
+        .unwrap()
+        .message;
+    assert_eq!(
+        rejected,
+        Outbound::TaskRejected {
+            task_id: "new".into(),
+            reason: "worker cannot reach its Docker daemon".into()
+        }
+    );
+    d.cancel_all(CancelCause::Shutdown);
+    assert!(d.wait_idle(Duration::from_secs(10)));
+}
+
+fn adopted(id: &str, outcome: TaskOutcome) -> AdoptedTask {
+    AdoptedTask {
+        task_id: id.into(),
+        execution_id: format!("exec-{id}"),
+        deadline: None,
+        running_for: Duration::from_secs(5),
+        work: Box::new(move |cancel: &CancelToken| match outcome {
+            TaskOutcome::Completed => match cancel.wait_timeout(Duration::from_secs(60)) {
+                Some(cause) => TaskOutcome::Cancelled(cause),
+                None => TaskOutcome::Completed,
+            },
+            other => other,
+        }),
+    }
+}
+
+#[test]
+fn an_adopted_task_holds_a_slot_reports_once_and_is_not_run_twice() {
+    let (d, outbox) = dispatcher(1, None);
+    assert!(d.adopt(adopted("a", TaskOutcome::Completed)));
+    assert!(
+        !d.adopt(adopted("a", TaskOutcome::Completed)),
+        "already here"
+    );
+    // It holds the one slot; its duplicate assignment is claimed, not run.
+    d.handle(assignment("b", "slow"));
+    d.handle(assignment("a", "slow"));
+    assert_eq!(d.active_count(), 1);
+    d.handle(Inbound::Cancellation {
+        task_id: "a".into(),
+    });
+    assert!(d.wait_idle(Duration::from_secs(10)));
+    assert_eq!(
+        kinds(&outbox),
+        vec![
+            pair("task_rejected", "b"),
+            pair("task_claimed", "a"),
+            pair("task_completed", "a")
+        ]
+    );
+    // A task whose record says it ended is reported without a claim.
+    assert!(d.adopt(adopted(
+        "c",
+        TaskOutcome::Failed {
+            reason: FailureReason::ContainerExit,
+            detail: "container exited with non-zero status: 5".into(),
+            exit_code: 5
+        }
+    )));
+    assert!(d.wait_idle(Duration::from_secs(10)));
+    assert_eq!(
+        outbox.after(0).last().unwrap().message,
+        Outbound::TaskFailed {
+            task_id: "c".into(),
+            message: "Failed to execute task: container exited with non-zero status: 5".into(),
+            failure_reason: Some(FailureReason::ContainerExit),
+            exit_code: 5
+        }
+    );
+    d.stop_accepting();
+    assert!(
+        !d.adopt(adopted("d", TaskOutcome::Completed)),
+        "not while stopping"
+    );
+}
+
+#[test]
+fn a_shutdown_reports_first_and_a_detach_reports_nothing() {
+    let (d, outbox) = dispatcher(0, None);
+    d.handle(assignment("a", "slow"));
+    d.handle(assignment("b", "slow"));
+    d.stop_accepting();
+    assert_eq!(
+        d.report_all_now(&TaskOutcome::Cancelled(CancelCause::Shutdown)),
+        2
+    );
+    assert_eq!(
+        d.report_all_now(&TaskOutcome::Cancelled(CancelCause::Shutdown)),
+        0
+    );
+    let shutdowns = |o: &Outbox| {
+        o.after(0)
+            .iter()
+            .filter(|q| {
+                matches!(
+                    q.message,
+                    Outbound::TaskFailed {
+                        failure_reason: Some(FailureReason::GracefulShutdown),
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(shutdowns(&outbox), 2, "sent while the tasks still run");
+    assert_eq!(d.active_count(), 2);
+    d.cancel_all(CancelCause::Shutdown);
+    assert!(d.wait_idle(Duration::from_secs(10)));
+    assert_eq!(shutdowns(&outbox), 2, "and not again when they end");
+
+    let (d, outbox) = dispatcher(0, None);
+    assert!(d.adopt(adopted("x", TaskOutcome::Detached)));
+    assert!(d.wait_idle(Duration::from_secs(10)));
+    assert!(outbox.is_empty(), "a detached task reports nothing");
+}

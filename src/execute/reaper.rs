@@ -218,13 +218,21 @@ pub fn spawn_periodic(
     let thread = std::thread::Builder::new()
         .name("reaper".into())
         .spawn(move || {
-            let mut wait = interval;
+            // The first pass at once: it learns when the leases of other
+            // processes that own tasks here run out.
+            let mut wait = Duration::ZERO;
             // Disconnection (the handle dropped) ends the loop.
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait)
             {
                 wait = interval;
                 match pass(&runner, &*adopt, grace) {
                     Ok(r) => {
+                        log::debug!(
+                            "reaper pass: adopted {}, removed {} container(s) and {} volume(s)",
+                            r.adopted,
+                            r.containers,
+                            r.volumes
+                        );
                         if r.containers + r.volumes > 0 {
                             log::info!(
                                 "reaper removed {} container(s) and {} volume(s)",

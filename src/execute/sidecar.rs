@@ -14,13 +14,19 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::names::{self, FILL_PATH, MARKER};
+use super::names::{self, FILL_PATH, LABEL_ROLE, LABEL_VOLUME, MARKER, ROLE_FILL};
 use crate::docker::reference::sidecar_volume_name;
 use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::task::CancelToken;
+
+/// How often a fill by another worker process is looked at.
+const OTHER_FILL_POLL: Duration = Duration::from_millis(500);
+/// Longest wait for another worker process's fill.
+const OTHER_FILL_WAIT: Duration = Duration::from_secs(600);
 
 /// Why a sidecar volume could not be prepared.
 #[derive(Debug)]
@@ -193,12 +199,59 @@ impl SidecarVolumes {
                 log::debug!("sidecar volume {volume} is complete; reusing it");
                 return Ok(());
             }
+            if self.filled_elsewhere(volume, reference, cancel)? {
+                return Ok(());
+            }
             log::warn!("sidecar volume {volume} was never completed; removing and copying again");
             self.docker
                 .volume_remove(volume)
                 .map_err(|source| docker_err(volume, "removing the incomplete volume", source))?;
         }
         self.fill(volume, reference, cancel)
+    }
+
+    /// Whether another worker process (sharing this worker id and daemon) is
+    /// filling `volume` right now, waited for until its marker appears:
+    /// true once the volume is complete, false when nobody fills it (then
+    /// it is a leftover to replace).
+    fn filled_elsewhere(
+        &self,
+        volume: &str,
+        reference: &str,
+        cancel: &CancelToken,
+    ) -> Result<bool, SidecarError> {
+        let filling = [
+            names::label(LABEL_ROLE, ROLE_FILL),
+            names::label(LABEL_VOLUME, volume),
+        ];
+        let deadline = Instant::now() + OTHER_FILL_WAIT;
+        let mut logged = false;
+        loop {
+            let helpers = self
+                .docker
+                .list_by_label(&[&filling[0], &filling[1]])
+                .map_err(|source| docker_err(volume, "looking for a fill in progress", source))?;
+            if helpers.is_empty() {
+                // The fill may have finished just now.
+                return Ok(logged && self.has_marker(volume, reference)?);
+            }
+            if !logged {
+                log::info!(
+                    "another worker process is filling sidecar volume {volume}; waiting for it"
+                );
+                logged = true;
+            }
+            // No event announces another process's fill ending: look again soon.
+            if cancel.wait_timeout(OTHER_FILL_POLL).is_some() {
+                return Err(SidecarError::Cancelled);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            if self.has_marker(volume, reference)? {
+                return Ok(true);
+            }
+        }
     }
 
     /// Whether `volume` holds the marker, seen through a created-never-started container.

@@ -11,6 +11,9 @@ pub const REJECT_AT_CAPACITY: &str = "at_capacity";
 /// `reason` of `oz_worker_tasks_rejected_total` while the worker shuts down.
 /// The Go worker has no such rejection, so this series only appears once it happens.
 pub const REJECT_SHUTTING_DOWN: &str = "shutting_down";
+/// `reason` of `oz_worker_tasks_rejected_total` while the Docker daemon does
+/// not answer (ours, like `shutting_down`).
+pub const REJECT_DOCKER_UNAVAILABLE: &str = "docker_unavailable";
 /// `reason` of `oz_worker_tasks_rejected_total` for any other rejection, so
 /// free text never becomes a label value.
 pub const REJECT_OTHER: &str = "other";
@@ -120,6 +123,8 @@ pub fn reject_label(wire_reason: &str) -> &'static str {
         REJECT_AT_CAPACITY
     } else if wire_reason == crate::dispatch::REJECT_SHUTTING_DOWN {
         REJECT_SHUTTING_DOWN
+    } else if wire_reason == crate::dispatch::REJECT_DOCKER_UNAVAILABLE {
+        REJECT_DOCKER_UNAVAILABLE
     } else {
         REJECT_OTHER
     }
@@ -202,6 +207,10 @@ mod tests {
     fn rejection_reasons_are_bounded() {
         assert_eq!(reject_label("worker at maximum concurrency"), "at_capacity");
         assert_eq!(reject_label("worker is shutting down"), "shutting_down");
+        assert_eq!(
+            reject_label("worker cannot reach its Docker daemon"),
+            "docker_unavailable"
+        );
         assert_eq!(reject_label("anything else"), "other");
     }
 }

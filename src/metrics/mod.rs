@@ -70,6 +70,7 @@ struct State {
     active: usize,
     max_concurrent: usize,
     claimed: u64,
+    adopted: u64,
     rejected: BTreeMap<&'static str, u64>,
     completed: BTreeMap<&'static str, u64>,
     durations: BTreeMap<&'static str, Histogram>,
@@ -108,6 +109,7 @@ impl Metrics {
             active: 0,
             max_concurrent,
             claimed: 0,
+            adopted: 0,
             rejected: BTreeMap::from([(labels::REJECT_AT_CAPACITY, 0)]),
             completed: TaskResult::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
             // Unprimed on purpose, like Go: a fake 0 s sample would skew latency.
@@ -240,6 +242,13 @@ impl Metrics {
         e.family(name, HELP_ACTIVE, Kind::Gauge);
         sample(&mut e, name, &scoped(&[]), s.active as f64);
 
+        // Ours (the Go worker adopts nothing): shown once it happens.
+        if s.adopted > 0 {
+            let name = "oz_worker_tasks_adopted_total";
+            e.family(name, HELP_ADOPTED, Kind::Counter);
+            sample(&mut e, name, &scoped(&[]), s.adopted as f64);
+        }
+
         let name = "oz_worker_tasks_claimed_total";
         e.family(name, HELP_CLAIMED, Kind::Counter);
         sample(&mut e, name, &scoped(&[]), s.claimed as f64);
@@ -294,6 +303,10 @@ impl DispatchObserver for Metrics {
         self.task_claimed();
     }
 
+    fn adopted(&self) {
+        self.lock().adopted += 1;
+    }
+
     fn rejected(&self, reason: &str) {
         self.task_rejected(reason);
     }
@@ -316,6 +329,8 @@ const HELP_DURATION: &str = "How long tasks ran on this worker, in seconds, by r
 const HELP_FAILURES: &str = "Task failures since the worker started, by phase and reason.";
 const HELP_ACTIVE: &str = "Tasks this worker is running right now.";
 const HELP_CLAIMED: &str = "Tasks this worker has claimed since it started.";
+const HELP_ADOPTED: &str =
+    "Tasks left running by an earlier worker process that this one took over since it started.";
 const HELP_COMPLETED: &str = "Tasks that ended on this worker since it started, by result.";
 const HELP_MAX_CONCURRENT: &str =
     "The configured limit on tasks running at once; 0 means no limit.";

@@ -98,3 +98,17 @@ fn label_values_are_escaped_in_info() {
         "target_info{service_name=\"oz-agent-worker\",worker_backend=\"docker\",worker_id=\"a\\\"b\\\\c\"} 1\n"
     ));
 }
+
+#[test]
+fn adopted_tasks_are_counted_once_there_is_one() {
+    let m = metrics();
+    assert!(!m.render().contains("oz_worker_tasks_adopted_total"));
+    let obs: &dyn DispatchObserver = &m;
+    obs.adopted();
+    obs.adopted();
+    let scrape = m.render();
+    assert!(scrape.contains("# TYPE oz_worker_tasks_adopted_total counter\n"));
+    assert!(scrape.contains(
+        "oz_worker_tasks_adopted_total{otel_scope_name=\"github.com/warpdotdev/oz-agent-worker\",otel_scope_schema_url=\"\",otel_scope_version=\"\"} 2\n"
+    ), "{scrape}");
+}

@@ -178,6 +178,60 @@ impl Fixture {
             .collect()
     }
 
+    /// Waits until none of this worker's containers is left: a worker
+    /// process removes a task's container once the orchestrator has read its
+    /// terminal message, a moment after the test saw that message. Follows
+    /// the daemon's `destroy` events (from before the listing, so none is
+    /// missed), then asserts nothing is left.
+    pub fn wait_no_containers(&self, timeout: std::time::Duration) {
+        use std::io::{BufRead, BufReader};
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 1;
+        let label = self.worker_label();
+        let mut left: std::collections::HashSet<String> = self
+            .docker
+            .list_by_label(&[&label])
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if !left.is_empty() {
+            let until = since + 1 + timeout.as_secs();
+            let mut events = Command::new("docker")
+                .args([
+                    "events",
+                    "--since",
+                    &since.to_string(),
+                    "--until",
+                    &until.to_string(),
+                ])
+                .args(["--filter", "type=container", "--filter", "event=destroy"])
+                .args([
+                    "--filter",
+                    &format!("label={label}"),
+                    "--format",
+                    "{{.Actor.ID}}",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("docker events");
+            let out = BufReader::new(events.stdout.take().unwrap());
+            for line in out.lines() {
+                let Ok(id) = line else { break };
+                left.remove(id.trim());
+                if left.is_empty() {
+                    break;
+                }
+            }
+            let _ = events.kill();
+            let _ = events.wait();
+        }
+        self.assert_no_containers();
+    }
+
     pub fn assert_no_containers(&self) {
         assert_eq!(self.leftovers().0, Vec::<String>::new(), "containers left");
     }
