@@ -1,6 +1,6 @@
 //! The `--help` and `--version` texts. Hidden flags (`--web-socket-url`,
-//! `--server-root-url`, `--session-sharing-server-url`) are left out, as in
-//! the Go worker.
+//! `--server-root-url`, `--session-sharing-server-url`, as in the Go worker;
+//! our `--lease-ttl` and `--reap-interval`) are left out.
 
 /// `oz-agent-worker <version>`.
 pub fn version() -> String {
@@ -37,8 +37,14 @@ Flags:
   --max-concurrent-tasks N        Most tasks at once; 0 = unlimited [default: 0]
   --idle-on-complete DURATION     How long the agent stays up after a task for
                                   follow-ups, e.g. 45m, 10m, 0s [default: agent's, 45m]
+  --on-shutdown MODE              What SIGTERM/SIGINT does with running tasks:
+                                  cancel (report and stop them), drain (wait for
+                                  them first) or detach (leave them running for the
+                                  next worker process) [default: cancel]
   --drain-timeout DURATION        On shutdown, how long to wait for running tasks
                                   before cancelling them [default: 0s]
+  --shutdown-timeout DURATION     Longest a stop takes after any drain; container
+                                  stops share it [default: 9s]
   --task-timeout DURATION         Longest a task may run; 0s = no limit [default: 8h]
   --default-image IMAGE           Image for tasks that name none
                                   [default: ubuntu:22.04]
@@ -50,6 +56,8 @@ Flags:
   --version                       Print the version
 
 Durations are Go durations: 300ms, 10s, 45m, 1h30m, 1.5h.
+Signals: SIGTERM/SIGINT stop as --on-shutdown says (a second one within 1s is the
+same request, a later one exits at once); SIGQUIT drains; SIGHUP is ignored.
 Both --flag VALUE and --flag=VALUE work. Precedence: flag > config file > default.
 
 Environment:
@@ -90,7 +98,10 @@ mod tests {
             "-e, --env",
             "--max-concurrent-tasks",
             "--idle-on-complete",
+            "--on-shutdown",
             "--drain-timeout",
+            "--shutdown-timeout",
+            "SIGHUP",
             "--task-timeout",
             "--default-image",
             "--sidecar-image",
@@ -105,7 +116,13 @@ mod tests {
         ] {
             assert!(text.contains(flag), "help lacks {flag}");
         }
-        for hidden in ["--web-socket-url", "--server-root-url", "--session-sharing"] {
+        for hidden in [
+            "--web-socket-url",
+            "--server-root-url",
+            "--session-sharing",
+            "--lease-ttl",
+            "--reap-interval",
+        ] {
             assert!(!text.contains(hidden), "help shows hidden {hidden}");
         }
         let widest = text.lines().map(|l| l.chars().count()).max();

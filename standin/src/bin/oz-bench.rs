@@ -183,6 +183,13 @@ fn main() -> ExitCode {
         || compare::throughput(&cfg),
         one,
     );
+    step(
+        only.as_deref(),
+        "stop times",
+        &mut rows,
+        || sections::stop_times(&cfg),
+        many,
+    );
     if let Some(big) = &cfg.big_sidecar {
         step(
             only.as_deref(),

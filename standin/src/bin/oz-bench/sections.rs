@@ -228,3 +228,61 @@ pub fn claim_latency(cfg: &Cfg, n: usize) -> Result<Row> {
     )
     .target(Target::at_most(1.0, "ms (p50)"), p50))
 }
+
+/// SIGTERM → exit with four tasks running, per `--on-shutdown` mode (the
+/// worker's default stop grace and shutdown budget): `cancel` with an agent
+/// that ends on SIGTERM, `cancel` with one that ignores it (the whole
+/// budget), and `detach`.
+pub fn stop_times(cfg: &Cfg) -> Result<Vec<Row>> {
+    let modes: [(&str, &str, serde_json::Value, Target); 3] = [
+        (
+            "stop with 4 tasks, cancel (agent ends on SIGTERM)",
+            "cancel",
+            sleep_env(600),
+            Target::at_most(10.0, "s"),
+        ),
+        (
+            "stop with 4 tasks, cancel (agent ignores SIGTERM)",
+            "cancel",
+            json!({"OZ_TEST_SLEEP": "600", "OZ_TEST_IGNORE_TERM": "1"}),
+            Target::at_most(10.0, "s"),
+        ),
+        (
+            "stop with 4 tasks, detach",
+            "detach",
+            sleep_env(600),
+            Target::at_most(2.0, "s"),
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (n, (name, mode, env, target)) in modes.into_iter().enumerate() {
+        let mut samples = Vec::new();
+        for i in 0..cfg.heavy_runs {
+            let worker_id = cfg.worker_id(&format!("stop{n}"), i);
+            let mut s = Session::connect(
+                &cfg.worker,
+                &worker_id,
+                &["--image-pull-policy", "IfNotPresent", "--on-shutdown", mode],
+            )?;
+            for t in 0..4 {
+                let frame = assignment(
+                    &format!("s{n}-{i}-{t}"),
+                    &cfg.image,
+                    &cfg.sidecar,
+                    None,
+                    env.clone(),
+                );
+                s.server.send(&frame)?;
+            }
+            s.pump_until_logged("started container", 4, LONG)?;
+            let stopping = Instant::now();
+            s.shutdown()?;
+            samples.push(stopping.elapsed().as_secs_f64());
+            // A detach leaves its containers running on purpose.
+            docker::remove_worker_leftovers(&worker_id);
+        }
+        let v = med(&samples);
+        rows.push(Row::new(name, format!("{v:.2} s")).target(target, v));
+    }
+    Ok(rows)
+}
