@@ -552,20 +552,10 @@ fn create_body_full_example_is_exact() {
         memory_gb: 1,
     });
     let mut cfg = inputs();
-    cfg.volumes = vec![
-        VolumeMount {
-            host: "/h".into(),
-            container: "/c".into(),
-            read_only: true,
-            explicit_mode: true,
-        },
-        VolumeMount {
-            host: "/x".into(),
-            container: "/y".into(),
-            read_only: false,
-            explicit_mode: false,
-        },
-    ];
+    cfg.volumes = ["/h:/c:ro", "/x:/y"]
+        .iter()
+        .map(|v| crate::config::parse_volume(v).unwrap())
+        .collect();
     cfg.hardening = Hardening {
         runtime: s("runsc"),
         network: s("none"),
