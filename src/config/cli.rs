@@ -156,7 +156,8 @@ fn for_each_item(
     mut take: impl FnMut(&mut Flags, &str) -> Result<(), ValueError>,
 ) {
     let items = values::split_list(value);
-    let split = value.contains(',');
+    // An empty item can only come from a comma.
+    let split = items.len() > 1 || items.first().is_some_and(String::is_empty);
     for item in &items {
         if let Err(problem) = take(flags, item) {
             defer(

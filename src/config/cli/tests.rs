@@ -99,7 +99,13 @@ fn a_comma_meant_inside_an_entry_is_explained() {
             1
         )
     );
-    // Without a comma the value was not split, so nothing is said about it.
+    // Not split (no comma, or only an escaped one), so nothing is said about it.
+    assert_eq!(
+        refusal(&["-v", "/a:/b:ro\\,rx"]).0,
+        "invalid --volumes flag: volume `/a:/b:ro,rx` has unknown option `rx` (Docker's are ro, \
+         rw, z, Z, private, rprivate, shared, rshared, slave, rslave, nocopy, consistent, cached, \
+         delegated)"
+    );
     assert_eq!(
         refusal(&["-e", "=x"]),
         (
