@@ -110,14 +110,16 @@ fn parse_value(data: &str) -> Value {
 }
 
 /// Decoded straight from the text, so raw values keep their bytes. When
-/// that fails, the value path says why without a position (the problem goes
-/// to Oz and the log), and also takes duplicate keys the way Go does (the
-/// last one wins) where serde's struct decoding would refuse them.
+/// that fails, a generic parse finds the task id to answer, and the problem
+/// is said without a position (it goes to Oz and the log). A key repeated
+/// within one object is refused (Go takes the last); decoding twice to
+/// accept it would cost ~40 KB of binary for input Oz never sends.
 fn decode_assignment(text: &str) -> Result<Inbound, DecodeError> {
-    if let Ok(a) = serde_json::from_str::<TaskAssignment>(text)
+    let typed = serde_json::from_str::<TaskAssignment>(text);
+    if let Ok(a) = &typed
         && !a.task_id.is_empty()
     {
-        return Ok(Inbound::Assignment(Box::new(a)));
+        return Ok(Inbound::Assignment(Box::new(typed.unwrap())));
     }
     let data = parse_value(text);
     let task_id = match data.get("task_id").and_then(Value::as_str) {
@@ -134,13 +136,16 @@ fn decode_assignment(text: &str) -> Result<Inbound, DecodeError> {
             problem: "task is missing".into(),
         });
     }
-    match serde_json::from_value::<TaskAssignment>(data) {
-        Ok(a) => Ok(Inbound::Assignment(Box::new(a))),
-        Err(e) => Ok(Inbound::InvalidAssignment {
-            task_id,
-            problem: scrub_values(&e.to_string()),
-        }),
-    }
+    let problem = match typed {
+        Err(e) => {
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let text = e.to_string();
+            scrub_values(text.strip_suffix(&at).unwrap_or(&text))
+        }
+        // Only an empty task id fails after decoding, and that was refused above.
+        Ok(_) => "task_id is empty".into(),
+    };
+    Ok(Inbound::InvalidAssignment { task_id, problem })
 }
 
 /// Blanks every double-quoted string in a serde error: serde quotes the
@@ -626,14 +631,20 @@ mod tests {
     }
 
     #[test]
-    fn repeated_keys_decode_as_in_go_the_last_winning() {
+    fn a_repeated_field_is_refused_and_answered() {
         let text = r#"{"type":"task_assignment","data":{"task_id":"old","task_id":"T",
-            "task":{"id":"T","agent_config_snapshot":{"mcp_servers":{"s":{"x":1}}}}}}"#;
-        let Inbound::Assignment(a) = decode(text).unwrap() else {
-            panic!("not an assignment")
-        };
-        assert_eq!(a.task_id, "T");
-        assert_eq!(mcp_of(text)["s"], r#"{"x":1}"#);
+            "task":{"id":"T"}}}"#;
+        assert_eq!(
+            decode(text).unwrap(),
+            Inbound::InvalidAssignment {
+                task_id: "T".into(),
+                problem: "duplicate field `task_id`".into()
+            }
+        );
+        // In a map the last one wins, as in a Go map.
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T",
+            "task":{"id":"T","agent_config_snapshot":{"mcp_servers":{"s":{"x":1},"s":{"x":2}}}}}}"#;
+        assert_eq!(mcp_of(text)["s"], r#"{"x":2}"#);
         // An empty task id is as unreadable as a missing one.
         assert!(decode(r#"{"type":"task_assignment","data":{"task_id":"","task":{}}}"#).is_err());
     }
