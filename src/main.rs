@@ -18,7 +18,9 @@ fn main() {
         }
         Err(e) => {
             eprintln!("oz-agent-worker: {e}");
-            std::process::exit(2);
+            // The Go worker's codes: 80 for a command line its parser
+            // refuses, 1 for a configuration that cannot run.
+            std::process::exit(e.exit_code());
         }
     }
 }

@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Largest frame the worker accepts; a larger one closes the connection.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -34,8 +35,10 @@ pub const TIMEOUT_MESSAGE: &str = "The task exceeded its maximum allowed executi
 struct Envelope {
     #[serde(rename = "type")]
     kind: String,
+    // Kept as text: an assignment is decoded from the bytes Oz sent, so
+    // `mcp_servers` values reach the agent unchanged.
     #[serde(default)]
-    data: Value,
+    data: Option<Box<RawValue>>,
 }
 
 /// A message from the orchestrator, decoded.
@@ -83,10 +86,11 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
             scrub_values(&e.to_string())
         ))
     })?;
+    let data = envelope.data.as_deref().map_or("null", RawValue::get);
     match envelope.kind.as_str() {
-        "task_assignment" => decode_assignment(envelope.data),
+        "task_assignment" => decode_assignment(data),
         "task_cancellation" => {
-            let c: TaskCancellation = serde_json::from_value(envelope.data).map_err(|e| {
+            let c: TaskCancellation = serde_json::from_value(parse_value(data)).map_err(|e| {
                 DecodeError(format!(
                     "task_cancellation: {}",
                     scrub_values(&e.to_string())
@@ -100,7 +104,24 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
     }
 }
 
-fn decode_assignment(data: Value) -> Result<Inbound, DecodeError> {
+/// The envelope already checked that `data` is JSON.
+fn parse_value(data: &str) -> Value {
+    serde_json::from_str(data).unwrap_or(Value::Null)
+}
+
+/// Decoded straight from the text, so raw values keep their bytes. When
+/// that fails, a generic parse finds the task id to answer, and the problem
+/// is said without a position (it goes to Oz and the log). A key repeated
+/// within one object is refused (Go takes the last); decoding twice to
+/// accept it would cost ~40 KB of binary for input Oz never sends.
+fn decode_assignment(text: &str) -> Result<Inbound, DecodeError> {
+    let typed = serde_json::from_str::<TaskAssignment>(text);
+    if let Ok(a) = &typed
+        && !a.task_id.is_empty()
+    {
+        return Ok(Inbound::Assignment(Box::new(typed.unwrap())));
+    }
+    let data = parse_value(text);
     let task_id = match data.get("task_id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => id.to_owned(),
         _ => {
@@ -115,13 +136,16 @@ fn decode_assignment(data: Value) -> Result<Inbound, DecodeError> {
             problem: "task is missing".into(),
         });
     }
-    match serde_json::from_value::<TaskAssignment>(data) {
-        Ok(a) => Ok(Inbound::Assignment(Box::new(a))),
-        Err(e) => Ok(Inbound::InvalidAssignment {
-            task_id,
-            problem: scrub_values(&e.to_string()),
-        }),
-    }
+    let problem = match typed {
+        Err(e) => {
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let text = e.to_string();
+            scrub_values(text.strip_suffix(&at).unwrap_or(&text))
+        }
+        // Only an empty task id fails after decoding, and that was refused above.
+        Ok(_) => "task_id is empty".into(),
+    };
+    Ok(Inbound::InvalidAssignment { task_id, problem })
 }
 
 /// Blanks every double-quoted string in a serde error: serde quotes the
@@ -257,7 +281,7 @@ pub struct AgentConfig {
     pub model_id: Option<String>,
     pub profile_id: Option<String>,
     pub skill_spec: Option<String>,
-    pub mcp_servers: Option<BTreeMap<String, Value>>,
+    pub mcp_servers: Option<BTreeMap<String, RawJson>>,
     pub computer_use_enabled: Option<bool>,
     pub idle_timeout_minutes: Option<i64>,
     pub harness: Option<Harness>,
@@ -267,6 +291,31 @@ pub struct AgentConfig {
     pub snapshot_disabled: Option<bool>,
     pub snapshot_upload_timeout_secs: Option<i64>,
     pub snapshot_script_timeout_secs: Option<i64>,
+}
+
+/// One JSON value exactly as the orchestrator wrote it (Go's
+/// `json.RawMessage`): numbers, key order and string escapes untouched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// Checks that `text` is one JSON value and keeps it as written.
+    pub fn from_text(text: &str) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text.to_owned()).map(Self)
+    }
+
+    /// The value's text, without surrounding whitespace.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+// Equal when the bytes are: the bytes are what gets forwarded.
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// Which agent harness runs the task; none, empty or `oz` is Warp's own.
@@ -550,6 +599,54 @@ mod tests {
                 memory_gb: 16
             })
         );
+    }
+
+    fn mcp_of(text: &str) -> BTreeMap<String, String> {
+        let Inbound::Assignment(a) = decode(text).unwrap() else {
+            panic!("not an assignment: {text}")
+        };
+        let snap = a.task.agent_config_snapshot.unwrap();
+        snap.mcp_servers
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.get().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn mcp_server_values_keep_the_bytes_oz_sent() {
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T",
+            "agent_config_snapshot":{"mcp_servers":{"b": { "z" : 1.50, "a":1E3 } ,"a":[ 123456789012345678901234567890 ],"c":"\u00e9<"}}}}}"#;
+        assert_eq!(
+            mcp_of(text),
+            BTreeMap::from([
+                (
+                    "a".to_owned(),
+                    "[ 123456789012345678901234567890 ]".to_owned()
+                ),
+                ("b".to_owned(), r#"{ "z" : 1.50, "a":1E3 }"#.to_owned()),
+                ("c".to_owned(), r#""\u00e9<""#.to_owned()),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_repeated_field_is_refused_and_answered() {
+        let text = r#"{"type":"task_assignment","data":{"task_id":"old","task_id":"T",
+            "task":{"id":"T"}}}"#;
+        assert_eq!(
+            decode(text).unwrap(),
+            Inbound::InvalidAssignment {
+                task_id: "T".into(),
+                problem: "duplicate field `task_id`".into()
+            }
+        );
+        // In a map the last one wins, as in a Go map.
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T",
+            "task":{"id":"T","agent_config_snapshot":{"mcp_servers":{"s":{"x":1},"s":{"x":2}}}}}}"#;
+        assert_eq!(mcp_of(text)["s"], r#"{"x":2}"#);
+        // An empty task id is as unreadable as a missing one.
+        assert!(decode(r#"{"type":"task_assignment","data":{"task_id":"","task":{}}}"#).is_err());
     }
 
     #[test]

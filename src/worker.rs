@@ -63,12 +63,31 @@ pub fn run(config: Config) -> i32 {
     for value in config.docker.environment.values() {
         logging::register_secret_forever(value);
     }
+    warn_about_volumes(&config);
     match start_and_wait(&config) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e}");
             1
         }
+    }
+}
+
+/// Named volumes and missing host paths (the operator may have meant
+/// otherwise). Host paths are judged only where this filesystem is likely
+/// the Docker host's: outside a container, or beside the daemon's data
+/// directory. A worker container given only the socket cannot tell.
+fn warn_about_volumes(config: &Config) {
+    let here = |p: &str| std::path::Path::new(p).exists();
+    let host_visible =
+        !(here("/.dockerenv") || here("/run/.containerenv")) || here("/var/lib/docker");
+    let exists = |path: &str| {
+        host_visible
+            .then(|| std::path::Path::new(path).try_exists().ok())
+            .flatten()
+    };
+    for warning in crate::config::volume_warnings(&config.docker.volumes, &exists) {
+        warn!("{warning}");
     }
 }
 

@@ -1,7 +1,14 @@
 //! The command line: turns the arguments into [`Flags`], each value already
 //! checked, or says which flag is wrong. Knows the Go worker's flag names
-//! (and `--websocket-url` as a second spelling), our extension flags, and the
-//! `doctor` subcommand word.
+//! (and `--websocket-url` as a second spelling), the Go flags of backends
+//! this build does not run, our extension flags, and the `doctor` subcommand
+//! word. List flags (`-v`, `-e`) are split at commas as kong splits them.
+//!
+//! Errors kong itself would raise for the Go worker (unknown flag, missing
+//! value, a value not of the flag's type) end parsing at once; those the Go
+//! worker raises only after parsing (an `-e` entry, another backend) are
+//! kept in [`Flags::deferred`], so a command line with both reports the
+//! former, as Go does, and exits with its code.
 //!
 //! Must not read files or the process environment (the environment is passed
 //! in, for `-e KEY` and nothing else); merging with the file is `merge`'s job.
@@ -53,7 +60,45 @@ pub(crate) struct Flags {
     pub sidecar_image: Option<String>,
     pub image_pull_policy: Option<PullPolicy>,
     pub stop_grace: Option<Duration>,
+    /// The first configuration error found in a flag, reported once the
+    /// whole command line has parsed.
+    pub deferred: Option<ConfigError>,
 }
+
+/// Every long flag this build knows, for "did you mean" suggestions.
+const LONG_FLAGS: &[&str] = &[
+    "help",
+    "version",
+    "worker-id",
+    "api-key",
+    "config-file",
+    "backend",
+    "log-level",
+    "log-format",
+    "no-cleanup",
+    "volumes",
+    "env",
+    "max-concurrent-tasks",
+    "idle-on-complete",
+    "web-socket-url",
+    "websocket-url",
+    "server-root-url",
+    "session-sharing-server-url",
+    "drain-timeout",
+    "task-timeout",
+    "default-image",
+    "sidecar-image",
+    "image-pull-policy",
+    "stop-grace",
+    "target-dir",
+];
+
+/// The Go worker's flags that belong to a backend this build does not run.
+const OTHER_BACKEND_FLAGS: &[(&str, &str)] = &[("target-dir", "direct")];
+
+/// The Go worker's backends; `--backend` naming one of the others is a
+/// configuration this build cannot run, anything else a typo.
+const GO_BACKENDS: &[&str] = &["docker", "direct", "kubernetes", "command"];
 
 /// Parses the arguments (without argv[0]). `--help` and `--version` win as
 /// soon as they are seen, as with the Go worker.
@@ -81,25 +126,94 @@ pub(crate) fn parse_args(
             }
             Arg::Long("no-cleanup") => flags.no_cleanup = switch(&mut parser, "--no-cleanup")?,
             Arg::Short('v') | Arg::Long("volumes") => {
-                let entry = text(&mut parser, "--volumes")?;
-                flags
-                    .volumes
-                    .push(check("--volumes", values::parse_volume(&entry))?);
+                let value = text(&mut parser, "--volumes")?;
+                for_each_item(&mut flags, "--volumes", &value, |flags, item| {
+                    flags.volumes.push(values::parse_volume(item)?);
+                    Ok(())
+                });
             }
             Arg::Short('e') | Arg::Long("env") => {
-                let entry = text(&mut parser, "--env")?;
-                flags
-                    .env
-                    .push(check("--env", values::parse_env_flag(&entry, env))?);
+                let value = text(&mut parser, "--env")?;
+                for_each_item(&mut flags, "--env", &value, |flags, item| {
+                    flags.env.push(values::parse_env_flag(item, env)?);
+                    Ok(())
+                });
             }
             Arg::Long(name) => {
                 let name = name.to_owned();
                 long_with_value(&mut parser, &mut flags, &name)?;
             }
-            Arg::Short(c) => return Err(ConfigError::UnknownFlag(format!("-{c}"))),
+            Arg::Short(c) => return Err(unknown_flag(&format!("-{c}"))),
         }
     }
     Ok(Parsed::Flags(Box::new(flags)))
+}
+
+/// Splits a list flag's value as kong does and takes each item; the first
+/// bad item becomes the deferred error (the Go worker checks them after
+/// parsing). Saying the value was split matters when it was: a comma meant
+/// as part of one entry (`ro,z`) is the likely cause.
+fn for_each_item(
+    flags: &mut Flags,
+    flag: &'static str,
+    value: &str,
+    mut take: impl FnMut(&mut Flags, &str) -> Result<(), ValueError>,
+) {
+    let items = values::split_list(value);
+    // An empty item can only come from a comma.
+    let split = items.len() > 1 || items.first().is_some_and(String::is_empty);
+    for item in &items {
+        if let Err(problem) = take(flags, item) {
+            defer(
+                flags,
+                if split {
+                    ConfigError::InvalidListFlag { flag, problem }
+                } else {
+                    ConfigError::InvalidFlag { flag, problem }
+                },
+            );
+            return;
+        }
+    }
+}
+
+fn defer(flags: &mut Flags, error: ConfigError) {
+    flags.deferred.get_or_insert(error);
+}
+
+/// An unknown flag, with the known ones it may have been meant as: those it
+/// begins, or within two edits of it (kong's rule).
+fn unknown_flag(flag: &str) -> ConfigError {
+    let suggestions = match flag.strip_prefix("--") {
+        Some(name) if !name.is_empty() => LONG_FLAGS
+            .iter()
+            .filter(|known| known.starts_with(name) || edit_distance(known, name) <= 2)
+            .map(|known| format!("--{known}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    ConfigError::UnknownFlag {
+        flag: flag.to_owned(),
+        suggestions,
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The long flags that take one value; the last occurrence wins.
@@ -114,7 +228,12 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
             let backend = text(parser, "--backend")?;
             // Empty is what the Go worker's flag defaults to: "pick from the file".
             if !(backend.is_empty() || backend == "docker") {
-                return Err(ConfigError::UnsupportedBackend(backend));
+                let known = GO_BACKENDS.contains(&backend.as_str());
+                let error = ConfigError::UnsupportedBackend(backend);
+                if !known {
+                    return Err(error);
+                }
+                defer(flags, error);
             }
         }
         "log-level" => {
@@ -127,17 +246,32 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
         }
         "max-concurrent-tasks" => {
             let v = text(parser, "--max-concurrent-tasks")?;
-            flags.max_concurrent_tasks = Some(check(
-                "--max-concurrent-tasks",
-                values::parse_task_count(&v),
-            )?);
+            match values::parse_task_count(&v) {
+                Ok(n) => flags.max_concurrent_tasks = Some(n),
+                // Go's int flag takes a negative number; only the value is wrong.
+                Err(problem) if v.parse::<i64>().is_ok() => defer(
+                    flags,
+                    ConfigError::InvalidFlag {
+                        flag: "--max-concurrent-tasks",
+                        problem,
+                    },
+                ),
+                Err(problem) => return Err(check_failed("--max-concurrent-tasks", problem)),
+            }
         }
         "idle-on-complete" => {
             let v = text(parser, "--idle-on-complete")?;
-            if !v.is_empty() {
-                check("--idle-on-complete", values::parse_duration(&v))?;
+            // Go's flag is a plain string: a bad duration is a configuration error.
+            match values::parse_duration(&v) {
+                Err(problem) if !v.is_empty() => defer(
+                    flags,
+                    ConfigError::InvalidFlag {
+                        flag: "--idle-on-complete",
+                        problem,
+                    },
+                ),
+                _ => flags.idle_on_complete = non_empty(v),
             }
-            flags.idle_on_complete = non_empty(v);
         }
         "web-socket-url" | "websocket-url" => {
             flags.websocket_url = non_empty(text(parser, "--web-socket-url")?);
@@ -176,7 +310,19 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
             flags.image_pull_policy =
                 Some(check("--image-pull-policy", values::parse_pull_policy(&v))?);
         }
-        other => return Err(ConfigError::UnknownFlag(format!("--{other}"))),
+        other => match OTHER_BACKEND_FLAGS.iter().find(|(f, _)| *f == other) {
+            Some((flag, backend)) => {
+                text(parser, &format!("--{flag}"))?;
+                defer(
+                    flags,
+                    ConfigError::OtherBackendFlag {
+                        flag: format!("--{flag}"),
+                        backend,
+                    },
+                );
+            }
+            None => return Err(unknown_flag(&format!("--{other}"))),
+        },
     }
     Ok(())
 }
@@ -211,7 +357,11 @@ fn non_empty(value: String) -> Option<String> {
 }
 
 fn check<T>(flag: &'static str, result: Result<T, ValueError>) -> Result<T, ConfigError> {
-    result.map_err(|problem| ConfigError::InvalidFlag { flag, problem })
+    result.map_err(|problem| check_failed(flag, problem))
+}
+
+fn check_failed(flag: &'static str, problem: ValueError) -> ConfigError {
+    ConfigError::InvalidFlag { flag, problem }
 }
 
 /// lexopt's errors, re-worded; values are dropped so a secret given to the
@@ -221,7 +371,7 @@ fn lexopt_error(e: lexopt::Error) -> ConfigError {
         lexopt::Error::MissingValue { option } => {
             ConfigError::MissingValue(option.unwrap_or_else(|| "a flag".to_owned()))
         }
-        lexopt::Error::UnexpectedOption(o) => ConfigError::UnknownFlag(o),
+        lexopt::Error::UnexpectedOption(o) => unknown_flag(&o),
         lexopt::Error::UnexpectedValue { option, .. } => ConfigError::UnexpectedValue(option),
         lexopt::Error::UnexpectedArgument(a) => {
             ConfigError::UnexpectedArgument(a.to_string_lossy().into_owned())
@@ -233,3 +383,6 @@ fn lexopt_error(e: lexopt::Error) -> ConfigError {
         | lexopt::Error::Custom(_) => ConfigError::NotUnicode("an argument".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests;

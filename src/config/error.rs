@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use super::volume::VolumeConflict;
+pub use super::volume::VolumeProblem;
 use crate::duration::DurationError;
 
 /// One value that is not acceptable, wherever it came from (a flag or a
@@ -32,7 +34,7 @@ pub enum ValueError {
         /// The least, Go-formatted.
         min: String,
     },
-    /// A `-v` / `volumes` entry not of the form `HOST:CONTAINER[:ro|rw]`.
+    /// A `-v` / `volumes` entry Docker would refuse.
     Volume {
         /// The entry as written (paths, never secrets).
         entry: String,
@@ -51,36 +53,6 @@ pub enum ValueError {
     EnvValueNotScalar,
 }
 
-/// Why a volume entry was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VolumeProblem {
-    /// No `:` separating host and container paths.
-    NoContainerPath,
-    /// Nothing before the first `:`.
-    EmptyHostPath,
-    /// Nothing between the first and second `:`.
-    EmptyContainerPath,
-    /// The container path does not start with `/`.
-    RelativeContainerPath,
-    /// A mode other than `ro` or `rw`.
-    BadMode,
-    /// More than three `:`-separated parts.
-    TooManyParts,
-}
-
-impl fmt::Display for VolumeProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NoContainerPath => "has no container path",
-            Self::EmptyHostPath => "has an empty host path",
-            Self::EmptyContainerPath => "has an empty container path",
-            Self::RelativeContainerPath => "has a container path that is not absolute",
-            Self::BadMode => "has a mode other than ro or rw",
-            Self::TooManyParts => "has too many ':'-separated parts",
-        })
-    }
-}
-
 impl fmt::Display for ValueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -96,10 +68,7 @@ impl fmt::Display for ValueError {
             }
             Self::ShutdownMode(v) => write!(f, "`{v}` is not one of cancel, drain, detach"),
             Self::TooShort { given, min } => write!(f, "{given} is too short: the least is {min}"),
-            Self::Volume { entry, problem } => write!(
-                f,
-                "volume `{entry}` {problem} (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)"
-            ),
+            Self::Volume { entry, problem } => write!(f, "volume `{entry}` {problem}"),
             Self::EnvEmpty => f.write_str("empty value (expected KEY=VALUE or KEY)"),
             Self::EnvMissingKey => {
                 f.write_str("missing key before '=' (expected KEY=VALUE or KEY)")
@@ -119,7 +88,12 @@ impl std::error::Error for ValueError {}
 #[derive(Debug)]
 pub enum ConfigError {
     /// A flag this worker does not know.
-    UnknownFlag(String),
+    UnknownFlag {
+        /// The flag as given, without its value.
+        flag: String,
+        /// Known flags it may have been meant as.
+        suggestions: Vec<String>,
+    },
     /// A flag that needs a value was given none.
     MissingValue(String),
     /// A switch (e.g. `--no-cleanup`) was given a value it cannot use.
@@ -135,8 +109,24 @@ pub enum ConfigError {
         /// What is wrong with the value.
         problem: ValueError,
     },
+    /// A list flag's value, split at commas, holds a refused item.
+    InvalidListFlag {
+        /// `--env` or `--volumes`.
+        flag: &'static str,
+        /// What is wrong with the item.
+        problem: ValueError,
+    },
     /// `--backend` names something other than `docker`.
     UnsupportedBackend(String),
+    /// A Go worker flag of a backend this build does not run (`--target-dir`).
+    OtherBackendFlag {
+        /// The flag.
+        flag: String,
+        /// The backend it belongs to.
+        backend: &'static str,
+    },
+    /// Two volume entries that Docker cannot mount together.
+    VolumeConflict(VolumeConflict),
     /// The config file could not be read.
     ReadFile {
         /// The path given with `--config-file`.
@@ -177,8 +167,14 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownFlag(flag) => {
-                write!(f, "unknown flag `{flag}` (see `oz-agent-worker --help`)")
+            Self::UnknownFlag { flag, suggestions } => {
+                write!(f, "unknown flag `{flag}`")?;
+                match suggestions.as_slice() {
+                    [] => {}
+                    [one] => write!(f, ", did you mean {one}?")?,
+                    many => write!(f, ", did you mean one of {}?", many.join(", "))?,
+                }
+                f.write_str(" (see `oz-agent-worker --help`)")
             }
             Self::MissingValue(flag) => write!(f, "flag `{flag}` needs a value"),
             Self::UnexpectedValue(flag) => write!(f, "flag `{flag}` does not take a value"),
@@ -188,6 +184,15 @@ impl fmt::Display for ConfigError {
             ),
             Self::NotUnicode(what) => write!(f, "{what} is not valid UTF-8"),
             Self::InvalidFlag { flag, problem } => write!(f, "invalid {flag} flag: {problem}"),
+            Self::InvalidListFlag { flag, problem } => write!(
+                f,
+                "invalid {flag} flag: {problem} (the value was split at commas, as the Go worker splits it; write \\, for a comma inside one entry)"
+            ),
+            Self::OtherBackendFlag { flag, backend } => write!(
+                f,
+                "flag `{flag}` belongs to the Go worker's {backend} backend, but this build runs the Docker backend only"
+            ),
+            Self::VolumeConflict(c) => write!(f, "{c}"),
             Self::UnsupportedBackend(name) => write!(
                 f,
                 "unsupported backend `{name}`: this build runs the Docker backend only (supported: docker)"
@@ -223,10 +228,51 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::InvalidFlag { problem, .. } => Some(problem),
+            Self::InvalidFlag { problem, .. } | Self::InvalidListFlag { problem, .. } => {
+                Some(problem)
+            }
             Self::ReadFile { source, .. } => Some(source),
             Self::ParseFile { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+/// Exit status for a command line the Go worker's parser (kong) would
+/// refuse: unknown flag, missing value, a value not of the flag's type or
+/// not one of its choices, no API key.
+pub const EXIT_USAGE: i32 = 80;
+/// Exit status for a configuration that cannot run: the config file, the
+/// worker id, an `-e` or volume entry, another backend (Go's `log.Fatalf`).
+pub const EXIT_CONFIG: i32 = 1;
+
+impl ConfigError {
+    /// The exit status the Go worker uses for this kind of error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::UnknownFlag { .. }
+            | Self::MissingValue(_)
+            | Self::UnexpectedValue(_)
+            | Self::UnexpectedArgument(_)
+            | Self::NotUnicode(_)
+            | Self::MissingApiKey => EXIT_USAGE,
+            // The flag parser defers the ones Go checks after parsing
+            // (`--env`, `--volumes`, `--idle-on-complete`, a negative count).
+            Self::InvalidFlag { flag, problem } => match (*flag, problem) {
+                ("--env" | "--volumes" | "--idle-on-complete", _) => EXIT_CONFIG,
+                ("--max-concurrent-tasks", ValueError::TaskCount(v))
+                    if v.parse::<i64>().is_ok() =>
+                {
+                    EXIT_CONFIG
+                }
+                _ => EXIT_USAGE,
+            },
+            Self::UnsupportedBackend(name)
+                if !["direct", "kubernetes", "command"].contains(&name.as_str()) =>
+            {
+                EXIT_USAGE
+            }
+            _ => EXIT_CONFIG,
         }
     }
 }

@@ -30,8 +30,10 @@ Flags:
   --log-level LEVEL               debug, info, warn or error [default: info]
   --log-format FORMAT             text or json [default: text]
   --no-cleanup                    Keep task containers after they end (debugging)
-  -v, --volumes HOST:CONTAINER[:ro|rw]
-                                  Bind into every task container; repeatable
+  -v, --volumes SOURCE:CONTAINER[:OPTIONS] | /CONTAINER
+                                  Mount into every task container, as docker
+                                  run -v does (host path or volume name; ro, rw,
+                                  z, Z, propagation, nocopy, ...); repeatable
   -e, --env KEY=VALUE | KEY       Environment for task containers; KEY alone
                                   copies this worker's value; repeatable
   --max-concurrent-tasks N        Most tasks at once; 0 = unlimited [default: 0]
@@ -59,6 +61,14 @@ Durations are Go durations: 300ms, 10s, 45m, 1h30m, 1.5h.
 Signals: SIGTERM/SIGINT stop as --on-shutdown says (a second one within 1s is the
 same request, a later one exits at once); SIGQUIT drains; SIGHUP is ignored.
 Both --flag VALUE and --flag=VALUE work. Precedence: flag > config file > default.
+-v and -e values are split at commas, as the Go worker splits them:
+-e A=1,B=2 is two variables; write \\, for a comma inside one entry
+(-v '/src:/src:ro\\,z').
+
+Exit status: 0 after a shutdown signal; 80 for a command line that cannot be
+parsed (unknown flag, missing or malformed value, no API key); 1 for a
+configuration that cannot run (config file, worker id, -e or volume entry,
+another backend) and other start-up failures; 130 on a second signal.
 
 Environment:
   WARP_API_KEY   API key, when --api-key is not given

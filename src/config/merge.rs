@@ -1,6 +1,7 @@
 //! Flags + config file + defaults → one validated [`Config`]. Precedence is
 //! flag > file > default; `-e` overlays the file's `environment` (flag wins
-//! on the same key); `-v` and the file's `volumes` are concatenated.
+//! on the same key); the file's `volumes` and `-v` are concatenated, in the
+//! Go worker's order, and refused when two mount at one container path.
 //!
 //! Pure: the environment is passed in. Must not read files (the caller hands
 //! over the decoded file) or log anything.
@@ -12,6 +13,7 @@ use super::cli::Flags;
 use super::error::ConfigError;
 use super::file::{DockerSection, FileConfig};
 use super::values::timeout_or_none;
+use super::volume;
 use super::{
     ApiKey, Config, DEFAULT_IMAGE, DEFAULT_LEASE_TTL, DEFAULT_REAP_INTERVAL,
     DEFAULT_SERVER_ROOT_URL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_GRACE, DEFAULT_TASK_TIMEOUT,
@@ -56,7 +58,9 @@ pub(crate) fn merge(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let worker_id = worker_id(flags.worker_id.as_deref(), file.worker_id.as_deref())?;
-    Ok(build(flags, worker_id, api_key, file, env))
+    let config = build(flags, worker_id, api_key, file, env);
+    volume::check_conflicts(&config.docker.volumes).map_err(ConfigError::VolumeConflict)?;
+    Ok(config)
 }
 
 /// Builds the config around an already-decided worker id (the doctor passes
@@ -131,8 +135,8 @@ fn merge_docker(
         .collect();
     environment.extend(flags.env.iter().cloned());
 
-    let mut volumes = flags.volumes.clone();
-    volumes.extend(file.volumes.into_iter().map(|c| c.0));
+    let mut volumes: Vec<_> = file.volumes.into_iter().map(|c| c.0).collect();
+    volumes.extend(flags.volumes.iter().cloned());
 
     DockerConfig {
         volumes,

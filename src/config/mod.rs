@@ -13,6 +13,7 @@ mod file;
 mod help;
 mod merge;
 mod values;
+mod volume;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,11 +21,15 @@ use std::fmt;
 use std::time::Duration;
 
 pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorInput};
-pub use error::{ConfigError, ValueError, VolumeProblem};
+pub use error::{ConfigError, EXIT_CONFIG, EXIT_USAGE, ValueError, VolumeProblem};
 pub use file::from_yaml;
 pub use help::{help, version};
 pub use merge::{API_KEY_ENV, worker_id};
-pub use values::{parse_env_flag, parse_volume};
+pub use values::{parse_env_flag, parse_volume, split_list};
+pub use volume::{
+    Access, Consistency, MountOptions, Propagation, SelinuxLabel, VolumeConflict, VolumeMount,
+    VolumeSource, VolumeWarning, check_conflicts, warnings as volume_warnings,
+};
 
 /// What the command line asks the binary to do.
 // Built once per process and matched straight away: boxing a variant would
@@ -52,19 +57,27 @@ pub fn parse(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Command, ConfigError> {
-    let flags = match cli::parse_args(args, env)? {
+    let mut flags = match cli::parse_args(args, env)? {
         cli::Parsed::Help => return Ok(Command::Help(help())),
         cli::Parsed::Version => return Ok(Command::Version(version())),
         cli::Parsed::Flags(flags) => *flags,
     };
     if flags.doctor {
+        if let Some(e) = flags.deferred.take() {
+            return Err(e);
+        }
         return Ok(Command::Doctor(doctor::parse(flags, env)));
     }
+    // In the Go worker's order: what its flag parser checks (the API key),
+    // then the file, then what it checks while merging.
     let api_key = merge::api_key(&flags, env)?;
     let file = match &flags.config_file {
         Some(path) => file::load(&expand_home(path, env))?,
         None => file::FileConfig::default(),
     };
+    if let Some(e) = flags.deferred.take() {
+        return Err(e);
+    }
     merge::merge(flags, api_key, file, env).map(Command::Run)
 }
 
@@ -163,30 +176,6 @@ impl Default for Upkeep {
         Self {
             lease_ttl: DEFAULT_LEASE_TTL,
             reap_interval: DEFAULT_REAP_INTERVAL,
-        }
-    }
-}
-
-/// A bind mount for every task container (`-v HOST:CONTAINER[:ro|rw]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeMount {
-    /// Path on the host.
-    pub host: String,
-    /// Path in the container.
-    pub container: String,
-    /// Mounted read-only.
-    pub read_only: bool,
-    /// Whether the operator wrote a mode (`:rw` / `:ro`), to render the bind as written.
-    pub explicit_mode: bool,
-}
-
-impl VolumeMount {
-    /// The Docker `Binds` entry.
-    pub fn to_bind(&self) -> String {
-        match (self.explicit_mode, self.read_only) {
-            (false, _) => format!("{}:{}", self.host, self.container),
-            (true, true) => format!("{}:{}:ro", self.host, self.container),
-            (true, false) => format!("{}:{}:rw", self.host, self.container),
         }
     }
 }

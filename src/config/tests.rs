@@ -136,12 +136,12 @@ fn shutdown_mode_budget_and_upkeep_from_flags_and_file() {
 }
 
 fn vol(host: &str, container: &str, ro: Option<bool>) -> VolumeMount {
-    VolumeMount {
-        host: host.into(),
-        container: container.into(),
-        read_only: ro == Some(true),
-        explicit_mode: ro.is_some(),
-    }
+    let mode = match ro {
+        None => "",
+        Some(true) => ":ro",
+        Some(false) => ":rw",
+    };
+    parse_volume(&format!("{host}:{container}{mode}")).unwrap()
 }
 
 #[test]
@@ -382,11 +382,11 @@ fn command_line_errors_have_exact_messages() {
     );
     assert_eq!(
         error(&["-v", "/data:data"]),
-        "invalid --volumes flag: volume `/data:data` has a container path that is not absolute (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)"
+        "invalid --volumes flag: volume `/data:data` has container path `data`, which is not absolute"
     );
     assert_eq!(
-        error(&["-e", ""]),
-        "invalid --env flag: empty value (expected KEY=VALUE or KEY)"
+        error(&["-e", ","]),
+        "invalid --env flag: empty value (expected KEY=VALUE or KEY) (the value was split at commas, as the Go worker splits it; write \\, for a comma inside one entry)"
     );
 }
 
@@ -596,9 +596,10 @@ backend:
     let mut expected = defaults("flag-id", "env-key");
     expected.cleanup = false;
     expected.idle_on_complete = Some("0s".into());
+    // The Go worker's order: the file's volumes, then the flags'.
     expected.docker.volumes = vec![
-        vol("/flag", "/flag", Some(true)),
         vol("/file", "/file", None),
+        vol("/flag", "/flag", Some(true)),
     ];
     expected.docker.environment = [("SHARED", "from-flag"), ("FILE_ONLY", "f")]
         .into_iter()
@@ -657,7 +658,7 @@ fn unknown_key_names_the_key_and_its_line() {
 fn bad_file_values_name_their_key_and_line() {
     assert_eq!(
         file_error("backend:\n  docker:\n    volumes:\n      - /a:/b\n      - /a:b\n"),
-        "failed to parse config file FILE: backend.docker.volumes[1]: volume `/a:b` has a container path that is not absolute (expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path) at line 5 column 9"
+        "failed to parse config file FILE: backend.docker.volumes[1]: volume `/a:b` has container path `b`, which is not absolute at line 5 column 9"
     );
     assert_eq!(
         file_error("backend:\n  docker:\n    task_timeout: 5d\n"),

@@ -1,48 +1,50 @@
 //! Parsers for single setting values (volume, `-e` entry, log level, pull
 //! policy, task count, duration), shared by the flag parser and the config
-//! file decoder so both accept exactly the same forms.
+//! file decoder so both accept exactly the same forms, and kong's splitting
+//! of a list flag's value.
 //!
 //! Pure functions only: the process environment is passed in, never read.
 
 use std::time::Duration;
 
-use super::error::{ValueError, VolumeProblem};
-use super::{LogFormat, PullPolicy, ShutdownMode, VolumeMount};
+use super::error::ValueError;
+use super::{LogFormat, PullPolicy, ShutdownMode, VolumeMount, volume};
 use crate::duration;
 
-/// `HOST:CONTAINER[:ro|rw]` → a bind mount.
+/// A `-v` / `volumes` entry, checked as Docker checks it (see [`volume`]).
 pub fn parse_volume(entry: &str) -> Result<VolumeMount, ValueError> {
-    let refuse = |problem| ValueError::Volume {
+    volume::parse_volume(entry).map_err(|problem| ValueError::Volume {
         entry: entry.to_owned(),
         problem,
-    };
-    let parts: Vec<&str> = entry.split(':').collect();
-    let (host, container, mode) = match parts.as_slice() {
-        [_] => return Err(refuse(VolumeProblem::NoContainerPath)),
-        [host, container] => (*host, *container, None),
-        [host, container, mode] => (*host, *container, Some(*mode)),
-        _ => return Err(refuse(VolumeProblem::TooManyParts)),
-    };
-    if host.is_empty() {
-        return Err(refuse(VolumeProblem::EmptyHostPath));
-    }
-    if container.is_empty() {
-        return Err(refuse(VolumeProblem::EmptyContainerPath));
-    }
-    if !container.starts_with('/') {
-        return Err(refuse(VolumeProblem::RelativeContainerPath));
-    }
-    let read_only = match mode {
-        None | Some("rw") => false,
-        Some("ro") => true,
-        Some(_) => return Err(refuse(VolumeProblem::BadMode)),
-    };
-    Ok(VolumeMount {
-        host: host.to_owned(),
-        container: container.to_owned(),
-        read_only,
-        explicit_mode: mode.is_some(),
     })
+}
+
+/// A list flag's value split as kong (the Go worker's flag parser) splits
+/// it: at each `,` not preceded by `\`; `\,` stands for a comma, and any
+/// other backslash is kept as written (a trailing one too). A trailing empty
+/// item is dropped, so `""` is no item at all and `"a,"` is one, while
+/// `",a"` and `"a,,b"` keep their empty items.
+pub fn split_list(value: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut item = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some() => {
+                let next = chars.next().unwrap_or_default();
+                if next != ',' {
+                    item.push('\\');
+                }
+                item.push(next);
+            }
+            ',' => items.push(std::mem::take(&mut item)),
+            c => item.push(c),
+        }
+    }
+    if !item.is_empty() {
+        items.push(item);
+    }
+    items
 }
 
 /// A `-e` entry: `KEY=VALUE` as given, or `KEY` alone taking the worker's
@@ -152,62 +154,40 @@ pub fn timeout_or_none(d: Duration) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn volume_error(entry: &str) -> String {
-        parse_volume(entry).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn volume_forms() {
-        assert_eq!(
-            parse_volume("/opt/cache:/cache:ro").unwrap(),
-            VolumeMount {
-                host: "/opt/cache".into(),
-                container: "/cache".into(),
-                read_only: true,
-                explicit_mode: true
-            }
-        );
-        assert_eq!(
-            parse_volume("/data:/data").unwrap(),
-            VolumeMount {
-                host: "/data".into(),
-                container: "/data".into(),
-                read_only: false,
-                explicit_mode: false
-            }
-        );
-        let rw = parse_volume("named:/data:rw").unwrap();
-        assert_eq!((rw.read_only, rw.explicit_mode), (false, true));
-        assert_eq!(rw.to_bind(), "named:/data:rw");
-    }
-
     #[test]
     fn volume_errors_name_the_entry() {
-        let tail = "(expected HOST:CONTAINER[:ro|rw] with an absolute CONTAINER path)";
         assert_eq!(
-            volume_error("/data"),
-            format!("volume `/data` has no container path {tail}")
+            parse_volume("/data:data").unwrap_err().to_string(),
+            "volume `/data:data` has container path `data`, which is not absolute"
         );
-        assert_eq!(
-            volume_error(":/data"),
-            format!("volume `:/data` has an empty host path {tail}")
-        );
-        assert_eq!(
-            volume_error("/data::ro"),
-            format!("volume `/data::ro` has an empty container path {tail}")
-        );
-        assert_eq!(
-            volume_error("/data:data"),
-            format!("volume `/data:data` has a container path that is not absolute {tail}")
-        );
-        assert_eq!(
-            volume_error("/data:/data:rx"),
-            format!("volume `/data:/data:rx` has a mode other than ro or rw {tail}")
-        );
-        assert_eq!(
-            volume_error("/a:/b:ro:x"),
-            format!("volume `/a:/b:ro:x` has too many ':'-separated parts {tail}")
-        );
+        assert_eq!(parse_volume("/a:/b:ro,z").unwrap().to_bind(), "/a:/b:ro,z");
+    }
+
+    #[test]
+    fn lists_split_as_kong_splits_them() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("A=1", &["A=1"]),
+            ("A=1,B=2", &["A=1", "B=2"]),
+            ("/a:/a,/b:/b", &["/a:/a", "/b:/b"]),
+            ("A=1,", &["A=1"]),
+            (",A=1", &["", "A=1"]),
+            ("A=1,,B=2", &["A=1", "", "B=2"]),
+            (",", &[""]),
+            (",,", &["", ""]),
+            (r"A=x\,y", &["A=x,y"]),
+            (r"/a:/b:ro\,z,/c:/d", &["/a:/b:ro,z", "/c:/d"]),
+            (r"A=c:\path", &[r"A=c:\path"]),
+            (r"A=x\\,B=y", &[r"A=x\\", "B=y"]),
+            (r"A=x\", &[r"A=x\"]),
+            (r"\", &[r"\"]),
+            (r"\,", &[","]),
+            (r"A=\\\,", &[r"A=\\,"]),
+            ("K=é,L=😀", &["K=é", "L=😀"]),
+        ];
+        for (value, want) in cases {
+            assert_eq!(split_list(value), *want, "{value:?}");
+        }
     }
 
     fn host_env(name: &str) -> Option<String> {

@@ -6,10 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
-
 use super::SpecInputs;
-use crate::wire::{AgentConfig, TaskAssignment};
+use crate::wire::{AgentConfig, RawJson, TaskAssignment};
 
 pub(super) fn snapshot(assignment: &TaskAssignment) -> Option<&AgentConfig> {
     assignment.task.agent_config_snapshot.as_ref()
@@ -119,47 +117,158 @@ fn snapshot_args(snap: &AgentConfig, args: &mut Vec<String>) {
     }
 }
 
-/// `mcp_servers` as the Go worker's `json.Marshal` writes it: compact, keys
-/// sorted, and `<`, `>`, `&`, U+2028, U+2029 escaped as `\uXXXX`.
-///
-/// Go keeps nested values as the orchestrator sent them; ours arrive as parsed
-/// JSON, so nested keys come out sorted too (same meaning, maybe other order).
-pub fn mcp_json(servers: &BTreeMap<String, Value>) -> String {
-    let sorted: Map<String, Value> = servers
-        .iter()
-        .map(|(k, v)| (k.clone(), sorted_value(v)))
-        .collect();
-    let compact = Value::Object(sorted).to_string();
-    // Outside strings, compact JSON holds none of these characters, so a
-    // plain replacement only touches string contents.
-    let mut out = String::with_capacity(compact.len());
-    for c in compact.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
+/// `mcp_servers` byte for byte as the Go worker writes it, which is
+/// `json.Marshal` of a `map[string]json.RawMessage`: keys sorted (bytewise)
+/// and encoded as Go encodes strings; each value as Oz sent it, only
+/// compacted (whitespace outside strings dropped) and HTML-escaped (`<`, `>`,
+/// `&`, U+2028, U+2029 as `\uXXXX`). Numbers, nested key order and the
+/// escapes inside strings are never re-spelled.
+pub fn mcp_json(servers: &BTreeMap<String, RawJson>) -> String {
+    let mut out = String::with_capacity(
+        2 + servers
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>(),
+    );
+    out.push('{');
+    for (i, (name, value)) in servers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        go_string(name, &mut out);
+        out.push(':');
+        go_compact(value.get(), &mut out);
     }
+    out.push('}');
     out
 }
 
-// Sorted explicitly so the output does not depend on serde_json's
-// `preserve_order` feature being off.
-fn sorted_value(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted_value(&m[k])))
-                    .collect(),
-            )
+/// A string as Go's encoder writes it with HTML escaping on: short escapes
+/// for `"` `\` `\b` `\f` `\n` `\r` `\t`, `\u00xx` for the other control
+/// characters and for `<` `>` `&`, and `\u2028` / `\u2029`.
+fn go_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c < ' ' || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
+                push_u_escape(c, out)
+            }
+            c => out.push(c),
         }
-        Value::Array(a) => Value::Array(a.iter().map(sorted_value).collect()),
-        other => other.clone(),
+    }
+    out.push('"');
+}
+
+fn push_u_escape(c: char, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = c as u32;
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((n >> shift) & 0xf) as usize] as char);
+    }
+}
+
+/// Go's `appendCompact` with escaping on, for text already known to be one
+/// valid JSON value: whitespace between tokens dropped, string contents kept
+/// as written except the HTML-sensitive characters.
+fn go_compact(json: &str, out: &mut String) {
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        } else if c == '"' {
+            in_string = true;
+        }
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => push_u_escape(c, out),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `mcp_servers` decoded from `text` as the wire decoder does, then written.
+    fn mcp(text: &str) -> String {
+        mcp_json(&serde_json::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn numbers_keep_their_spelling() {
+        assert_eq!(
+            mcp(r#"{"s":{"big":123456789012345678901234567890,"neg":-98765432109876543210987}}"#),
+            r#"{"s":{"big":123456789012345678901234567890,"neg":-98765432109876543210987}}"#
+        );
+        assert_eq!(
+            mcp(r#"{"s":{"e":1E3,"f":1.50,"g":-0.0,"h":2e-7,"i":1e+400}}"#),
+            r#"{"s":{"e":1E3,"f":1.50,"g":-0.0,"h":2e-7,"i":1e+400}}"#
+        );
+        assert_eq!(
+            mcp(r#"{"n":18446744073709551616}"#),
+            r#"{"n":18446744073709551616}"#
+        );
+    }
+
+    #[test]
+    fn top_level_keys_sorted_nested_order_kept() {
+        assert_eq!(
+            mcp(r#"{"zeta":{"z":1,"a":{"y":2,"b":3}},"Alpha":[3,1,2],"alpha":null,"é":true}"#),
+            r#"{"Alpha":[3,1,2],"alpha":null,"zeta":{"z":1,"a":{"y":2,"b":3}},"é":true}"#
+        );
+        // The last of a repeated top-level key wins, as with a Go map.
+        assert_eq!(mcp(r#"{"a":1,"a":2}"#), r#"{"a":2}"#);
+    }
+
+    #[test]
+    fn whitespace_goes_between_tokens_but_stays_in_strings() {
+        assert_eq!(
+            mcp("{ \"s\" :\t{ \"args\" : [ \"a b\" ,\n\"  \\t \" ] ,\r\n \"k\" : { } } }"),
+            r#"{"s":{"args":["a b","  \t "],"k":{}}}"#
+        );
+    }
+
+    #[test]
+    fn string_escapes_kept_and_html_characters_escaped() {
+        assert_eq!(
+            mcp(r#"{"s":{"url":"http://h/?a=1&b=<2>","esc":"\u0041\/\"\\\n","lit":"é€😀"}}"#),
+            r#"{"s":{"url":"http://h/?a=1\u0026b=\u003c2\u003e","esc":"\u0041\/\"\\\n","lit":"é€😀"}}"#
+        );
+        assert_eq!(
+            mcp("{\"s\":\"line\u{2028}para\u{2029}end\"}"),
+            r#"{"s":"line\u2028para\u2029end"}"#
+        );
+        // Already-escaped forms are left as they were sent.
+        assert_eq!(
+            mcp(r#"{"s":"\u003c\u2028\u00e9"}"#),
+            r#"{"s":"\u003c\u2028\u00e9"}"#
+        );
+    }
+
+    #[test]
+    fn keys_are_encoded_as_go_encodes_strings() {
+        assert_eq!(
+            mcp(
+                r#"{"a<b>&c":1,"q\"b\\":2,"\u0001\b\f\n\r\t\u001f\u007f":3,"\u2028":4,"\u0041é":5}"#
+            ),
+            "{\"\\u0001\\b\\f\\n\\r\\t\\u001f\u{7f}\":3,\"Aé\":5,\"a\\u003cb\\u003e\\u0026c\":1,\"q\\\"b\\\\\":2,\"\\u2028\":4}"
+        );
     }
 }

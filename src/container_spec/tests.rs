@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::wire::{
-    AgentConfig, AwsInferenceProvider, Harness, InferenceProviders, SessionSharing, SidecarMount,
-    Task, TaskOwner,
+    AgentConfig, AwsInferenceProvider, Harness, InferenceProviders, RawJson, SessionSharing,
+    SidecarMount, Task, TaskOwner,
 };
 
 fn inputs() -> SpecInputs {
@@ -152,13 +152,13 @@ fn profile_skill_environment_trimmed_and_skipped_when_blank() {
 
 #[test]
 fn mcp_is_compact_sorted_and_go_escaped() {
-    let servers: BTreeMap<String, Value> = serde_json::from_str(
-        r#"{"zeta":{"url":"http://a?x=1&y=<2>","b":[{"d":1,"c":2}]},"alpha":{"command":"npx"}}"#,
+    let servers: BTreeMap<String, RawJson> = serde_json::from_str(
+        r#"{"zeta":{"url":"http://a?x=1&y=<2>","b":[{"d":1,"c":2.50}]},"alpha":{"command":"npx"}}"#,
     )
     .unwrap();
     assert_eq!(
         mcp_json(&servers),
-        r#"{"alpha":{"command":"npx"},"zeta":{"b":[{"c":2,"d":1}],"url":"http://a?x=1\u0026y=\u003c2\u003e"}}"#
+        r#"{"alpha":{"command":"npx"},"zeta":{"url":"http://a?x=1\u0026y=\u003c2\u003e","b":[{"d":1,"c":2.50}]}}"#
     );
     let a = with_snapshot(AgentConfig {
         mcp_servers: Some(servers),
@@ -284,7 +284,10 @@ fn full_order_with_extra_args_idle_and_session_sharing() {
         model_id: s("m"),
         profile_id: s("p"),
         skill_spec: s("k"),
-        mcp_servers: Some(BTreeMap::from([("x".to_owned(), json!({"a": 1}))])),
+        mcp_servers: Some(BTreeMap::from([(
+            "x".to_owned(),
+            RawJson::from_text(r#"{"a": 1}"#).unwrap(),
+        )])),
         computer_use_enabled: Some(false),
         inference_providers: Some(InferenceProviders {
             aws: Some(AwsInferenceProvider {
@@ -549,20 +552,10 @@ fn create_body_full_example_is_exact() {
         memory_gb: 1,
     });
     let mut cfg = inputs();
-    cfg.volumes = vec![
-        VolumeMount {
-            host: "/h".into(),
-            container: "/c".into(),
-            read_only: true,
-            explicit_mode: true,
-        },
-        VolumeMount {
-            host: "/x".into(),
-            container: "/y".into(),
-            read_only: false,
-            explicit_mode: false,
-        },
-    ];
+    cfg.volumes = ["/h:/c:ro", "/x:/y"]
+        .iter()
+        .map(|v| crate::config::parse_volume(v).unwrap())
+        .collect();
     cfg.hardening = Hardening {
         runtime: s("runsc"),
         network: s("none"),

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::{Check, DoctorInput, Reporter};
-use crate::config::{ConfigError, VolumeMount};
+use crate::config::{ConfigError, VolumeMount, VolumeSource, check_conflicts, volume_warnings};
 
 /// Config file, worker id and API key.
 pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
@@ -69,39 +69,49 @@ pub fn api_key(input: &DoctorInput) -> Check {
     }
 }
 
-/// One check per configured volume.
+/// One check per configured volume, then one if two cannot be mounted together.
 pub fn volumes(input: &DoctorInput, report: &mut Reporter<'_>) {
     for v in &input.config.docker.volumes {
         report.add(volume(v));
     }
+    if let Err(conflict) = check_conflicts(&input.config.docker.volumes) {
+        report.add(Check::fail(
+            "volumes",
+            conflict.to_string(),
+            "give each -v / backend.docker.volumes entry its own container path",
+        ));
+    }
 }
 
-/// Whether a volume's host side exists. A host side without a leading `/`
-/// is a named volume, which Docker creates on first use.
+/// Whether a volume's host side exists. A named volume is a warning (one
+/// volume shared by every task, Docker creates it when missing); an
+/// anonymous one is new for each task container.
 pub fn volume(v: &VolumeMount) -> Check {
     let name = format!("volume {}", v.to_bind());
-    if !v.host.starts_with('/') {
-        return Check::pass(
-            name,
-            format!(
-                "`{}` is a named volume (Docker creates it when missing)",
-                v.host
-            ),
-        );
-    }
-    match Path::new(&v.host).try_exists() {
-        Ok(true) => Check::pass(name, format!("host path {} exists", v.host)),
+    let host = match &v.source {
+        VolumeSource::HostPath(path) => path,
+        VolumeSource::Named(_) => {
+            let warning = volume_warnings(std::slice::from_ref(v), &|_| None);
+            let detail = warning.first().map(|w| w.detail()).unwrap_or_default();
+            return Check::warn(name, detail);
+        }
+        VolumeSource::Anonymous => {
+            return Check::pass(
+                name,
+                "an anonymous volume, new for each task container and removed with it",
+            );
+        }
+    };
+    match Path::new(host).try_exists() {
+        Ok(true) => Check::pass(name, format!("host path {host} exists")),
         Ok(false) => Check::fail(
             name,
-            format!("host path {} does not exist", v.host),
-            format!(
-                "create {} on this host, or correct the -v / backend.docker.volumes entry",
-                v.host
-            ),
+            format!("host path {host} does not exist"),
+            format!("create {host} on this host, or correct the -v / backend.docker.volumes entry"),
         ),
         Err(e) => Check::fail(
             name,
-            format!("cannot look at host path {}: {e}", v.host),
+            format!("cannot look at host path {host}: {e}"),
             "make the path readable by the worker's user",
         ),
     }
@@ -113,12 +123,7 @@ mod tests {
     use crate::doctor::Status;
 
     fn mount(host: &str) -> VolumeMount {
-        VolumeMount {
-            host: host.into(),
-            container: "/data".into(),
-            read_only: true,
-            explicit_mode: true,
-        }
+        crate::config::parse_volume(&format!("{host}:/data:ro")).unwrap()
     }
 
     #[test]
@@ -136,7 +141,12 @@ mod tests {
         let named = volume(&mount("cache"));
         assert_eq!(
             named.render(),
-            "PASS volume cache:/data:ro: `cache` is a named volume (Docker creates it when missing)\n"
+            "WARN volume cache:/data:ro: `cache` is not a host path but a named Docker volume, shared by every task this worker runs; write an absolute path to bind a host directory\n"
+        );
+        let anonymous = volume(&crate::config::parse_volume("/scratch").unwrap());
+        assert_eq!(
+            anonymous.render(),
+            "PASS volume /scratch: an anonymous volume, new for each task container and removed with it\n"
         );
     }
 }

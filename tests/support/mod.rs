@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use oz_agent_worker::config::{PullPolicy, VolumeMount};
+use oz_agent_worker::config::{PullPolicy, parse_volume};
 use oz_agent_worker::container_spec::{LABEL_WORKER_ID, SpecInputs};
 use oz_agent_worker::docker::auth::CredentialEnv;
 use oz_agent_worker::docker::discovery::{Source, Target};
@@ -76,12 +76,7 @@ impl Fixture {
             spec: SpecInputs {
                 worker_id: self.worker_id.clone(),
                 server_root_url: SERVER.into(),
-                volumes: vec![VolumeMount {
-                    host: self.out.display().to_string(),
-                    container: "/out".into(),
-                    read_only: false,
-                    explicit_mode: false,
-                }],
+                volumes: vec![parse_volume(&format!("{}:/out", self.out.display())).unwrap()],
                 ..SpecInputs::default()
             },
             images: ImageSettings {
