@@ -314,8 +314,10 @@ fn a_drain_timeout_lets_running_tasks_finish_before_shutdown_cancels_them() {
     let (orch, daemon, runner) = start(&["--drain-timeout", "30s"]);
     assign(&orch, "d", "held");
     orch.wait_for(|f| count(f, "task_claimed", "d") == 1, WAIT);
+    // Shutdown's first step, taken here so the assignment below cannot
+    // arrive before it (the shutdown thread takes it again, harmlessly).
+    daemon.dispatcher().stop_accepting();
     let shutdown = std::thread::spawn(move || daemon.shutdown());
-    // An assignment rejected as "shutting down" proves the drain has begun.
     assign(&orch, "late", "quick");
     let frames = orch.wait_for(|f| count(f, "task_rejected", "late") == 1, WAIT);
     assert_eq!(
