@@ -219,6 +219,12 @@ fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher) {
                 } else {
                     DOCKER_RETRY_INTERVAL
                 });
+                // Any call that got an answer (lease renewals, tasks) is as
+                // good as a ping; only an idle client pings.
+                if answering && docker.answered_within(DOCKER_PING_INTERVAL) {
+                    health.docker_ok();
+                    continue;
+                }
                 match docker.ping() {
                     Ok(()) => {
                         health.docker_ok();

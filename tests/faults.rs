@@ -344,9 +344,11 @@ fn two_workers_sharing_an_id_and_a_daemon_keep_off_each_others_tasks_until_one_d
         Orchestrator::start(Options::default()),
         Orchestrator::start(Options::default()),
     );
+    // Long enough that a renewal delayed by a loaded machine never lets a
+    // live process look gone; short enough to keep the test quick.
     let extra = [
         "--lease-ttl",
-        "3s",
+        "6s",
         "--reap-interval",
         "200ms",
         "--log-level",

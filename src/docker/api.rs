@@ -260,6 +260,12 @@ impl Docker {
         Ok(())
     }
 
+    /// Whether the daemon answered any call of this client (or its clones)
+    /// within the last `window`: as good as a ping.
+    pub fn answered_within(&self, window: Duration) -> bool {
+        self.client.answered_within(window)
+    }
+
     /// The daemon's clock, Unix seconds, from the `Date` header of a `/_ping`
     /// (every Engine reply carries one; whole seconds are all it gives).
     pub fn daemon_now(&self) -> Result<u64> {

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::{DockerError, Result};
 use super::http::{self, BodyDecoder, BodyFraming, HeadStatus, ParseError, ResponseHead};
@@ -121,6 +121,8 @@ struct Conn {
 struct Pool {
     connector: Connector,
     idle: Mutex<Vec<Conn>>,
+    /// When the daemon last answered any call (a response head arrived).
+    last_answer: Mutex<Option<Instant>>,
 }
 
 impl Pool {
@@ -322,8 +324,18 @@ impl Client {
             pool: Arc::new(Pool {
                 connector,
                 idle: Mutex::new(Vec::new()),
+                last_answer: Mutex::new(None),
             }),
         }
+    }
+
+    /// Whether the daemon answered some call within the last `window`.
+    pub fn answered_within(&self, window: Duration) -> bool {
+        self.pool
+            .last_answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < window)
     }
 
     /// The connector (endpoint) of this client.
@@ -355,7 +367,14 @@ impl Client {
                 },
             };
             match self.attempt(conn, &mut req, &call) {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    *self
+                        .pool
+                        .last_answer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    return Ok(resp);
+                }
                 // A daemon restart leaves every pooled connection dead; a POST
                 // that could not even be written never reached the daemon.
                 Err(f) if f.stale && reused && (idempotent || f.unsent) => {

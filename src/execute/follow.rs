@@ -56,7 +56,7 @@ impl DockerRunner {
         let Some(c) = list.into_iter().max_by_key(|c| c.created) else {
             return Ok(None);
         };
-        let now = self.clock.sync(&self.docker)?;
+        let now = self.clock.now_synced(&self.docker)?;
         let volumes = self.docker.volume_list_by_label(&[&worker])?;
         let leases = Leases::from_volumes(&volumes);
         let owner = ownership::owner(&c, &volumes);

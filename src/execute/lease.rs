@@ -52,7 +52,12 @@ fn unix_secs(t: SystemTime) -> i64 {
 #[derive(Debug, Default)]
 pub struct DaemonClock {
     offset_secs: AtomicI64,
+    /// When the offset was last learnt (None: never).
+    synced_at: std::sync::Mutex<Option<Instant>>,
 }
+
+/// An offset this recent is good enough: clocks do not drift seconds a minute.
+const SYNC_FRESH_FOR: Duration = Duration::from_secs(30);
 
 impl DaemonClock {
     /// A clock that assumes no offset until [`DaemonClock::sync`].
@@ -63,9 +68,30 @@ impl DaemonClock {
     /// Asks the daemon the time; returns it and remembers the offset.
     pub fn sync(&self, docker: &Docker) -> Result<u64, DockerError> {
         let daemon = docker.daemon_now()?;
-        let offset = daemon as i64 - unix_secs(SystemTime::now());
+        // The Date header truncates to the second: the daemon's time was
+        // somewhere in [daemon, daemon + 1); take the middle.
+        let local = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let offset = (daemon as f64 + 0.5 - local).round() as i64;
         self.offset_secs.store(offset, Ordering::Relaxed);
+        *self.synced_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         Ok(daemon)
+    }
+
+    /// The daemon's time now, asking it only when the offset is not fresh
+    /// (the lease renewals keep it fresh in a running worker).
+    pub fn now_synced(&self, docker: &Docker) -> Result<u64, DockerError> {
+        let fresh = self
+            .synced_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < SYNC_FRESH_FOR);
+        if fresh {
+            Ok(self.now())
+        } else {
+            self.sync(docker)
+        }
     }
 
     /// The daemon's time now, Unix seconds.

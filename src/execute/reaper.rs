@@ -56,7 +56,7 @@ pub fn pass(
     let worker_id = &runner.settings.spec.worker_id;
     let me = runner.settings.instance.as_str();
     let volumes_record = &runner.volumes;
-    let now = runner.clock.sync(docker)?;
+    let now = runner.clock.now_synced(docker)?;
     let young = |created: u64| now.saturating_sub(created) < grace.as_secs();
     let worker = names::label(LABEL_WORKER_ID, worker_id);
     let containers = docker.list_by_label(&[&worker])?;
