@@ -262,7 +262,16 @@ pub fn stop_times(cfg: &Cfg) -> Result<Vec<Row>> {
             let mut s = Session::connect(
                 &cfg.worker,
                 &worker_id,
-                &["--image-pull-policy", "IfNotPresent", "--on-shutdown", mode],
+                // The default stop grace (the bench's usual 2 s would hide
+                // the shutdown budget at work).
+                &[
+                    "--image-pull-policy",
+                    "IfNotPresent",
+                    "--on-shutdown",
+                    mode,
+                    "--stop-grace",
+                    "10s",
+                ],
             )?;
             for t in 0..4 {
                 let frame = assignment(
@@ -276,8 +285,12 @@ pub fn stop_times(cfg: &Cfg) -> Result<Vec<Row>> {
             }
             s.pump_until_logged("started container", 4, LONG)?;
             let stopping = Instant::now();
+            let log = s.worker.log_handle();
             s.shutdown()?;
             samples.push(stopping.elapsed().as_secs_f64());
+            if std::env::var_os("OZ_BENCH_DEBUG").is_some() {
+                eprintln!("{}", log().join("\n"));
+            }
             // A detach leaves its containers running on purpose.
             docker::remove_worker_leftovers(&worker_id);
         }

@@ -105,6 +105,12 @@ impl BenchServer {
         }
     }
 
+    /// Drops the connection (the worker sees EOF right after the Close
+    /// handshake, as from a real server, instead of waiting for it).
+    pub fn hang_up(&mut self) {
+        self.ws = None;
+    }
+
     /// Reads (and so answers pings) until `deadline`, discarding frames.
     pub fn idle_until(&mut self, deadline: Instant) -> Result<()> {
         while self.recv(deadline)?.is_some() {}

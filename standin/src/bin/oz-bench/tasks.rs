@@ -125,6 +125,7 @@ impl Session {
         self.worker.sigterm();
         let deadline = Instant::now() + Duration::from_secs(60);
         while let Ok(Some(_)) = self.server.recv(deadline) {}
+        self.server.hang_up();
         self.worker.wait_exit(Duration::from_secs(30))
     }
 }

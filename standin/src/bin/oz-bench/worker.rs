@@ -80,6 +80,12 @@ impl WorkerProc {
         }
     }
 
+    /// Reads every log line so far, also after the process is gone.
+    pub fn log_handle(&self) -> impl Fn() -> Vec<String> + use<> {
+        let log = Arc::clone(&self.log);
+        move || log.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// How many log lines so far contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         let lines = self.log.0.lock().unwrap_or_else(|e| e.into_inner());
