@@ -295,7 +295,7 @@ fn a_claim_race_has_exactly_one_winner() {
         .collect();
     assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
     let claims = records(&fx, "claim");
-    assert_eq!(claims, vec!["oz-claim-c0ffee012345-1".to_owned()]);
+    assert_eq!(claims, vec!["oz-claim-c0ffee0123456789-1".to_owned()]);
     // A claim whose container does not exist is stale: the reaper removes it.
     let report = Sink::default().pass(&runner(&fx, "sweeper"));
     assert_eq!(report.volumes, 1);

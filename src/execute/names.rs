@@ -131,10 +131,10 @@ pub fn lease_volume_name(instance: &str, sequence: u64) -> String {
     format!("oz-lease-{}-{sequence}", sanitise(instance))
 }
 
-/// `oz-claim-<first 12 of the container id>-<generation>`.
+/// `oz-claim-<container id>-<generation>`: the whole id, so claims on two
+/// containers can never share a name.
 pub fn claim_volume_name(container_id: &str, generation: u64) -> String {
-    let short: String = sanitise(container_id).chars().take(12).collect();
-    format!("oz-claim-{short}-{generation}")
+    format!("oz-claim-{}-{generation}", sanitise(container_id))
 }
 
 /// `key=value` for a label filter.
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(lease_volume_name("0a1b", 7), "oz-lease-0a1b-7");
         assert_eq!(
             claim_volume_name("4f1c2e9a8b7d6c5e4f3a2b1c0d9e8f7a", 2),
-            "oz-claim-4f1c2e9a8b7d-2"
+            "oz-claim-4f1c2e9a8b7d6c5e4f3a2b1c0d9e8f7a-2"
         );
     }
 

@@ -22,7 +22,7 @@
 //!   compared. A stopping instance removes its leases, so its successor need
 //!   not wait for the expiry. Default expiry: 30 s after the last renewal.
 //! - **Claims.** Ownership moves only by a *claim volume*
-//!   `oz-claim-<container>-<generation>` naming the new owner. The effective
+//!   `oz-claim-<container id>-<generation>` naming the new owner. The effective
 //!   owner of a container is its highest-generation claim, else its own
 //!   instance label (generation 0). Creating a volume whose name exists
 //!   returns the existing one with its first creator's labels, so two
