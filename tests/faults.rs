@@ -25,7 +25,7 @@ use oz_standin::{Options, Orchestrator};
 use serde_json::{Value, json};
 use support::process::WorkerProcess;
 use support::stall_proxy::StallProxy;
-use support::tasks::{self, assign, count, is_terminal, terminal, worker_args};
+use support::tasks::{self, assign, count, held, is_terminal, terminal, worker_args};
 use support::{Fixture, docker_cli};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -235,15 +235,6 @@ fn two_hundred_tasks_through_fifty_connection_cuts_end_exactly_once_each() {
     assert_only_the_sidecar_volume_left(&fx);
 }
 
-/// The stub waits for `/out/release-<id>`, then exits `exit`.
-fn held(id: &str, exit: usize) -> Value {
-    json!({"OZ_TEST_UNTIL": format!("/out/release-{id}"), "OZ_TEST_EXIT": exit.to_string()})
-}
-
-fn release(fx: &Fixture, id: &str) {
-    std::fs::write(fx.out.join(format!("release-{id}")), b"").unwrap();
-}
-
 /// The one task container of `id`.
 fn container_of(fx: &Fixture, id: &str) -> String {
     let task = format!("dev.warp.oz-agent-worker.task-id={id}");
@@ -298,7 +289,7 @@ fn a_worker_sigkilled_mid_task_ten_times_loses_no_task() {
         let finished_alone = round % 2 == 1;
         if finished_alone {
             let container = container_of(&fx, &id);
-            release(&fx, &id);
+            fx.release(&id);
             let status = fx
                 .docker
                 .wait(&container, &oz_agent_worker::docker::AbortSlot::new())
@@ -313,7 +304,7 @@ fn a_worker_sigkilled_mid_task_ten_times_loses_no_task() {
             worker.text()
         );
         if !finished_alone {
-            release(&fx, &id);
+            fx.release(&id);
         }
         let frames = orch.wait_for(|f| !terminal(f, &id).is_empty(), WAIT);
         assert_eq!(
@@ -388,7 +379,7 @@ fn two_workers_sharing_an_id_and_a_daemon_keep_off_each_others_tasks_until_one_d
     a.signal(libc::SIGKILL);
     assert!(b.wait_count("adopted task", 3, WAIT), "{}", b.text());
     for id in ids_a.iter().chain(&ids_b) {
-        release(&fx, id);
+        fx.release(id);
     }
     let all = |f: &[Value]| {
         ids_a

@@ -8,22 +8,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use oz_standin::{Options, Orchestrator};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::Fixture;
 use support::process::WorkerProcess;
-use support::tasks::{assign, count, strs, terminal, worker_args};
+use support::tasks::{assign, count, held, strs, terminal, worker_args};
 
 const WAIT: Duration = Duration::from_secs(60);
 const API_KEY: &str = "oz-lifecycle-test-key";
-
-/// The stub waits for `/out/release-<id>`, then exits `exit`.
-fn held(id: &str, exit: u8) -> Value {
-    json!({"OZ_TEST_UNTIL": format!("/out/release-{id}"), "OZ_TEST_EXIT": exit.to_string()})
-}
-
-fn release(fx: &Fixture, id: &str) {
-    std::fs::write(fx.out.join(format!("release-{id}")), b"").unwrap();
-}
 
 fn running(fx: &Fixture) -> usize {
     fx.docker
@@ -57,7 +48,7 @@ fn a_detach_leaves_running_tasks_that_the_next_process_adopts_and_reports_once()
     assert!(orch.wait_until(|r| r.connected, WAIT), "{}", first.text());
     let ids = ["d0", "d1", "d2", "d3"];
     for (n, id) in ids.iter().enumerate() {
-        assign(&orch, id, &sidecar, held(id, n as u8));
+        assign(&orch, id, &sidecar, held(id, n));
     }
     assert!(
         first.wait_count("started container", ids.len(), WAIT),
@@ -89,7 +80,7 @@ fn a_detach_leaves_running_tasks_that_the_next_process_adopts_and_reports_once()
     );
     assert!(orch.wait_until(|r| r.connected && r.handshakes.len() == 2, WAIT));
     for id in ids {
-        release(&fx, id);
+        fx.release(id);
     }
     let frames = orch.wait_for(|f| ids.iter().all(|id| !terminal(f, id).is_empty()), WAIT);
     for (n, id) in ids.iter().enumerate() {
@@ -131,7 +122,7 @@ fn sighup_is_logged_and_ignored() {
         "{}",
         worker.text()
     );
-    release(&fx, "h1");
+    fx.release("h1");
     let frames = orch.wait_for(|f| !terminal(f, "h1").is_empty(), WAIT);
     assert_eq!(terminal(&frames, "h1")[0]["type"], "task_completed");
     assert_eq!(orch.handshakes().len(), 1, "the connection never dropped");
@@ -229,7 +220,7 @@ fn sigquit_drains_running_tasks_then_exits() {
             .unwrap()["data"]["reason"],
         "worker is shutting down"
     );
-    release(&fx, "q1");
+    fx.release("q1");
     assert_eq!(
         worker.wait_exit(WAIT).and_then(|s| s.code()),
         Some(0),

@@ -24,9 +24,9 @@ impl Drop for WorkerContainer {
     }
 }
 
-#[test]
-fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
-    let mut fx = Fixture::new("scratch");
+/// Runs the image as operators do (socket mounted, key in the environment)
+/// against `orch`, and waits until it is connected.
+fn start_worker_container(fx: &Fixture, orch: &Orchestrator) -> WorkerContainer {
     let present = Command::new("docker")
         .args(["image", "inspect", IMAGE])
         .output()
@@ -35,8 +35,6 @@ fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
         present.status.success(),
         "{IMAGE} is missing: build it with `bash .ci/build-image` (.ci/run does)"
     );
-    let sidecar = fx.sidecar("scratch");
-    let orch = Orchestrator::start(Options::default());
     let name = format!("{}-worker", fx.worker_id);
     let out = format!("{}:/out", fx.out.display());
     let id = docker_cli(&[
@@ -62,12 +60,22 @@ fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
         "-v",
         &out,
     ]);
-    let _guard = WorkerContainer(id.clone());
+    let worker = WorkerContainer(id);
     assert!(
         orch.wait_until(|r| r.connected, WAIT),
         "not connected; logs:\n{}",
-        docker_cli(&["logs", &id])
+        docker_cli(&["logs", &worker.0])
     );
+    worker
+}
+
+#[test]
+fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
+    let mut fx = Fixture::new("scratch");
+    let sidecar = fx.sidecar("scratch");
+    let orch = Orchestrator::start(Options::default());
+    let worker = start_worker_container(&fx, &orch);
+    let id = worker.0.clone();
     assert!(orch.send(&json!({"type": "task_assignment", "data": {
         "task_id": "img", "task": {"id": "img"},
         "docker_image": BUSYBOX, "sidecar_image": sidecar,
@@ -102,47 +110,10 @@ fn the_scratch_image_runs_a_task_with_the_socket_mounted() {
 #[test]
 fn a_plain_docker_stop_with_three_running_tasks_ends_cleanly_inside_ten_seconds() {
     let mut fx = Fixture::new("scratch-stop");
-    let present = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .unwrap();
-    assert!(
-        present.status.success(),
-        "{IMAGE} is missing: build it with `bash .ci/build-image` (.ci/run does)"
-    );
     let sidecar = fx.sidecar("scratch-stop");
     let orch = Orchestrator::start(Options::default());
-    let name = format!("{}-worker", fx.worker_id);
-    let out = format!("{}:/out", fx.out.display());
-    let id = docker_cli(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--label",
-        "oz-agent-worker.test=1",
-        "--network",
-        "host",
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
-        "-e",
-        "WARP_API_KEY=scratch-test-key",
-        IMAGE,
-        "--worker-id",
-        &fx.worker_id,
-        "--web-socket-url",
-        &orch.url(),
-        "--image-pull-policy",
-        "IfNotPresent",
-        "-v",
-        &out,
-    ]);
-    let _guard = WorkerContainer(id.clone());
-    assert!(
-        orch.wait_until(|r| r.connected, WAIT),
-        "not connected; logs:\n{}",
-        docker_cli(&["logs", &id])
-    );
+    let worker = start_worker_container(&fx, &orch);
+    let id = worker.0.clone();
     let ids = ["s1", "s2", "s3"];
     for task in ids {
         assert!(orch.send(&json!({"type": "task_assignment", "data": {

@@ -249,6 +249,11 @@ impl Docker {
 
     /// `GET /_ping` (5 s limit): is the daemon still answering?
     pub fn ping(&self) -> Result<()> {
+        self.ping_date().map(drop)
+    }
+
+    /// Pings; returns the reply's `Date` header and the call's name.
+    fn ping_date(&self) -> Result<(Option<String>, String)> {
         let resp = expect_success(self.send(
             "GET",
             "/_ping".into(),
@@ -256,8 +261,10 @@ impl Docker {
             Some(PING_TIMEOUT),
             None,
         )?)?;
+        let date = resp.head.header("date").map(str::to_owned);
+        let call = resp.body.call().to_string();
         resp.read_limited(MAX_ERROR_BODY)?;
-        Ok(())
+        Ok((date, call))
     }
 
     /// Whether the daemon answered any call of this client (or its clones)
@@ -269,16 +276,7 @@ impl Docker {
     /// The daemon's clock, Unix seconds, from the `Date` header of a `/_ping`
     /// (every Engine reply carries one; whole seconds are all it gives).
     pub fn daemon_now(&self) -> Result<u64> {
-        let resp = expect_success(self.send(
-            "GET",
-            "/_ping".into(),
-            Body::None,
-            Some(PING_TIMEOUT),
-            None,
-        )?)?;
-        let date = resp.head.header("date").map(str::to_owned);
-        let call = resp.body.call().to_string();
-        resp.read_limited(MAX_ERROR_BODY)?;
+        let (date, call) = self.ping_date()?;
         date.as_deref()
             .and_then(crate::doctor::clock::parse_http_date)
             .ok_or(DockerError::NoDate { call })

@@ -138,6 +138,11 @@ impl Fixture {
         serde_json::from_value(v).unwrap()
     }
 
+    /// Lets the stub agent of task `id` (started with [`tasks::held`]) exit.
+    pub fn release(&self, id: &str) {
+        std::fs::write(self.out.join(format!("release-{id}")), b"").unwrap();
+    }
+
     pub fn read_out(&self, file: &str) -> String {
         std::fs::read_to_string(self.out.join(file)).unwrap_or_default()
     }

@@ -36,6 +36,12 @@ pub fn assign(orch: &Orchestrator, id: &str, sidecar: &str, env: Value) {
     );
 }
 
+/// `env_vars` for the stub agent to wait until the test calls
+/// [`super::Fixture::release`] for `id`, then exit `exit`.
+pub fn held(id: &str, exit: usize) -> Value {
+    json!({"OZ_TEST_UNTIL": format!("/out/release-{id}"), "OZ_TEST_EXIT": exit.to_string()})
+}
+
 /// Whether `f` is a terminal message (`task_completed` / `task_failed`).
 pub fn is_terminal(f: &Value) -> bool {
     f["type"] == "task_completed" || f["type"] == "task_failed"
