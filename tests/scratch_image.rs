@@ -12,7 +12,11 @@ use oz_standin::{Options, Orchestrator};
 use serde_json::json;
 use support::{BUSYBOX, Fixture, docker_cli};
 
-const IMAGE: &str = "oz-agent-worker:ci";
+/// The image under test: `.ci/build-image`'s default tag, or another one
+/// named by `OZ_TEST_WORKER_IMAGE` (to test a build without replacing it).
+fn image() -> String {
+    std::env::var("OZ_TEST_WORKER_IMAGE").unwrap_or_else(|_| "oz-agent-worker:ci".into())
+}
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Removes the worker's own container, pass or fail.
@@ -27,13 +31,14 @@ impl Drop for WorkerContainer {
 /// Runs the image as operators do (socket mounted, key in the environment)
 /// against `orch`, and waits until it is connected.
 fn start_worker_container(fx: &Fixture, orch: &Orchestrator) -> WorkerContainer {
+    let image = image();
     let present = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
+        .args(["image", "inspect", &image])
         .output()
         .unwrap();
     assert!(
         present.status.success(),
-        "{IMAGE} is missing: build it with `bash .ci/build-image` (.ci/run does)"
+        "{image} is missing: build it with `bash .ci/build-image` (.ci/run does)"
     );
     let name = format!("{}-worker", fx.worker_id);
     let out = format!("{}:/out", fx.out.display());
@@ -50,7 +55,7 @@ fn start_worker_container(fx: &Fixture, orch: &Orchestrator) -> WorkerContainer 
         "/var/run/docker.sock:/var/run/docker.sock",
         "-e",
         "WARP_API_KEY=scratch-test-key",
-        IMAGE,
+        &image,
         "--worker-id",
         &fx.worker_id,
         "--web-socket-url",
