@@ -275,8 +275,9 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 /// Shortest lease that means anything with the daemon's whole-second clock.
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(3);
-/// Default time between reaper passes.
-pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(15);
+/// Default time between reaper passes (a pass also comes as soon as the
+/// lease of a process that owns tasks here runs out).
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything the worker needs to run, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

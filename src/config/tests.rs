@@ -83,7 +83,7 @@ fn defaults(worker_id: &str, api_key: &str) -> Config {
         shutdown_timeout: Duration::from_secs(9),
         upkeep: Upkeep {
             lease_ttl: Duration::from_secs(30),
-            reap_interval: Duration::from_secs(15),
+            reap_interval: Duration::from_secs(30),
         },
         docker: DockerConfig::default(),
     }

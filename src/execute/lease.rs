@@ -261,7 +261,7 @@ impl Renewer {
     }
 
     fn renew(&self, sequence: u64) -> Result<(), DockerError> {
-        self.clock.sync(&self.docker)?;
+        self.clock.now_synced(&self.docker)?;
         self.docker
             .volume_create(
                 &names::lease_volume_name(&self.instance, sequence),
