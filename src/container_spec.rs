@@ -2,17 +2,23 @@
 //! (`shared/spec/TASK.md` §1, §3–§6).
 //!
 //! Owns the pure translation: image choice, sidecar list and its validation,
-//! the environment (one entry per name, operator last), the agent command
-//! line, labels, resource limits, and the exact `POST /containers/create`
-//! body. It does no I/O: it must not talk to Docker, read files or log; the
+//! the environment (names validated, one entry per name, operator last), the
+//! agent command line, labels, resource limits, and the exact
+//! `POST /containers/create` body. The environment is kept as references
+//! into the assignment and the configuration, and written into the request
+//! body straight from them, so an `env_vars` value is never copied. It does no I/O: it must not talk to Docker, read files or log; the
 //! Docker backend calls [`build`] and [`create_body`] and does the rest.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::config::{Config, DEFAULT_IMAGE, Hardening, VolumeMount};
+use crate::outside::Shown;
 use crate::wire::{FailureReason, InstanceShape, TaskAssignment};
 
 mod args;
@@ -120,17 +126,18 @@ pub struct Limits {
     pub memory_bytes: Option<i64>,
 }
 
-/// Everything needed to create one task container.
+/// Everything needed to create one task container; borrows the assignment
+/// and the configuration it was built from.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ContainerSpec {
+pub struct ContainerSpec<'a> {
     /// Task image, as named (before any mirror rewrite).
     pub image: String,
     /// Sidecars in mount order: the agent sidecar first.
     pub sidecars: Vec<Sidecar>,
-    /// `KEY=VALUE` entries, one per name. Values are secrets.
-    pub env: Vec<String>,
+    /// `(KEY, VALUE)` entries, one per name, in order. Values are secrets.
+    pub env: Vec<(&'a str, &'a str)>,
     /// `Cmd`: the entrypoint followed by the agent arguments.
-    pub cmd: Vec<String>,
+    pub cmd: Vec<Cow<'a, str>>,
     /// `WorkingDir`.
     pub working_dir: String,
     /// `Labels`.
@@ -144,13 +151,9 @@ pub struct ContainerSpec {
 }
 
 // Env values are secrets: show names only.
-impl fmt::Debug for ContainerSpec {
+impl fmt::Debug for ContainerSpec<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let env_names: Vec<&str> = self
-            .env
-            .iter()
-            .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k))
-            .collect();
+        let env_names: Vec<&str> = self.env.iter().map(|(k, _)| *k).collect();
         f.debug_struct("ContainerSpec")
             .field("image", &self.image)
             .field("sidecars", &self.sidecars)
@@ -165,9 +168,22 @@ impl fmt::Debug for ContainerSpec {
     }
 }
 
-/// Why an assignment cannot become a container; the task fails `sidecar_prep`.
+/// Why an assignment cannot become a container; the task fails
+/// `sidecar_prep` (sidecar list) or `container_create` (environment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpecError {
+    /// An `env_vars` name Docker and POSIX cannot take as one variable.
+    BadEnvName {
+        /// The name as sent.
+        name: String,
+        /// What is wrong with it.
+        problem: EnvNameProblem,
+    },
+    /// An `env_vars` value holding a NUL byte (the runtime would refuse it at start).
+    EnvValueNul {
+        /// Its name.
+        name: String,
+    },
     /// A sidecar names no image.
     SidecarWithoutImage {
         /// Its mount path.
@@ -194,16 +210,41 @@ pub enum SpecError {
     },
 }
 
+/// What makes an `env_vars` name unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvNameProblem {
+    /// The name is empty.
+    Empty,
+    /// It holds `=`, which ends a name: `A=B` would set `A`.
+    Equals,
+    /// It holds a NUL byte, which ends a C string.
+    Nul,
+}
+
 impl SpecError {
     /// The `failure_reason` the task fails with.
     pub fn failure_reason(&self) -> FailureReason {
-        FailureReason::SidecarPrep
+        match self {
+            Self::BadEnvName { .. } | Self::EnvValueNul { .. } => FailureReason::ContainerCreate,
+            _ => FailureReason::SidecarPrep,
+        }
     }
 }
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::BadEnvName { name, problem } => {
+                let why = match problem {
+                    EnvNameProblem::Empty => "is empty",
+                    EnvNameProblem::Equals => "contains '=' (it would set another variable)",
+                    EnvNameProblem::Nul => "contains a NUL byte",
+                };
+                write!(f, "env_vars name {:?} {why}", Shown(name))
+            }
+            Self::EnvValueNul { name } => {
+                write!(f, "env_vars value of {:?} contains a NUL byte", Shown(name))
+            }
             Self::SidecarWithoutImage { mount_path } => write!(
                 f,
                 "the sidecar for mount path {mount_path:?} has an empty image"
@@ -225,14 +266,18 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// Turns an assignment into the container to create.
-pub fn build(assignment: &TaskAssignment, cfg: &SpecInputs) -> Result<ContainerSpec, SpecError> {
+pub fn build<'a>(
+    assignment: &'a TaskAssignment,
+    cfg: &'a SpecInputs,
+) -> Result<ContainerSpec<'a>, SpecError> {
+    check_env_vars(assignment)?;
     let sidecars = sidecars(assignment, cfg)?;
-    let mut cmd = vec![ENTRYPOINT.to_owned()];
+    let mut cmd = vec![Cow::Borrowed(ENTRYPOINT)];
     cmd.extend(agent_args(assignment, cfg));
     Ok(ContainerSpec {
         image: image(assignment, cfg),
         sidecars,
-        env: environment(assignment, cfg),
+        env: environment_entries(assignment, cfg),
         cmd,
         working_dir: WORKING_DIR.to_owned(),
         labels: labels(assignment, cfg),
@@ -319,27 +364,67 @@ pub fn sidecars(assignment: &TaskAssignment, cfg: &SpecInputs) -> Result<Vec<Sid
     Ok(list)
 }
 
-/// The container environment (TASK.md §4): one `KEY=VALUE` per name, later
-/// layers winning; names keep the position of their first appearance, each
-/// layer's new names in sorted order.
-pub fn environment(assignment: &TaskAssignment, cfg: &SpecInputs) -> Vec<String> {
-    let mut entries: Vec<(String, String)> = vec![
-        ("TASK_ID".into(), assignment.task.id.clone()),
-        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-        ("GH_PROMPT_DISABLED".into(), "1".into()),
+/// Refuses an `env_vars` name that is not one variable's name, as the
+/// runtime and POSIX read the `NAME=value` entry: empty, holding `=` (the
+/// entry would set a shorter name, e.g. an operator's `HTTPS_PROXY`, past the
+/// operator's own entry) or NUL (C strings end there). Any other character,
+/// control characters included, is what Docker and POSIX allow (names other
+/// than `[A-Za-z_][A-Za-z0-9_]*` are legal, only unusable from a shell), so
+/// it passes; log lines escape it. Values may hold anything but NUL.
+pub fn check_env_vars(assignment: &TaskAssignment) -> Result<(), SpecError> {
+    for (name, value) in &assignment.env_vars {
+        let problem = if name.is_empty() {
+            Some(EnvNameProblem::Empty)
+        } else if name.contains('=') {
+            Some(EnvNameProblem::Equals)
+        } else if name.contains('\0') {
+            Some(EnvNameProblem::Nul)
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(SpecError::BadEnvName {
+                name: name.clone(),
+                problem,
+            });
+        }
+        if value.contains('\0') {
+            return Err(SpecError::EnvValueNul { name: name.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// The container environment (TASK.md §4): one entry per name, later
+/// layers winning, matched by the exact name (the operator's entries come
+/// last, so none can be shadowed); names keep the position of their first
+/// appearance, each layer's new names in sorted order. Borrows its inputs.
+pub fn environment_entries<'a>(
+    assignment: &'a TaskAssignment,
+    cfg: &'a SpecInputs,
+) -> Vec<(&'a str, &'a str)> {
+    let mut entries: Vec<(&str, &str)> = vec![
+        ("TASK_ID", assignment.task.id.as_str()),
+        ("GIT_TERMINAL_PROMPT", "0"),
+        ("GH_PROMPT_DISABLED", "1"),
     ];
     if !cfg.server_root_url.is_empty() {
-        entries.push(("WARP_SERVER_ROOT_URL".into(), cfg.server_root_url.clone()));
+        entries.push(("WARP_SERVER_ROOT_URL", cfg.server_root_url.as_str()));
     }
     for layer in [&assignment.env_vars, &cfg.operator_env] {
         for (k, v) in layer {
             match entries.iter_mut().find(|(name, _)| name == k) {
-                Some(entry) => entry.1 = v.clone(),
-                None => entries.push((k.clone(), v.clone())),
+                Some(entry) => entry.1 = v,
+                None => entries.push((k, v)),
             }
         }
     }
     entries
+}
+
+/// [`environment_entries`] as `KEY=VALUE` strings.
+pub fn environment(assignment: &TaskAssignment, cfg: &SpecInputs) -> Vec<String> {
+    environment_entries(assignment, cfg)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect()
@@ -378,7 +463,11 @@ pub fn limits(shape: Option<InstanceShape>) -> Limits {
 /// `sidecar_volumes` holds the volume name of each of `spec.sidecars`, in
 /// the same order (the caller prepares one volume per sidecar; a name
 /// without a sidecar, or a sidecar without a name, is left out).
-pub fn create_body(spec: &ContainerSpec, image: &str, sidecar_volumes: &[String]) -> Value {
+pub fn create_body<'s>(
+    spec: &'s ContainerSpec<'_>,
+    image: &str,
+    sidecar_volumes: &[String],
+) -> CreateBody<'s> {
     debug_assert_eq!(spec.sidecars.len(), sidecar_volumes.len());
     let binds: Vec<String> = spec
         .sidecars
@@ -420,14 +509,93 @@ pub fn create_body(spec: &ContainerSpec, image: &str, sidecar_volumes: &[String]
     if let Some(init) = h.init {
         host.insert("Init".into(), json!(init));
     }
-    json!({
-        "Image": image,
-        "Cmd": spec.cmd,
-        "Env": spec.env,
-        "WorkingDir": spec.working_dir,
-        "Labels": spec.labels,
-        "HostConfig": Value::Object(host),
-    })
+    CreateBody {
+        body: json!({
+            "Image": image,
+            "WorkingDir": spec.working_dir,
+            "Labels": spec.labels,
+            "HostConfig": Value::Object(host),
+        }),
+        env: &spec.env,
+        cmd: &spec.cmd,
+    }
+}
+
+/// The create body: a JSON object (reach it through `Deref`, e.g.
+/// `body["Labels"][KEY] = …`) plus `Env` and `Cmd`, which serialising
+/// writes straight from the spec's borrowed entries. `Env` or `Cmd` keys set
+/// on the object are ignored: they are the spec's, validated, and only the spec's.
+pub struct CreateBody<'s> {
+    body: Value,
+    env: &'s [(&'s str, &'s str)],
+    cmd: &'s [Cow<'s, str>],
+}
+
+impl CreateBody<'_> {
+    /// The whole body as one JSON value (tests; this copies the environment).
+    pub fn to_value(&self) -> Value {
+        let mut v = self.body.clone();
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, val)| format!("{k}={val}"))
+            .collect();
+        v["Env"] = json!(env);
+        v["Cmd"] = json!(self.cmd);
+        v
+    }
+}
+
+impl Deref for CreateBody<'_> {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.body
+    }
+}
+
+impl DerefMut for CreateBody<'_> {
+    fn deref_mut(&mut self) -> &mut Value {
+        &mut self.body
+    }
+}
+
+impl Serialize for CreateBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Env<'e>(&'e [(&'e str, &'e str)]);
+        impl Serialize for Env<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                struct Entry<'x>(&'x str, &'x str);
+                impl fmt::Display for Entry<'_> {
+                    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "{}={}", self.0, self.1)
+                    }
+                }
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    seq.serialize_element(&Streamed(Entry(k, v)))?;
+                }
+                seq.end()
+            }
+        }
+        // `collect_str` lets serde_json escape the text as it is written,
+        // never holding `KEY=VALUE` as a string of its own.
+        struct Streamed<T>(T);
+        impl<T: fmt::Display> Serialize for Streamed<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&self.0)
+            }
+        }
+        let fields = self.body.as_object();
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in fields.into_iter().flatten() {
+            if k != "Env" && k != "Cmd" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.serialize_entry("Cmd", self.cmd)?;
+        map.serialize_entry("Env", &Env(self.env))?;
+        map.end()
+    }
 }
 
 #[cfg(test)]

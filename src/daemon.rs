@@ -163,6 +163,7 @@ impl Daemon {
         let settings_for_dispatch = DispatchSettings {
             worker_id: config.worker_id.clone(),
             max_concurrent_tasks: config.max_concurrent_tasks,
+            max_in_flight_bytes: config.max_in_flight_bytes,
             task_timeout: config.docker.task_timeout,
         };
         let dispatcher = match hooks.observer {

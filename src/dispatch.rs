@@ -28,8 +28,10 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{error, info, warn};
 
 use crate::deadline::Deadlines;
-use crate::logging::{self, SecretGuard, TaskScope};
+use crate::inflight::{InFlight, Permit};
+use crate::logging::{TaskScope, TaskSecrets};
 use crate::outbox::Outbox;
+use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
 use crate::wire::{self, FailureReason, Inbound, Outbound, TaskAssignment};
 
@@ -49,6 +51,8 @@ pub struct DispatchSettings {
     pub max_concurrent_tasks: usize,
     /// A task still running after this long is cancelled with [`CancelCause::Timeout`].
     pub task_timeout: Option<Duration>,
+    /// Most bytes of assignment frames held by claimed tasks; 0 = no cap.
+    pub max_in_flight_bytes: usize,
 }
 
 /// Observes task lifecycle events (metrics hook); every method defaults to nothing.
@@ -114,6 +118,8 @@ struct Job {
     cancel: CancelToken,
     /// When the task began (for an adopted one, before this process started).
     started: Instant,
+    /// Its share of the in-flight bytes (an adopted task holds none).
+    bytes: Option<Permit>,
 }
 
 struct Shared {
@@ -126,6 +132,7 @@ struct Shared {
     accepting: AtomicBool,
     docker_available: AtomicBool,
     deadlines: Deadlines,
+    in_flight: InFlight,
 }
 
 /// Cheap-to-clone handle to the dispatcher.
@@ -149,6 +156,7 @@ impl Dispatcher {
         observer: Arc<dyn DispatchObserver>,
     ) -> Self {
         let slots = settings.max_concurrent_tasks;
+        let in_flight = InFlight::new(settings.max_in_flight_bytes);
         let shared = Arc::new(Shared {
             settings,
             outbox,
@@ -159,6 +167,7 @@ impl Dispatcher {
             accepting: AtomicBool::new(true),
             docker_available: AtomicBool::new(true),
             deadlines: Deadlines::start(),
+            in_flight,
         });
         let jobs = (slots > 0).then(|| {
             let (tx, rx) = crossbeam_channel::bounded::<Job>(slots);
@@ -184,7 +193,18 @@ impl Dispatcher {
         match message {
             Inbound::Assignment(assignment) => self.assign(assignment),
             Inbound::InvalidAssignment { task_id, problem } => {
-                error!("task {task_id}: invalid task assignment: {problem}");
+                error!(
+                    "task {}: invalid task assignment: {problem}",
+                    Shown(&task_id)
+                );
+                if self.shared.lock_active().contains_key(&task_id) {
+                    // Its one terminal message comes from the run already here.
+                    warn!(
+                        "task {} is running here; the invalid copy is ignored",
+                        Shown(&task_id)
+                    );
+                    return;
+                }
                 self.shared.outbox.push(Outbound::TaskFailed {
                     task_id,
                     message: format!("Failed to execute task: invalid task assignment: {problem}"),
@@ -230,6 +250,17 @@ impl Dispatcher {
             self.reject(task_id, wire::REJECT_AT_CAPACITY);
             return;
         }
+        let Some(bytes) = shared.in_flight.take(assignment.frame_bytes) else {
+            drop(active);
+            warn!(
+                "rejecting task {task_id}: its {} bytes would pass the cap on assignments in flight ({} of {} bytes held)",
+                assignment.frame_bytes,
+                shared.in_flight.used(),
+                shared.in_flight.cap()
+            );
+            self.reject(task_id, wire::REJECT_AT_CAPACITY);
+            return;
+        };
         let cancel = CancelToken::new();
         let started = Instant::now();
         active.insert(
@@ -240,7 +271,7 @@ impl Dispatcher {
         drop(active);
         info!(
             "claimed task {task_id} ({:?}), {count} active",
-            assignment.task.title
+            Shown(&assignment.task.title)
         );
         self.claim(task_id.clone());
         shared.observer.active(count);
@@ -253,6 +284,7 @@ impl Dispatcher {
             work: Work::Assignment(assignment),
             cancel,
             started,
+            bytes: Some(bytes),
         };
         match &self.jobs {
             // Never blocks: a slot was reserved above, so the channel has room.
@@ -311,6 +343,7 @@ impl Dispatcher {
             work: Work::Adopted(task.work),
             cancel,
             started,
+            bytes: None,
         });
         true
     }
@@ -480,26 +513,35 @@ impl Shared {
     }
 }
 
+/// A task's `env_vars` values mask its own log lines, read in place.
+impl TaskSecrets for TaskAssignment {
+    fn each_secret<'s>(&'s self, f: &mut dyn FnMut(&'s str)) {
+        self.env_vars.values().for_each(|v| f(v));
+    }
+}
+
 fn run_job(shared: &Shared, job: Job) {
     let Job {
         task_id,
         work,
         cancel,
         started,
+        bytes,
     } = job;
-    let _scope = TaskScope::enter(&task_id);
-    let outcome = catch_unwind(AssertUnwindSafe(|| match work {
-        Work::Assignment(assignment) => {
-            // env_vars values are secrets: from here on, any log line that
-            // would carry one has it masked.
-            let _secrets: Vec<SecretGuard> = assignment
-                .env_vars
-                .values()
-                .map(|v| logging::register_secret(v))
-                .collect();
-            shared.runner.run(&assignment, &cancel)
-        }
-        Work::Adopted(watch) => watch(&cancel),
+    let (assignment, adopted) = match work {
+        Work::Assignment(a) => (Some(Arc::<TaskAssignment>::from(a)), None),
+        Work::Adopted(watch) => (None, Some(watch)),
+    };
+    // env_vars values are secrets: from here on, any line this task logs
+    // that would carry one has it masked.
+    let scope = match &assignment {
+        Some(a) => TaskScope::with_secrets(&task_id, a.clone()),
+        None => TaskScope::enter(&task_id),
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| match (adopted, &assignment) {
+        (Some(watch), _) => watch(&cancel),
+        (None, Some(a)) => shared.runner.run(a, &cancel),
+        (None, None) => TaskOutcome::failed(FailureReason::Unknown, "the task has nothing to run"),
     }))
     .unwrap_or_else(|_| {
         error!("task {task_id}: the worker hit an internal error while running it");
@@ -517,6 +559,10 @@ fn run_job(shared: &Shared, job: Job) {
         }
         Some(_) => info!("task {task_id} ended after {:?}", started.elapsed()),
     }
+    drop(scope);
+    // The assignment's memory goes before its bytes are counted free.
+    drop(assignment);
+    drop(bytes);
     // Free the slot before the orchestrator can learn the task ended, so the
     // next assignment it sends in answer is never rejected for capacity; keep
     // the entry until the message is queued, so a duplicate assignment

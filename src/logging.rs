@@ -4,29 +4,51 @@
 //! task" that lines carry, and the registry of secret values that must never
 //! reach a log line. Every line passes through [`redact`] before it is
 //! written, so a secret that slips into a message (an `env_vars` value, the
-//! API key, a registry password) comes out as `[REDACTED]`. This module must
+//! API key, a registry password) comes out as `[REDACTED]`; then through
+//! [`crate::outside::escape_line`], so whatever a message holds (a task id,
+//! container output) a record is one line the worker wrote. This module must
 //! not decide what is worth logging; callers do.
+//!
+//! Two kinds of secret: the worker's own (API key, operator environment,
+//! registry credentials during a pull), masked in every line once at least
+//! [`MIN_SECRET_LEN`] long; and a task's `env_vars` values, masked only in
+//! that task's lines (its thread, see [`TaskScope::with_secrets`]) and only
+//! once at least [`MIN_TASK_SECRET_LEN`] long, so one task's ordinary word
+//! never blanks another task's lines.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::calendar::civil_from_days;
 use crate::config::LogFormat;
+use crate::outside::{self, MESSAGE_MAX_BYTES, Shown};
 
 /// What a masked secret looks like in a log line.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Secrets shorter than this are not masked: they would garble every line and
-/// leak nothing worth hiding.
-const MIN_SECRET_LEN: usize = 4;
+/// The worker's own secrets shorter than this are not masked: they would
+/// garble every line and leak nothing worth hiding.
+pub const MIN_SECRET_LEN: usize = 4;
+/// A task's `env_vars` values shorter than this are not masked (Buildkite's
+/// rule, `redact.LengthMin`): the orchestrator sends many short non-secret
+/// values (`1`, `true`, `main`) that would otherwise blank ordinary words.
+pub const MIN_TASK_SECRET_LEN: usize = 6;
 
 static SECRETS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
+/// The values one task's lines mask, read where they already live (the
+/// task's assignment), never copied.
+pub trait TaskSecrets: Send + Sync {
+    /// Calls `f` with every value.
+    fn each_secret<'s>(&'s self, f: &mut dyn FnMut(&'s str));
+}
+
 thread_local! {
     static CURRENT_TASK: RefCell<Option<String>> = const { RefCell::new(None) };
+    static TASK_SECRETS: RefCell<Option<Arc<dyn TaskSecrets>>> = const { RefCell::new(None) };
 }
 
 /// Installs the global logger. `RUST_LOG`, when set, overrides `level`.
@@ -56,10 +78,15 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
 
 fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> String {
     let message = redact(&record.args().to_string());
+    let message = outside::truncate_message(&message, MESSAGE_MAX_BYTES).into_owned();
     let task = CURRENT_TASK.with(|t| t.borrow().clone());
     match format {
         LogFormat::Text => {
-            let task = task.map(|t| format!(" task={t}")).unwrap_or_default();
+            // JSON escapes by itself; a text line must not break either.
+            let message = outside::escape_line(&message);
+            let task = task
+                .map(|t| format!(" task={}", Shown(&t)))
+                .unwrap_or_default();
             format!("{timestamp} {:<5}{task} {message}", record.level().as_str())
         }
         LogFormat::Json => {
@@ -76,16 +103,25 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
     }
 }
 
-/// Replaces every registered secret in `text` with [`REDACTED`].
+/// Replaces every registered secret in `text` with [`REDACTED`]: the
+/// worker's own, and the current task's (on its thread).
 pub fn redact(text: &str) -> String {
     let secrets = lock_secrets();
-    let mut out = text.to_owned();
+    let task = TASK_SECRETS.with(|t| t.borrow().clone());
+    let mut keys: Vec<&str> = secrets.keys().map(String::as_str).collect();
+    if let Some(task) = &task {
+        task.each_secret(&mut |v| {
+            if v.len() >= MIN_TASK_SECRET_LEN && text.contains(v) {
+                keys.push(v);
+            }
+        });
+    }
     // Longest first, so a secret that contains another is masked whole.
-    let mut keys: Vec<&String> = secrets.keys().collect();
     keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut out = text.to_owned();
     for secret in keys {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), REDACTED);
+        if out.contains(secret) {
+            out = out.replace(secret, REDACTED);
         }
     }
     out
@@ -127,21 +163,34 @@ fn lock_secrets() -> MutexGuard<'static, BTreeMap<String, usize>> {
     SECRETS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Marks this thread's log lines with a task id while it lives.
-pub struct TaskScope(Option<String>);
+/// Marks this thread's log lines with a task id (and masks that task's
+/// secrets in them) while it lives.
+pub struct TaskScope {
+    task: Option<String>,
+    secrets: Option<Arc<dyn TaskSecrets>>,
+}
 
 impl TaskScope {
     /// Lines logged on this thread carry `task_id` until the scope ends.
     pub fn enter(task_id: &str) -> Self {
-        let previous = CURRENT_TASK.with(|t| t.replace(Some(task_id.to_owned())));
-        Self(previous)
+        let task = CURRENT_TASK.with(|t| t.replace(Some(task_id.to_owned())));
+        let secrets = TASK_SECRETS.with(|s| s.borrow().clone());
+        Self { task, secrets }
+    }
+
+    /// As [`TaskScope::enter`], and lines on this thread also mask `secrets`.
+    pub fn with_secrets(task_id: &str, secrets: Arc<dyn TaskSecrets>) -> Self {
+        let task = CURRENT_TASK.with(|t| t.replace(Some(task_id.to_owned())));
+        let secrets = TASK_SECRETS.with(|s| s.replace(Some(secrets)));
+        Self { task, secrets }
     }
 }
 
 impl Drop for TaskScope {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        CURRENT_TASK.with(|t| *t.borrow_mut() = previous);
+        let (task, secrets) = (self.task.take(), self.secrets.take());
+        CURRENT_TASK.with(|t| *t.borrow_mut() = task);
+        TASK_SECRETS.with(|s| *s.borrow_mut() = secrets);
     }
 }
 
@@ -208,6 +257,55 @@ mod tests {
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["message"], "value [REDACTED]");
         assert_eq!(v["timestamp"], "2026-01-01T00:00:00.000Z");
+    }
+
+    struct Values(Vec<String>);
+    impl TaskSecrets for Values {
+        fn each_secret<'s>(&'s self, f: &mut dyn FnMut(&'s str)) {
+            self.0.iter().for_each(|v| f(v));
+        }
+    }
+
+    #[test]
+    fn task_secrets_mask_only_that_tasks_lines_and_only_long_values() {
+        let values = Arc::new(Values(vec!["container".into(), "short".into()]));
+        let line = "started container abc (short)";
+        {
+            let _scope = TaskScope::with_secrets("A", values);
+            assert_eq!(redact(line), "started [REDACTED] abc (short)");
+        }
+        // Another task (or no task) sees the word.
+        let _other = TaskScope::enter("B");
+        assert_eq!(redact(line), line);
+    }
+
+    #[test]
+    fn text_records_are_one_line_whatever_they_hold() {
+        let _scope = TaskScope::enter("T\n2026-01-01T00:00:00.000Z INFO  forged");
+        let line = render(
+            LogFormat::Text,
+            &log::Record::builder()
+                .args(format_args!("out\n2026-01-01T00:00:00.000Z ERROR forged"))
+                .level(log::Level::Info)
+                .target("t")
+                .build(),
+            "TS",
+        );
+        assert_eq!(
+            line,
+            "TS INFO  task=T\\n2026-01-01T00:00:00.000Z INFO  forged out\\n2026-01-01T00:00:00.000Z ERROR forged"
+        );
+        let long = "y".repeat(MESSAGE_MAX_BYTES + 10);
+        let line = render(
+            LogFormat::Text,
+            &log::Record::builder()
+                .args(format_args!("{long}"))
+                .level(log::Level::Info)
+                .target("t")
+                .build(),
+            "TS",
+        );
+        assert!(line.ends_with("…(message cut: 10 more bytes)"), "{line}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::outside;
 use crate::wire::{self, FailureReason, Outbound, TaskAssignment};
 
 /// Runs one task to its end. Called on a pool thread; may block for hours.
@@ -105,7 +106,12 @@ impl TaskOutcome {
                 exit_code,
             } => Outbound::TaskFailed {
                 task_id,
-                message: format!("Failed to execute task: {detail}"),
+                // Details quote outside values (the daemon's words, image
+                // names): the dashboard gets a bounded message whatever they hold.
+                message: format!(
+                    "Failed to execute task: {}",
+                    outside::truncate_message(&detail, outside::MESSAGE_MAX_BYTES)
+                ),
                 failure_reason: Some(reason),
                 exit_code,
             },
@@ -338,6 +344,15 @@ mod tests {
                 failure_reason: Some(FailureReason::ContainerExit),
                 exit_code: 3
             })
+        );
+        let long =
+            TaskOutcome::failed(FailureReason::ImagePull, "x".repeat(1 << 20)).into_message("T");
+        let Some(Outbound::TaskFailed { message, .. }) = long else {
+            panic!("not failed")
+        };
+        assert_eq!(
+            message.len(),
+            24 + 8192 + "…(message cut: 1040384 more bytes)".len()
         );
         let m = TaskOutcome::Cancelled(CancelCause::Shutdown).into_message("T");
         assert!(

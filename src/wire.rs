@@ -30,16 +30,10 @@ pub const INTERRUPTED_MESSAGE: &str = "The task was interrupted due to an infras
 /// `task_failed` message for a task that ran past its time limit.
 pub const TIMEOUT_MESSAGE: &str = "The task exceeded its maximum allowed execution time and was terminated. Consider breaking the task into smaller steps or increasing the timeout.";
 
-/// The envelope every frame carries.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    // Kept as text: an assignment is decoded from the bytes Oz sent, so
-    // `mcp_servers` values reach the agent unchanged.
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
-}
+mod envelope;
+mod shape;
+
+pub use envelope::MAX_DEPTH;
 
 /// A message from the orchestrator, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,98 +73,150 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Decodes one text frame.
+///
+/// The envelope is taken apart by a scanner that needs no recursion, and
+/// `data` is decoded straight from the frame's text into the typed structs
+/// (no intermediate value tree), so an assignment costs its frame plus its
+/// fields. Whatever else is wrong with a frame that may be an assignment, a
+/// readable `task_id` gets it a `task_failed` answer ([`Inbound::InvalidAssignment`]).
 pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
-    let envelope: Envelope = serde_json::from_str(text).map_err(|e| {
-        DecodeError(format!(
-            "not a JSON envelope: {}",
-            scrub_values(&e.to_string())
-        ))
-    })?;
-    let data = envelope.data.as_deref().map_or("null", RawValue::get);
-    match envelope.kind.as_str() {
-        "task_assignment" => decode_assignment(data),
-        "task_cancellation" => {
-            let c: TaskCancellation = serde_json::from_value(parse_value(data)).map_err(|e| {
-                DecodeError(format!(
-                    "task_cancellation: {}",
-                    scrub_values(&e.to_string())
-                ))
-            })?;
-            Ok(Inbound::Cancellation { task_id: c.task_id })
-        }
-        _ => Ok(Inbound::Unknown {
-            kind: envelope.kind,
-        }),
-    }
-}
-
-/// The envelope already checked that `data` is JSON.
-fn parse_value(data: &str) -> Value {
-    serde_json::from_str(data).unwrap_or(Value::Null)
-}
-
-/// Decoded straight from the text, so raw values keep their bytes. When
-/// that fails, a generic parse finds the task id to answer, and the problem
-/// is said without a position (it goes to Oz and the log). A key repeated
-/// within one object is refused (Go takes the last); decoding twice to
-/// accept it would cost ~40 KB of binary for input Oz never sends.
-fn decode_assignment(text: &str) -> Result<Inbound, DecodeError> {
-    let typed = serde_json::from_str::<TaskAssignment>(text);
-    if let Ok(a) = &typed
-        && !a.task_id.is_empty()
-    {
-        return Ok(Inbound::Assignment(Box::new(typed.unwrap())));
-    }
-    let data = parse_value(text);
-    let task_id = match data.get("task_id").and_then(Value::as_str) {
-        Some(id) if !id.is_empty() => id.to_owned(),
-        _ => {
-            return Err(DecodeError(
-                "task_assignment without a readable task_id".into(),
-            ));
-        }
+    let Some(env) = envelope::split(text) else {
+        return Err(DecodeError("not a JSON object".into()));
     };
-    if data.get("task").is_none_or(Value::is_null) {
-        return Ok(Inbound::InvalidAssignment {
-            task_id,
-            problem: "task is missing".into(),
-        });
-    }
-    let problem = match typed {
-        Err(e) => {
-            let at = format!(" at line {} column {}", e.line(), e.column());
-            let text = e.to_string();
-            scrub_values(text.strip_suffix(&at).unwrap_or(&text))
-        }
-        // Only an empty task id fails after decoding, and that was refused above.
-        Ok(_) => "task_id is empty".into(),
+    let is = |kind: &str| env.types.iter().any(|t| t.as_deref() == Some(kind));
+    let problem = envelope_problem(&env);
+    let members: Vec<_> = env
+        .datas
+        .iter()
+        .map(|d| envelope::data_members(d))
+        .collect();
+    let task_id = readable_task_id(&members);
+    let Some(problem) = problem else {
+        let data = env.datas.first().copied().unwrap_or("null");
+        let kind = env.types[0].clone().unwrap_or_default();
+        return match kind.as_str() {
+            "task_assignment" => decode_assignment(text.len(), data, task_id, &members[..]),
+            "task_cancellation" => match serde_json::from_str::<TaskCancellation>(data) {
+                Ok(c) if !c.task_id.is_empty() => Ok(Inbound::Cancellation { task_id: c.task_id }),
+                Ok(_) => Err(DecodeError(
+                    "task_cancellation with an empty task_id".into(),
+                )),
+                Err(e) => match task_id {
+                    Some(task_id) => Ok(Inbound::Cancellation { task_id }),
+                    None => Err(DecodeError(format!(
+                        "task_cancellation: {}",
+                        problem_of(&e)
+                    ))),
+                },
+            },
+            _ => Ok(Inbound::Unknown { kind }),
+        };
     };
-    Ok(Inbound::InvalidAssignment { task_id, problem })
+    let only_cancellation = !env.types.is_empty()
+        && env
+            .types
+            .iter()
+            .all(|t| t.as_deref() == Some("task_cancellation"));
+    let maybe_assignment = is("task_assignment") || env.types.iter().all(Option::is_none);
+    match task_id {
+        Some(task_id) if only_cancellation => Ok(Inbound::Cancellation { task_id }),
+        Some(task_id) if maybe_assignment => Ok(Inbound::InvalidAssignment { task_id, problem }),
+        _ => Err(DecodeError(problem)),
+    }
 }
 
-/// Blanks every double-quoted string in a serde error: serde quotes the
-/// values it rejects, and in an assignment those can be `env_vars` secrets.
-/// Field names (in backticks) stay, since they say what is wrong. serde
-/// quotes with `{:?}`, so inside a value `\"` is an escaped quote, not its end
-/// (found by fuzzing: the text after it leaked).
+/// What is wrong with the envelope itself, if anything.
+fn envelope_problem(env: &envelope::Envelope<'_>) -> Option<String> {
+    if let Some(syntax) = &env.syntax {
+        return Some(format!("not valid JSON: {syntax}"));
+    }
+    if env.depth > MAX_DEPTH {
+        return Some(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    match env.types.as_slice() {
+        [] => return Some("the envelope has no `type`".into()),
+        [None] => return Some("the envelope's `type` is not a string".into()),
+        [_] => {}
+        _ => return Some("the envelope has more than one `type`".into()),
+    }
+    (env.datas.len() > 1).then(|| "the envelope has more than one `data`".into())
+}
+
+/// The `task_id` to answer: as Go's decoder reads a repeated key, the last
+/// one of the last `data`; `None` when that is not a non-empty string.
+fn readable_task_id(members: &[envelope::DataMembers<'_>]) -> Option<String> {
+    let last = members.iter().rev().find(|m| !m.task_ids.is_empty())?;
+    last.task_ids.last()?.clone().filter(|id| !id.is_empty())
+}
+
+fn decode_assignment(
+    frame_bytes: usize,
+    data: &str,
+    task_id: Option<String>,
+    members: &[envelope::DataMembers<'_>],
+) -> Result<Inbound, DecodeError> {
+    let Some(task_id) = task_id else {
+        return Err(DecodeError(
+            "task_assignment without a readable task_id".into(),
+        ));
+    };
+    let invalid = |problem: String| {
+        Ok(Inbound::InvalidAssignment {
+            task_id: task_id.clone(),
+            problem,
+        })
+    };
+    if members[0].task.is_none_or(|t| t == "null") {
+        return invalid("task is missing".into());
+    }
+    match serde_json::from_str::<TaskAssignment>(data) {
+        Ok(a) if a.task.id.is_empty() => invalid("task.id is empty".into()),
+        Ok(mut a) => {
+            a.frame_bytes = frame_bytes;
+            Ok(Inbound::Assignment(Box::new(a)))
+        }
+        Err(e) => invalid(problem_of(&e)),
+    }
+}
+
+/// A serde error in plain words, without the values it quotes and without
+/// its position (which counts from the start of `data`, not of the frame).
+fn problem_of(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    scrub_values(text.strip_suffix(&position).unwrap_or(&text))
+}
+
+/// Blanks every value a serde error quotes: serde quotes the values it
+/// rejects, and in an assignment those can be `env_vars` secrets — strings
+/// in double quotes, numbers, booleans and characters in backticks. Field
+/// names (backticks after `field`) stay, since they say what is wrong.
+/// serde quotes strings with `{:?}`, so inside one `\"` is an escaped quote,
+/// not its end (found by fuzzing: the text after it leaked).
 fn scrub_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut inside = false;
+    let mut quote: Option<char> = None;
+    let mut keep = false;
     let mut escaped = false;
     for c in message.chars() {
-        if inside && escaped {
-            escaped = false;
-        } else if inside && c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            if inside {
-                out.push_str("…\"");
-            } else {
-                out.push('"');
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => {
+                if !keep {
+                    out.push('…');
+                }
+                out.push(c);
+                quote = None;
             }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+            Some(_) if keep => out.push(c),
+            Some(_) => {}
+            None if c == '"' || c == '`' => {
+                keep = c == '`' && (out.ends_with("field ") || out.ends_with("fields "));
+                out.push(c);
+                quote = Some(c);
+            }
+            None => out.push(c),
         }
     }
     out
@@ -191,6 +237,7 @@ pub struct TaskAssignment {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub execution_id: String,
     /// The task itself.
+    #[serde(deserialize_with = "shape::object")]
     pub task: Task,
     /// Task image; empty ⇒ the configured default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -202,14 +249,26 @@ pub struct TaskAssignment {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env_vars: BTreeMap<String, String>,
     /// Further sidecar images to mount.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "shape::objects"
+    )]
     pub additional_sidecars: Vec<SidecarMount>,
     /// Extra arguments for the agent CLI, forwarded verbatim.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_oz_args: Vec<String>,
     /// CPU and memory limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "shape::optional_object"
+    )]
     pub instance_shape: Option<InstanceShape>,
+    /// Bytes of the frame this assignment came in (0 when not decoded from
+    /// one): what holding it costs, for the in-flight cap.
+    #[serde(skip)]
+    pub frame_bytes: usize,
 }
 
 /// An extra sidecar image to mount into the task container.
@@ -247,10 +306,10 @@ pub struct Task {
     #[serde(default)]
     pub title: String,
     /// Who owns it; a TEAM owner shares the session with the team.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shape::optional_object")]
     pub owner: Option<TaskOwner>,
     /// The agent configuration snapshotted onto the run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shape::optional_object")]
     pub agent_config_snapshot: Option<AgentConfig>,
 }
 
@@ -284,9 +343,12 @@ pub struct AgentConfig {
     pub mcp_servers: Option<BTreeMap<String, RawJson>>,
     pub computer_use_enabled: Option<bool>,
     pub idle_timeout_minutes: Option<i64>,
+    #[serde(default, deserialize_with = "shape::optional_object")]
     pub harness: Option<Harness>,
     pub harness_auth_secrets: Option<Value>,
+    #[serde(default, deserialize_with = "shape::optional_object")]
     pub inference_providers: Option<InferenceProviders>,
+    #[serde(default, deserialize_with = "shape::optional_object")]
     pub session_sharing: Option<SessionSharing>,
     pub snapshot_disabled: Option<bool>,
     pub snapshot_upload_timeout_secs: Option<i64>,
@@ -330,7 +392,7 @@ pub struct Harness {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
 pub struct InferenceProviders {
     /// AWS Bedrock.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shape::optional_object")]
     pub aws: Option<AwsInferenceProvider>,
 }
 
@@ -688,10 +750,170 @@ mod tests {
         assert_eq!(problem, "invalid type: string \"…\", expected a map");
         assert_eq!(
             decode(r#""\"sekrit""#).unwrap_err().to_string(),
-            "malformed message from the orchestrator: not a JSON envelope: invalid type: \
-             string \"…\", expected struct Envelope at line 1 column 10"
+            "malformed message from the orchestrator: not a JSON object"
         );
         assert_eq!(scrub_values(r#"x "a\"b" y "c" z"#), "x \"…\" y \"…\" z");
+    }
+
+    #[test]
+    fn numbers_and_other_values_are_never_echoed() {
+        for (env, expected) in [
+            (
+                r#"{"K":12345678}"#,
+                "invalid type: integer `…`, expected a string",
+            ),
+            (
+                r#"{"K":1.25e3}"#,
+                "invalid type: floating point `…`, expected a string",
+            ),
+            (
+                r#"{"K":true}"#,
+                "invalid type: boolean `…`, expected a string",
+            ),
+            (
+                r#"{"K":[9876]}"#,
+                "invalid type: sequence, expected a string",
+            ),
+        ] {
+            let text = format!(
+                r#"{{"type":"task_assignment","data":{{"task_id":"T","task":{{"id":"T"}},"env_vars":{env}}}}}"#
+            );
+            assert_eq!(
+                decode(&text).unwrap(),
+                Inbound::InvalidAssignment {
+                    task_id: "T".into(),
+                    problem: expected.into()
+                }
+            );
+        }
+        assert_eq!(
+            scrub_values(
+                "missing field `task_id`; duplicate field `type`; unknown variant `sekrit`"
+            ),
+            "missing field `task_id`; duplicate field `type`; unknown variant `…`"
+        );
+    }
+
+    fn invalid(problem: &str) -> Inbound {
+        Inbound::InvalidAssignment {
+            task_id: "T".into(),
+            problem: problem.into(),
+        }
+    }
+
+    #[test]
+    fn every_frame_with_a_readable_task_id_is_answered() {
+        let deep = format!(
+            r#"{{"type":"task_assignment","data":{{"task_id":"T","task":{{"id":"T","x":{}{}}}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(
+            decode(&deep).unwrap(),
+            invalid("nested deeper than 127 levels")
+        );
+        let deep_outside = format!(
+            r#"{{"type":"task_assignment","junk":{}1{},"data":{{"task_id":"T","task":{{"id":"T"}}}}}}"#,
+            "{\"a\":".repeat(300),
+            "}".repeat(300)
+        );
+        assert_eq!(
+            decode(&deep_outside).unwrap(),
+            invalid("nested deeper than 127 levels")
+        );
+        let cases = [
+            (
+                r#"{"type":"task_assignment","type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}}}"#,
+                "the envelope has more than one `type`",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}},"data":{"task_id":"T"}}"#,
+                "the envelope has more than one `data`",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task_id":"T","task":{"id":"T"}}}"#,
+                "duplicate field `task_id`",
+            ),
+            (
+                r#"{"data":{"task_id":"T","task":{"id":"T"}}}"#,
+                "the envelope has no `type`",
+            ),
+            (
+                r#"{"type":7,"data":{"task_id":"T","task":{"id":"T"}}}"#,
+                "the envelope's `type` is not a string",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}}} trailing"#,
+                "not valid JSON: unexpected text after the object at byte 68",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":[]}}"#,
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"},"instance_shape":[]}}"#,
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T","owner":[]}}}"#,
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"},"additional_sidecars":[["i","/m"]]}}"#,
+                "invalid type: sequence, expected an object",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T","title":5}}}"#,
+                "invalid type: integer `…`, expected a string",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":""}}}"#,
+                "task.id is empty",
+            ),
+            (
+                r#"{"type":"task_assignment","data":{"task_id":"T","task":{}}}"#,
+                "task.id is empty",
+            ),
+        ];
+        for (text, problem) in cases {
+            assert_eq!(decode(text).unwrap(), invalid(problem), "{text}");
+        }
+    }
+
+    #[test]
+    fn empty_ids_and_non_assignments_are_not_answered_and_the_last_id_counts() {
+        for text in [
+            r#"{"type":"task_assignment","data":{"task_id":"","task":{"id":"T"}}}"#,
+            r#"{"type":"task_assignment","data":{"task_id":"T","task_id":5,"task":{}}}"#,
+            r#"{"type":"task_assignment","data":{"task_id":5,"task":{}}}"#,
+            r#"{"type":"heartbeat","type":"x","data":{"task_id":"T"}}"#,
+            r#"{"type":"task_cancellation","data":{"task_id":""}}"#,
+        ] {
+            assert!(decode(text).is_err(), "{text}");
+        }
+        assert_eq!(
+            decode(r#"{"type":"task_assignment","data":{"task_id":"T","task":{}},"data":{"task_id":"U"}}"#)
+                .unwrap(),
+            Inbound::InvalidAssignment {
+                task_id: "U".into(),
+                problem: "the envelope has more than one `data`".into()
+            }
+        );
+        assert_eq!(
+            decode(r#"{"type":"task_cancellation","data":{"task_id":"T","task_id":"T"}}"#).unwrap(),
+            Inbound::Cancellation {
+                task_id: "T".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_assignment_knows_its_frame_size() {
+        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}}}"#;
+        let Inbound::Assignment(a) = decode(text).unwrap() else {
+            panic!("not an assignment")
+        };
+        assert_eq!(a.frame_bytes, text.len());
     }
 
     #[test]

@@ -560,9 +560,10 @@ fn malformed_frames_are_ignored_and_the_connection_stays_up() {
     assert!(logged(
         |l, s| l == log::Level::Warn && s.contains("3-byte binary frame")
     ));
-    assert!(logged(
-        |l, s| l == log::Level::Error && s.contains("not a JSON envelope")
-    ));
+    assert!(logged(|l, s| l == log::Level::Error
+        && s.contains(
+            "malformed message from the orchestrator: not a JSON object"
+        )));
     assert!(logged(
         |l, s| l == log::Level::Error && s.contains("task_assignment without a readable task_id")
     ));

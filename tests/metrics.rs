@@ -120,6 +120,7 @@ fn scrape_counts_what_the_dispatcher_did() {
             worker_id: "itest".into(),
             max_concurrent_tasks: 2,
             task_timeout: None,
+            max_in_flight_bytes: 0,
         },
         outbox,
         Arc::new(ByImage),

@@ -51,6 +51,10 @@ pub enum ValueError {
     EnvNameEmpty,
     /// An environment `value` in the file that is not a plain scalar.
     EnvValueNotScalar,
+    /// A byte size Docker would not read (`10m`, `64MiB`, a number of bytes).
+    Size(String),
+    /// `container_log_max_file` not a whole number ≥ 1.
+    FileCount(String),
 }
 
 impl fmt::Display for ValueError {
@@ -78,6 +82,11 @@ impl fmt::Display for ValueError {
             }
             Self::EnvNameEmpty => f.write_str("name is required and must not be empty"),
             Self::EnvValueNotScalar => f.write_str("value must be a string, number or boolean"),
+            Self::Size(v) => write!(
+                f,
+                "`{v}` is not a size (a number with an optional unit k, m, g: `10m`, `64MiB`)"
+            ),
+            Self::FileCount(v) => write!(f, "`{v}` is not a whole number of files (1 or more)"),
         }
     }
 }

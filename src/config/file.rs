@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 use super::cli::Flags;
 use super::error::{ConfigError, ValueError};
+use super::limits::{FileCount, Size};
 use super::{ApiKey, Config, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
 use super::{merge, values};
 
@@ -33,6 +34,7 @@ pub(crate) struct FileConfig {
     pub shutdown_timeout: Option<Checked<Duration>>,
     #[serde(default)]
     pub backend: Backends,
+    pub max_in_flight_bytes: Option<Size>,
 }
 
 /// `backend:`. The Go worker's other backends are known keys so the error
@@ -69,6 +71,8 @@ pub(crate) struct DockerSection {
     pub cap_drop: Vec<String>,
     pub pids_limit: Option<i64>,
     pub init: Option<bool>,
+    pub container_log_max_size: Option<Size>,
+    pub container_log_max_file: Option<FileCount>,
 }
 
 /// One `environment` entry; no `value` = the worker's own value.

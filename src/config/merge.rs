@@ -15,7 +15,7 @@ use super::file::{DockerSection, FileConfig};
 use super::values::timeout_or_none;
 use super::volume;
 use super::{
-    ApiKey, Config, DEFAULT_IMAGE, DEFAULT_LEASE_TTL, DEFAULT_REAP_INTERVAL,
+    ApiKey, Config, ContainerLogs, DEFAULT_IMAGE, DEFAULT_LEASE_TTL, DEFAULT_REAP_INTERVAL,
     DEFAULT_SERVER_ROOT_URL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_GRACE, DEFAULT_TASK_TIMEOUT,
     DEFAULT_WEBSOCKET_URL, DockerConfig, Hardening, LogFormat, Upkeep,
 };
@@ -93,6 +93,11 @@ pub(crate) fn build(
             .max_concurrent_tasks
             .or(file.max_concurrent_tasks.map(|c| c.0))
             .unwrap_or(0),
+        max_in_flight_bytes: file
+            .max_in_flight_bytes
+            .map_or(crate::inflight::DEFAULT_CAP, |s| {
+                usize::try_from(s.0).unwrap_or(usize::MAX)
+            }),
         idle_on_complete: flags
             .idle_on_complete
             .or(file.idle_on_complete.map(|t| t.0.0)),
@@ -173,5 +178,9 @@ fn merge_docker(
             pids_limit: file.pids_limit,
             init: file.init,
         },
+        container_logs: ContainerLogs::from_keys(
+            file.container_log_max_size.map(|s| s.0),
+            file.container_log_max_file.map(|c| c.0),
+        ),
     }
 }

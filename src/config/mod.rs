@@ -11,6 +11,7 @@ mod doctor;
 mod error;
 mod file;
 mod help;
+mod limits;
 mod merge;
 mod values;
 mod volume;
@@ -24,6 +25,7 @@ pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorInput};
 pub use error::{ConfigError, EXIT_CONFIG, EXIT_USAGE, ValueError, VolumeProblem};
 pub use file::from_yaml;
 pub use help::{help, version};
+pub use limits::{ContainerLogs, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, parse_size};
 pub use merge::{API_KEY_ENV, worker_id};
 pub use values::{parse_env_flag, parse_volume, split_list};
 pub use volume::{
@@ -219,6 +221,8 @@ pub struct DockerConfig {
     pub stop_grace: Duration,
     /// Hardening options.
     pub hardening: Hardening,
+    /// Bounds on container logs on the host.
+    pub container_logs: ContainerLogs,
 }
 
 impl fmt::Debug for DockerConfig {
@@ -239,6 +243,7 @@ impl fmt::Debug for DockerConfig {
             .field("task_timeout", &self.task_timeout)
             .field("stop_grace", &self.stop_grace)
             .field("hardening", &self.hardening)
+            .field("container_logs", &self.container_logs)
             .finish()
     }
 }
@@ -255,6 +260,7 @@ impl Default for DockerConfig {
             task_timeout: Some(DEFAULT_TASK_TIMEOUT),
             stop_grace: DEFAULT_STOP_GRACE,
             hardening: Hardening::default(),
+            container_logs: ContainerLogs::default(),
         }
     }
 }
@@ -300,6 +306,8 @@ pub struct Config {
     pub cleanup: bool,
     /// Most tasks at once; 0 = unlimited.
     pub max_concurrent_tasks: usize,
+    /// Most bytes of assignment frames held by claimed tasks; 0 = no cap.
+    pub max_in_flight_bytes: usize,
     /// Passed to the agent as `--idle-on-complete`.
     pub idle_on_complete: Option<String>,
     /// How long shutdown waits for running tasks before cancelling them (0 = not at

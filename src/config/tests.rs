@@ -77,6 +77,7 @@ fn defaults(worker_id: &str, api_key: &str) -> Config {
         log_format: LogFormat::Text,
         cleanup: true,
         max_concurrent_tasks: 0,
+        max_in_flight_bytes: 64 << 20,
         idle_on_complete: None,
         drain_timeout: Duration::ZERO,
         on_shutdown: ShutdownMode::Cancel,
@@ -644,7 +645,7 @@ fn file_error(text: &str) -> String {
 fn unknown_key_names_the_key_and_its_line() {
     assert_eq!(
         file_error("worker_id: w\nbogus: 1\n"),
-        "failed to parse config file FILE: unknown field `bogus`, expected one of `worker_id`, `cleanup`, `max_concurrent_tasks`, `idle_on_complete`, `log_format`, `drain_timeout`, `on_shutdown`, `shutdown_timeout`, `backend` at line 2 column 1"
+        "failed to parse config file FILE: unknown field `bogus`, expected one of `worker_id`, `cleanup`, `max_concurrent_tasks`, `idle_on_complete`, `log_format`, `drain_timeout`, `on_shutdown`, `shutdown_timeout`, `backend`, `max_in_flight_bytes` at line 2 column 1"
     );
     let nested =
         file_error("backend:\n  docker:\n    environment:\n      - name: A\n        valeu: x\n");

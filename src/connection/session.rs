@@ -22,6 +22,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 use super::dial::Stream;
 use super::{InboundHandler, Shared};
 use crate::outbox::Outbox;
+use crate::outside::Shown;
 use crate::wire::{self, Inbound, MAX_MESSAGE_BYTES, Outbound};
 
 /// How long to wait for the orchestrator to answer our Close before hanging up.
@@ -210,7 +211,7 @@ impl Session {
             };
             self.last_frame = Instant::now();
             match msg {
-                Message::Text(text) => deliver(text.as_str(), handler),
+                Message::Text(text) => deliver(text, handler),
                 Message::Pong(payload) => {
                     if let Ok(seq) = <[u8; 8]>::try_from(payload.as_ref()) {
                         let seq = u64::from_be_bytes(seq).min(self.last_written);
@@ -282,21 +283,31 @@ fn buffered(r: Result<(), WsError>) -> Result<(), Loss> {
     }
 }
 
-fn deliver<H: InboundHandler>(text: &str, handler: &mut H) {
-    match wire::decode(text) {
+fn deliver<H: InboundHandler>(text: tungstenite::Utf8Bytes, handler: &mut H) {
+    let decoded = wire::decode(text.as_str());
+    // The frame is not needed once decoded: free it before the task starts
+    // making its own copies (an assignment then costs its fields, not twice).
+    drop(text);
+    match decoded {
         Ok(Inbound::Unknown { kind }) => {
-            log::warn!("ignoring a message of unknown type {kind:?} from the orchestrator")
+            log::warn!(
+                "ignoring a message of unknown type {:?} from the orchestrator",
+                Shown(&kind)
+            )
         }
         Ok(msg) => {
             match &msg {
                 Inbound::Assignment(a) => {
-                    log::debug!("received task_assignment for task {}", a.task_id)
+                    log::debug!("received task_assignment for task {}", Shown(&a.task_id))
                 }
                 Inbound::InvalidAssignment { task_id, .. } => {
-                    log::debug!("received an unusable task_assignment for task {task_id}")
+                    log::debug!(
+                        "received an unusable task_assignment for task {}",
+                        Shown(task_id)
+                    )
                 }
                 Inbound::Cancellation { task_id } => {
-                    log::debug!("received task_cancellation for task {task_id}")
+                    log::debug!("received task_cancellation for task {}", Shown(task_id))
                 }
                 Inbound::Unknown { .. } => {}
             }

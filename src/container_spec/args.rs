@@ -4,6 +4,7 @@
 //! Pure, like its parent [`crate::container_spec`]; it must not read the
 //! environment, the config file or anything but its two inputs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::SpecInputs;
@@ -17,32 +18,39 @@ fn non_blank(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The agent's arguments after `/agent/entrypoint.sh` (TASK.md §5).
-pub fn agent_args(assignment: &TaskAssignment, cfg: &SpecInputs) -> Vec<String> {
+/// The agent's arguments after `/agent/entrypoint.sh` (TASK.md §5),
+/// borrowing from the assignment and the configuration where they can (an
+/// orchestrator's large `additional_oz_args` are never copied).
+pub fn agent_args<'a>(assignment: &'a TaskAssignment, cfg: &'a SpecInputs) -> Vec<Cow<'a, str>> {
     let task = &assignment.task;
-    let mut args: Vec<String> = vec!["agent".into(), "run".into()];
+    let mut args: Vec<Cow<'a, str>> = vec!["agent".into(), "run".into()];
     if task.owner.as_ref().is_some_and(|o| o.is_team()) {
         flag(&mut args, "--share", "team:edit");
     }
     args.extend([
         "--task-id".into(),
-        task.id.clone(),
+        task.id.as_str().into(),
         "--sandboxed".into(),
         "--server-root-url".into(),
-        cfg.server_root_url.clone(),
+        cfg.server_root_url.as_str().into(),
     ]);
     if let Some(snap) = snapshot(assignment) {
         snapshot_args(snap, &mut args);
     }
-    args.extend(assignment.additional_oz_args.iter().cloned());
+    args.extend(
+        assignment
+            .additional_oz_args
+            .iter()
+            .map(|a| a.as_str().into()),
+    );
     args.push("--idle-on-complete".into());
     let task_idle = snapshot(assignment)
         .and_then(|s| s.idle_timeout_minutes)
         .filter(|m| *m > 0);
     if let Some(minutes) = task_idle {
-        args.push(format!("{minutes}m"));
+        args.push(format!("{minutes}m").into());
     } else if let Some(worker_idle) = cfg.idle_on_complete.as_deref().filter(|v| !v.is_empty()) {
-        args.push(worker_idle.to_owned());
+        args.push(worker_idle.into());
     }
     if let Some(url) = cfg
         .session_sharing_server_url
@@ -54,12 +62,12 @@ pub fn agent_args(assignment: &TaskAssignment, cfg: &SpecInputs) -> Vec<String> 
     args
 }
 
-fn flag(args: &mut Vec<String>, name: &str, value: &str) {
-    args.push(name.to_owned());
-    args.push(value.to_owned());
+fn flag<'a>(args: &mut Vec<Cow<'a, str>>, name: &'static str, value: impl Into<Cow<'a, str>>) {
+    args.push(name.into());
+    args.push(value.into());
 }
 
-fn snapshot_args(snap: &AgentConfig, args: &mut Vec<String>) {
+fn snapshot_args<'a>(snap: &'a AgentConfig, args: &mut Vec<Cow<'a, str>>) {
     let harness_type = snap.harness.as_ref().and_then(|h| h.kind.as_deref());
     let is_oz = matches!(harness_type, None | Some("") | Some("oz"));
     if is_oz && let Some(model) = non_blank(snap.model_id.as_deref()) {
@@ -72,7 +80,7 @@ fn snapshot_args(snap: &AgentConfig, args: &mut Vec<String>) {
         flag(args, "--skill", skill);
     }
     if let Some(servers) = snap.mcp_servers.as_ref().filter(|m| !m.is_empty()) {
-        flag(args, "--mcp", &mcp_json(servers));
+        flag(args, "--mcp", mcp_json(servers));
     }
     if snap.computer_use_enabled.unwrap_or(is_oz) {
         args.push("--computer-use".into());
@@ -107,10 +115,10 @@ fn snapshot_args(snap: &AgentConfig, args: &mut Vec<String>) {
         args.push("--no-snapshot".into());
     }
     if let Some(secs) = snap.snapshot_upload_timeout_secs.filter(|s| *s > 0) {
-        flag(args, "--snapshot-upload-timeout", &format!("{secs}s"));
+        flag(args, "--snapshot-upload-timeout", format!("{secs}s"));
     }
     if let Some(secs) = snap.snapshot_script_timeout_secs.filter(|s| *s > 0) {
-        flag(args, "--snapshot-script-timeout", &format!("{secs}s"));
+        flag(args, "--snapshot-script-timeout", format!("{secs}s"));
     }
     if let Some(env) = non_blank(snap.environment_id.as_deref()) {
         flag(args, "--environment", env);

@@ -38,7 +38,8 @@ fn s(v: &str) -> Option<String> {
 
 /// The agent args between `--server-root-url URL` and `--idle-on-complete`.
 fn middle(a: &TaskAssignment) -> Vec<String> {
-    let args = agent_args(a, &inputs());
+    let cfg = inputs();
+    let args = agent_args(a, &cfg);
     let start = args
         .iter()
         .position(|x| x == "https://app.warp.dev")
@@ -48,7 +49,7 @@ fn middle(a: &TaskAssignment) -> Vec<String> {
         .iter()
         .rposition(|x| x == "--idle-on-complete")
         .unwrap();
-    args[start..end].to_vec()
+    args[start..end].iter().map(|s| s.to_string()).collect()
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -66,7 +67,8 @@ fn task_md_example_is_exact() {
         kind: "TEAM".into(),
         id: 1,
     });
-    let spec = build(&a, &inputs()).unwrap();
+    let cfg = inputs();
+    let spec = build(&a, &cfg).unwrap();
     assert_eq!(
         spec.cmd.join(" "),
         "/agent/entrypoint.sh agent run --share team:edit --task-id T --sandboxed --server-root-url https://app.warp.dev --model m1 --computer-use --idle-on-complete 12m"
@@ -363,7 +365,10 @@ fn idle_on_complete_three_cases() {
         cfg.idle_on_complete = worker.map(str::to_owned);
         let args = agent_args(&a, &cfg);
         let at = args.iter().position(|x| x == "--idle-on-complete").unwrap();
-        args[at..].to_vec()
+        args[at..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<String>>()
     };
     assert_eq!(
         tail(Some(15), Some("30m")),
@@ -571,8 +576,11 @@ fn create_body_full_example_is_exact() {
         "mirror:5000/me/app:2",
         &strs(&["warpdotdev-warp-agent-0123456789ab", "c-abcdefabcdef"]),
     );
+    // What goes on the wire is the same object, Env written from the spec.
+    let sent: Value = serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
+    assert_eq!(sent, body.to_value());
     assert_eq!(
-        body.to_string(),
+        body.to_value().to_string(),
         json!({
             "Image": "mirror:5000/me/app:2",
             "Cmd": ["/agent/entrypoint.sh", "agent", "run", "--task-id", "T", "--sandboxed",
@@ -606,10 +614,71 @@ fn create_body_full_example_is_exact() {
 
 #[test]
 fn create_body_omits_unset_host_config() {
-    let spec = build(&assignment(None), &inputs()).unwrap();
+    let (a, cfg) = (assignment(None), inputs());
+    let spec = build(&a, &cfg).unwrap();
     let body = create_body(&spec, "ubuntu:22.04", &[]);
     assert_eq!(body["Image"], "ubuntu:22.04");
     assert_eq!(body["HostConfig"], json!({}));
+}
+
+#[test]
+fn env_names_are_one_variable_each() {
+    let refused = |name: &str, value: &str| {
+        let mut a = assignment(None);
+        a.env_vars = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        let e = build(&a, &inputs()).unwrap_err();
+        assert_eq!(e.failure_reason(), FailureReason::ContainerCreate);
+        e.to_string()
+    };
+    assert_eq!(
+        refused("OPERATOR_VAR=evil", "x"),
+        "env_vars name \"OPERATOR_VAR=evil\" contains '=' (it would set another variable)"
+    );
+    assert_eq!(refused("", "x"), "env_vars name \"\" is empty");
+    assert_eq!(
+        refused("A\0B", "x"),
+        "env_vars name \"A\\u{0}B\" contains a NUL byte"
+    );
+    assert_eq!(
+        refused("TOKEN", "se\0cret"),
+        "env_vars value of \"TOKEN\" contains a NUL byte"
+    );
+    assert_eq!(
+        refused(&format!("{}=", "N".repeat(300)), "x"),
+        format!(
+            "env_vars name \"{}…(+101 bytes)\" contains '=' (it would set another variable)",
+            "N".repeat(200)
+        )
+    );
+    // Docker and POSIX take any other name; the operator's still wins.
+    let mut a = assignment(None);
+    a.env_vars = BTreeMap::from([
+        ("lower.dotted-name".to_owned(), "1".to_owned()),
+        ("TAB\tNAME".to_owned(), "2".to_owned()),
+        ("OPERATOR_VAR".to_owned(), "task".to_owned()),
+    ]);
+    let mut cfg = inputs();
+    cfg.operator_env = BTreeMap::from([("OPERATOR_VAR".to_owned(), "operator".to_owned())]);
+    let spec = build(&a, &cfg).unwrap();
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert!(env.contains(&"OPERATOR_VAR=operator".to_owned()), "{env:?}");
+    assert!(env.contains(&"TAB\tNAME=2".to_owned()));
+    assert_eq!(
+        env.iter().filter(|e| e.starts_with("OPERATOR_VAR")).count(),
+        1
+    );
+}
+
+#[test]
+fn env_values_are_escaped_on_the_wire_and_never_copied_into_the_body_object() {
+    let mut a = assignment(None);
+    a.env_vars = BTreeMap::from([("Q".to_owned(), "a\"b\\c\n\u{1}é".to_owned())]);
+    let cfg = inputs();
+    let spec = build(&a, &cfg).unwrap();
+    let body = create_body(&spec, "img", &[]);
+    assert!(body.get("Env").is_none());
+    let sent: Value = serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
+    assert_eq!(sent["Env"][4], "Q=a\"b\\c\n\u{1}é");
 }
 
 #[test]

@@ -99,9 +99,22 @@ pub struct VolumeInfo {
     /// Labels set at creation.
     #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
-    /// RFC 3339 creation time on the daemon's clock (`2026-12-02T13:12:23Z`).
+    /// RFC 3339 creation time on the daemon's clock (`2026-12-02T13:12:23Z`);
+    /// with the name, the volume's identity (a volume removed and made again
+    /// under the same name differs).
     #[serde(rename = "CreatedAt", default)]
     pub created_at: String,
+    /// Where the daemon keeps its files, as a path on the daemon's host.
+    #[serde(rename = "Mountpoint", default)]
+    pub mountpoint: String,
+}
+
+/// `GET /info`, the fields the worker uses.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct SystemInfo {
+    /// The daemon's default log driver (`json-file`, `local`, `journald`, …).
+    #[serde(rename = "LoggingDriver", default)]
+    pub logging_driver: String,
 }
 
 /// Deserialises JSON `null` as the type's default (the Engine sends `null`
@@ -291,6 +304,11 @@ impl Docker {
         decode(expect_success(resp)?).map(Some)
     }
 
+    /// `GET /info`.
+    pub fn info(&self) -> Result<SystemInfo> {
+        self.send_json("GET", "/info".into(), Body::None)
+    }
+
     /// `GET /version`.
     pub fn version(&self) -> Result<VersionInfo> {
         self.send_json("GET", "/version".into(), Body::None)
@@ -372,6 +390,27 @@ impl Docker {
         labels: &BTreeMap<String, String>,
     ) -> Result<VolumeInfo> {
         let body = serde_json::json!({ "Name": name, "Labels": labels });
+        self.send_json(
+            "POST",
+            "/volumes/create".into(),
+            Body::Json(body.to_string().into_bytes()),
+        )
+    }
+
+    /// `POST /volumes/create` with the `local` driver and these mount
+    /// options (`type`, `device`, `o`), and these labels.
+    pub fn volume_create_local(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        options: &BTreeMap<&str, String>,
+    ) -> Result<VolumeInfo> {
+        let body = serde_json::json!({
+            "Name": name,
+            "Driver": "local",
+            "DriverOpts": options,
+            "Labels": labels,
+        });
         self.send_json(
             "POST",
             "/volumes/create".into(),

@@ -29,6 +29,9 @@ pub enum Body<'a> {
     Empty,
     /// A JSON document, sent with `Content-Type: application/json`.
     Json(Vec<u8>),
+    /// A JSON document of this many bytes that the function writes as it
+    /// goes (never held whole in memory); called again if the request is retried.
+    JsonWriter(u64, &'a dyn Fn(&mut dyn Write) -> io::Result<()>),
     /// A stream of unknown length, uploaded chunked with this content type.
     Stream(&'static str, &'a mut dyn Read),
 }
@@ -417,6 +420,10 @@ impl Client {
                 headers.push(("Content-Type", "application/json"));
                 BodyFraming::Length(bytes.len() as u64)
             }
+            Body::JsonWriter(len, _) => {
+                headers.push(("Content-Type", "application/json"));
+                BodyFraming::Length(*len)
+            }
             Body::Stream(content_type, _) => {
                 headers.push(("Content-Type", content_type));
                 BodyFraming::Chunked
@@ -429,6 +436,10 @@ impl Client {
             .and_then(|()| match &mut req.body {
                 Body::None | Body::Empty => Ok(()),
                 Body::Json(bytes) => conn.stream.write_all(bytes),
+                Body::JsonWriter(_, write) => {
+                    let mut out = io::BufWriter::with_capacity(64 * 1024, &mut conn.stream);
+                    write(&mut out).and_then(|()| out.flush())
+                }
                 Body::Stream(_, reader) => match upload_chunked(&mut conn.stream, &mut **reader) {
                     Ok(()) => Ok(()),
                     Err(Upload::Sink(e)) => Err(e),

@@ -5,10 +5,10 @@
 //! from the caller; nothing here decides what a task container looks like.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::api::{
     Docker, MAX_JSON, SHORT, api_error, enc, expect_success, label_filter, null_as_default,
@@ -105,15 +105,33 @@ pub struct ContainerSummary {
 impl Docker {
     /// `POST /containers/create?name=…` with `body` as the config; returns the ID.
     /// 404 (no such image) and 409 (name in use) keep the daemon's message.
-    pub fn create(&self, name: &str, body: &serde_json::Value) -> Result<String> {
+    /// `body` is serialised straight onto the connection (once to count its
+    /// bytes, once to send them), so a large environment is never copied.
+    pub fn create<B: Serialize + ?Sized>(&self, name: &str, body: &B) -> Result<String> {
         #[derive(Deserialize)]
         struct Created {
             #[serde(rename = "Id")]
             id: String,
         }
+        struct Count(u64);
+        impl Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let write =
+            |out: &mut dyn Write| serde_json::to_writer(out, body).map_err(std::io::Error::other);
+        let mut count = Count(0);
+        write(&mut count).map_err(|e| DockerError::Io {
+            call: "POST /containers/create".into(),
+            source: e,
+        })?;
         let path = format!("/containers/create?name={}", enc(name));
-        let created: Created =
-            self.send_json("POST", path, Body::Json(body.to_string().into_bytes()))?;
+        let created: Created = self.send_json("POST", path, Body::JsonWriter(count.0, &write))?;
         Ok(created.id)
     }
 

@@ -19,7 +19,7 @@ pub mod reference;
 pub mod sha256;
 pub mod transport;
 
-pub use api::{Docker, ImageInfo, PullProgress, VersionInfo, VolumeInfo};
+pub use api::{Docker, ImageInfo, PullProgress, SystemInfo, VersionInfo, VolumeInfo};
 pub use client::AbortSlot;
 pub use containers::{
     ContainerConfig, ContainerDetails, ContainerState, ContainerSummary, WaitResult,

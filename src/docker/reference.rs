@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::outside::Shown;
+
 /// Docker Hub's registry name after normalisation.
 pub const DOCKER_HUB: &str = "docker.io";
 /// Docker Hub's key in the Docker client config and credential helpers.
@@ -86,27 +88,32 @@ impl fmt::Display for ReferenceError {
             Self::InvalidFormat { reference } => {
                 write!(
                     f,
-                    "invalid image reference {reference:?}: invalid reference format"
+                    "invalid image reference {:?}: invalid reference format",
+                    Shown(reference)
                 )
             }
             Self::Uppercase { reference } => write!(
                 f,
-                "invalid image reference {reference:?}: repository name must be lowercase"
+                "invalid image reference {:?}: repository name must be lowercase",
+                Shown(reference)
             ),
             Self::NameTooLong { reference } => write!(
                 f,
-                "invalid image reference {reference:?}: repository name must not be more than 255 characters"
+                "invalid image reference {:?}: repository name must not be more than 255 characters",
+                Shown(reference)
             ),
             Self::InvalidTag { reference } => {
                 write!(
                     f,
-                    "invalid image reference {reference:?}: invalid tag format"
+                    "invalid image reference {:?}: invalid tag format",
+                    Shown(reference)
                 )
             }
             Self::InvalidDigest { reference } => {
                 write!(
                     f,
-                    "invalid image reference {reference:?}: invalid digest format"
+                    "invalid image reference {:?}: invalid digest format",
+                    Shown(reference)
                 )
             }
             Self::InvalidMirror {

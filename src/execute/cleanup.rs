@@ -29,6 +29,8 @@ pub struct Leftover {
     pub generation: u64,
     /// Claim volumes exist for it and go with it.
     pub has_claims: bool,
+    /// Its task's private sidecar volumes, removed after it (last made first).
+    pub volumes: Vec<String>,
 }
 
 enum Slot {
@@ -177,6 +179,11 @@ fn clean(docker: &Docker, worker_id: &str, instance: &str, leftover: &Leftover) 
     match docker.remove(id) {
         Ok(()) => {
             log::debug!("removed container {id}");
+            for volume in leftover.volumes.iter().rev() {
+                if let Err(e) = docker.volume_remove(volume) {
+                    log::warn!("removing sidecar volume {volume} of container {id}: {e}");
+                }
+            }
             if leftover.has_claims
                 && let Err(e) = claims::remove_all(docker, worker_id, id)
             {

@@ -104,6 +104,8 @@ impl DockerRunner {
             has_claims: found.has_claims,
             // Not ours to remove: its owner is alive and finishes it.
             detached: !found.owned,
+            // An earlier process's private sidecar volumes: the reaper's.
+            volumes: Vec::new(),
         };
         let id = found.id;
         match found.state {

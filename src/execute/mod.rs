@@ -4,7 +4,8 @@
 //! Owns [`DockerRunner`] (the flow: spec → image → sidecar volumes → create
 //! → musl probe → start → wait → exit status → logs) and the mapping of each
 //! step's failure to its `failure_reason`. Image pulls live in [`image`],
-//! sidecar volumes in [`sidecar`], what happens to an ended task's container
+//! sidecar volumes in [`sidecar`] (a `read_write` sidecar's private volume in
+//! [`sidecar::task_copy`]), host log limits in [`logconf`], what happens to an ended task's container
 //! in [`cleanup`], containers started by an earlier worker process in
 //! `follow` (with [`ownership`], [`claims`] and [`lease`] for who may take
 //! them over), leftovers in [`reaper`], pure names in [`names`]. Cancel hooks
@@ -17,6 +18,7 @@ pub mod cleanup;
 mod follow;
 pub mod image;
 pub mod lease;
+pub mod logconf;
 pub mod names;
 pub mod ownership;
 pub mod reaper;
@@ -26,15 +28,17 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, ContainerLogs};
 use crate::container_spec::{self, Limits, SpecInputs};
 use crate::docker::auth::CredentialEnv;
 use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::logging;
+use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
 use crate::wire::{FailureReason, TaskAssignment};
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
+use sidecar::task_copy::{TaskRef, TaskVolumes};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
 use cleanup::{Cleanups, Leftover};
@@ -44,6 +48,8 @@ use lease::DaemonClock;
 const LOG_TAIL_LINES: u32 = 100;
 /// Bytes of container output logged at most.
 const LOG_TAIL_BYTES: usize = 64 * 1024;
+/// What every logged line of container output starts with.
+pub const CONTAINER_LINE: &str = "[container] ";
 
 /// What the runner needs from the configuration.
 #[derive(Debug, Clone)]
@@ -66,6 +72,8 @@ pub struct RunnerSettings {
     /// loses nothing; false removes it at once (a runner driven without a
     /// dispatcher, as in tests).
     pub remove_after_delivery: bool,
+    /// Bounds on container logs on the host.
+    pub container_logs: ContainerLogs,
 }
 
 impl RunnerSettings {
@@ -86,6 +94,7 @@ impl RunnerSettings {
             limits_override: None,
             instance,
             remove_after_delivery: true,
+            container_logs: cfg.docker.container_logs,
         }
     }
 }
@@ -99,6 +108,7 @@ pub struct DockerRunner {
     active: Arc<Mutex<HashSet<String>>>,
     clock: Arc<DaemonClock>,
     cleanups: Arc<Cleanups>,
+    logs: logconf::HostLogs,
 }
 
 impl DockerRunner {
@@ -113,6 +123,7 @@ impl DockerRunner {
             settings.instance.clone(),
             settings.remove_after_delivery,
         ));
+        let logs = logconf::HostLogs::new(settings.container_logs);
         Self {
             docker,
             settings,
@@ -120,6 +131,7 @@ impl DockerRunner {
             active: Arc::default(),
             clock: DaemonClock::new(),
             cleanups,
+            logs,
         }
     }
 
@@ -172,8 +184,9 @@ impl DockerRunner {
         }
         if let Some(env) = container_spec::environment_without_image(task) {
             log::warn!(
-                "task names environment {env} but no image came with it; using {}",
-                spec.image
+                "task names environment {} but no image came with it; using {}",
+                Shown(env),
+                Shown(&spec.image)
             );
         }
         // The dispatcher masks env_vars; the operator's values are secrets too.
@@ -191,6 +204,8 @@ impl DockerRunner {
         };
         let mut sidecar_volumes = Vec::with_capacity(spec.sidecars.len());
         let mut sidecar_images = Vec::with_capacity(spec.sidecars.len());
+        // A read_write sidecar's own volumes; the task container takes them over.
+        let mut task_volumes = TaskVolumes::new(Arc::clone(&self.volumes));
         for sidecar in &spec.sidecars {
             if cancel.is_cancelled() {
                 return TaskOutcome::failed(FailureReason::SidecarPrep, "cancelled");
@@ -203,13 +218,25 @@ impl DockerRunner {
                         return TaskOutcome::failed(FailureReason::SidecarPrep, detail);
                     }
                 };
-            let volume = self.volumes.ensure(
+            let shared = self.volumes.ensure(
                 &sidecar.image,
                 &prepared.reference,
                 &prepared.info.repo_digests,
                 &prepared.info.id,
                 cancel,
             );
+            let volume = match shared {
+                Ok(shared) if !sidecar.read_only => {
+                    // A shared volume is never mounted writable: this task gets its own.
+                    let owner = TaskRef {
+                        task_id: &task.task_id,
+                        execution_id: &task.execution_id,
+                    };
+                    let reference = &prepared.reference;
+                    (self.volumes).task_copy(&shared, reference, owner, &mut task_volumes, cancel)
+                }
+                other => other,
+            };
             match volume {
                 Ok(v) => sidecar_volumes.push(v),
                 Err(e) => return TaskOutcome::failed(FailureReason::SidecarPrep, e.to_string()),
@@ -231,7 +258,7 @@ impl DockerRunner {
             body["Labels"][key] = value.into();
         }
         let name = names::container_name(&task.task_id, &task.execution_id, names::nonce());
-        let id = match self.docker.create(&name, &body) {
+        let id = match self.logs.create(&self.docker, &name, &mut body) {
             Ok(id) => id,
             Err(e) => {
                 let detail = format!("failed to create container: {e}");
@@ -239,6 +266,7 @@ impl DockerRunner {
             }
         };
         let mut container = self.container(&task.task_id, id, keep);
+        container.volumes = task_volumes.hand_over();
         log::debug!("created container {name} ({})", container.id);
 
         // The musl probe runs on the real task container (created, not
@@ -250,14 +278,27 @@ impl DockerRunner {
                 container.keep = false;
                 let detail = format!(
                     "image {} uses musl libc (for example Alpine Linux); the Warp agent needs a glibc-based image such as Debian or Ubuntu",
-                    spec.image
+                    Shown(&spec.image)
                 );
                 return TaskOutcome::failed(FailureReason::ImagePull, detail);
             }
             Ok(false) => {}
-            Err(e) => log::warn!("could not check image {} for musl libc: {e}", spec.image),
+            Err(e) => log::warn!(
+                "could not check image {} for musl libc: {e}",
+                Shown(&spec.image)
+            ),
         }
-        self.run_container(&mut container, cancel)
+        let outcome = self.run_container(&mut container, cancel);
+        if let TaskOutcome::Failed {
+            reason: FailureReason::ContainerStart,
+            ..
+        } = &outcome
+        {
+            // A volume replaced or emptied behind the worker's back shows here:
+            // the next task checks them again rather than trusting the record.
+            self.volumes.forget(&sidecar_volumes);
+        }
+        outcome
     }
 
     /// The guard of a task container of `task_id` this process owns.
@@ -270,6 +311,7 @@ impl DockerRunner {
             generation: 0,
             has_claims: false,
             detached: false,
+            volumes: Vec::new(),
         }
     }
 
@@ -382,7 +424,19 @@ impl DockerRunner {
             return;
         }
         match self.docker.logs_tail(id, LOG_TAIL_LINES, LOG_TAIL_BYTES) {
-            Ok(out) if !out.is_empty() => log::log!(level, "container output:\n{out}"),
+            Ok(out) if !out.is_empty() => {
+                // One record per line, each marked as the container's (the
+                // logger escapes what a line holds), so no output line can
+                // pass for one the worker wrote.
+                log::log!(
+                    level,
+                    "container output (last {} lines):",
+                    out.lines().count()
+                );
+                for line in out.lines() {
+                    log::log!(level, "{CONTAINER_LINE}{line}");
+                }
+            }
             Ok(_) => {}
             Err(e) => log::warn!("reading the output of container {id}: {e}"),
         }
@@ -458,6 +512,8 @@ struct TaskContainer<'a> {
     /// Claim volumes exist for it.
     has_claims: bool,
     detached: bool,
+    /// Its private sidecar volumes, removed after it.
+    volumes: Vec<String>,
 }
 
 impl Drop for TaskContainer<'_> {
@@ -472,6 +528,7 @@ impl Drop for TaskContainer<'_> {
                 keep: self.keep,
                 generation: self.generation,
                 has_claims: self.has_claims,
+                volumes: std::mem::take(&mut self.volumes),
             },
         );
     }

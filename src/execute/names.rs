@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 
-use crate::container_spec::{LABEL_MANAGED, LABEL_PREFIX, LABEL_WORKER_ID};
+use crate::container_spec::{
+    LABEL_EXECUTION_ID, LABEL_MANAGED, LABEL_PREFIX, LABEL_TASK_ID, LABEL_WORKER_ID,
+};
 
 /// Label naming what a helper container is for (value [`ROLE_FILL`]).
 pub const LABEL_ROLE: &str = "dev.warp.oz-agent-worker.role";
@@ -18,6 +20,10 @@ pub const LABEL_KEEP: &str = "dev.warp.oz-agent-worker.keep";
 pub const LABEL_VOLUME: &str = "dev.warp.oz-agent-worker.volume";
 /// Label on sidecar volumes naming the image they hold.
 pub const LABEL_SIDECAR_IMAGE: &str = "dev.warp.oz-agent-worker.sidecar-image";
+/// Label on sidecar volumes: a random value per fill. With the creation
+/// time (which the daemon reports to the second only) it is the volume's
+/// identity: a volume made again under the same name does not carry it.
+pub const LABEL_FILL_ID: &str = "dev.warp.oz-agent-worker.fill-id";
 /// Role of the containers that fill or probe a sidecar volume.
 pub const ROLE_FILL: &str = "sidecar-fill";
 /// Role of an instance's liveness lease volumes (see `lease`).
@@ -38,6 +44,13 @@ pub const LABEL_CONTAINER: &str = "dev.warp.oz-agent-worker.container";
 pub const LABEL_GENERATION: &str = "dev.warp.oz-agent-worker.generation";
 /// Label (`true`) on a claim whose owner sent the task's terminal message.
 pub const LABEL_REPORTED: &str = "dev.warp.oz-agent-worker.reported";
+/// Role of a task's private copy of a `read_write` sidecar (a volume
+/// removed with the task's container).
+pub const ROLE_TASK_SIDECAR: &str = "task-sidecar";
+/// Suffix of the worker's own sidecar volume when a volume of the plain
+/// name was made by another program and is in use. The plain name ends in
+/// hex digits, so no image's plain name ends in this.
+pub const FOREIGN_ALTERNATE_SUFFIX: &str = "-oz";
 /// File at a sidecar volume's root written after a complete copy.
 pub const MARKER: &str = ".oz-sidecar-complete";
 /// Where fill and probe containers mount the volume.
@@ -57,6 +70,13 @@ pub fn container_name(task_id: &str, execution_id: &str, nonce: u32) -> String {
     } else {
         format!("oz-task-{task}-{exec}-{:04x}", nonce & 0xffff)
     }
+}
+
+/// A task's private sidecar volume: `oz-task-<task id>-sidecar-<nonce>`.
+pub fn task_sidecar_volume_name(task_id: &str, nonce: u32) -> String {
+    let task: String = sanitise(task_id).chars().take(NAME_TASK_MAX).collect();
+    let task = if task.is_empty() { "task".into() } else { task };
+    format!("oz-task-{task}-sidecar-{nonce:08x}")
 }
 
 /// A fill or probe container's name: `oz-fill-<volume>-<what>-<nonce>`.
@@ -88,12 +108,33 @@ pub fn nonce() -> u32 {
     h.finish() as u32
 }
 
-/// Labels of a sidecar volume.
-pub fn volume_labels(worker_id: &str, image: &str) -> BTreeMap<String, String> {
+/// Labels of a sidecar volume; `fill_id` is [`fill_id`]'s.
+pub fn volume_labels(worker_id: &str, image: &str, fill_id: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
         (LABEL_SIDECAR_IMAGE.to_owned(), image.to_owned()),
+        (LABEL_FILL_ID.to_owned(), fill_id.to_owned()),
+    ])
+}
+
+/// A fresh [`LABEL_FILL_ID`] value (64 random bits, hex).
+pub fn fill_id() -> String {
+    format!("{:08x}{:08x}", nonce(), nonce())
+}
+
+/// Labels of a task's private sidecar volume.
+pub fn task_sidecar_labels(
+    worker_id: &str,
+    task_id: &str,
+    execution_id: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED.to_owned(), "true".to_owned()),
+        (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
+        (LABEL_TASK_ID.to_owned(), task_id.to_owned()),
+        (LABEL_EXECUTION_ID.to_owned(), execution_id.to_owned()),
+        (LABEL_ROLE.to_owned(), ROLE_TASK_SIDECAR.to_owned()),
     ])
 }
 
@@ -195,6 +236,10 @@ mod tests {
             helper_name("oz-test-agent-sidecar-0123456789ab", "src", 255),
             "oz-fill-oz-test-agent-sidecar-0123456789ab-src-000000ff"
         );
+        assert_eq!(
+            task_sidecar_volume_name("T/1", 0xab),
+            "oz-task-T-1-sidecar-000000ab"
+        );
     }
 
     #[test]
@@ -258,12 +303,16 @@ mod tests {
             Some("sidecar-fill")
         );
         assert_eq!(helper.get(LABEL_INSTANCE).map(String::as_str), Some("i1"));
-        assert_eq!(
-            volume_labels("w", "img")
-                .get(LABEL_SIDECAR_IMAGE)
-                .map(String::as_str),
-            Some("img")
-        );
+        let labels = volume_labels("w", "img", "f1");
+        assert_eq!(labels[LABEL_SIDECAR_IMAGE], "img");
+        assert_eq!(labels[LABEL_FILL_ID], "f1");
+        assert_eq!(fill_id().len(), 16);
+        let private = task_sidecar_labels("w", "T", "E");
+        assert_eq!(private[LABEL_ROLE], "task-sidecar");
+        assert_eq!(private[LABEL_TASK_ID], "T");
+        assert_eq!(private[LABEL_EXECUTION_ID], "E");
+        assert_eq!(private[LABEL_WORKER_ID], "w");
+        assert_eq!(private[LABEL_MANAGED], "true");
         assert_eq!(
             label(LABEL_VOLUME, "v"),
             "dev.warp.oz-agent-worker.volume=v"

@@ -3,14 +3,24 @@
 //! by every later task.
 //!
 //! Owns [`SidecarVolumes`]: the process-wide record of volumes known to be
-//! complete, the single-flight of fills (two tasks needing the same new
-//! volume copy it once), the fill itself (export → archive, streamed, then
-//! the completeness marker) and the check of an unknown existing volume. It
-//! must not pull images (the caller passes a prepared one) nor touch task
-//! containers. A fill that fails or is cancelled leaves no volume and no
-//! helper container behind.
+//! complete (each with the volume's identity, its creation time and a random
+//! fill id label, so a volume replaced behind the worker's back is checked
+//! again), the single-flight of
+//! fills (two tasks needing the same new volume copy it once), the fill
+//! itself (export → archive, streamed, then the completeness marker), the
+//! check of an existing volume, and what to do with one another program made
+//! (see [`SidecarVolumes::ensure`]). A task's private copy of a `read_write`
+//! sidecar lives in [`task_copy`]. It must not pull images (the caller
+//! passes a prepared one) nor touch task containers. A fill that fails or is
+//! cancelled leaves no volume and no helper container behind.
+//!
+//! Shared volumes are only ever mounted read-only into task containers: a
+//! task that asks for a sidecar `read_write` gets its own copy, so no task
+//! can change what another runs, nor write the completeness marker.
 
-use std::collections::HashSet;
+pub mod task_copy;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -18,9 +28,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::names::{self, FILL_PATH, LABEL_ROLE, LABEL_VOLUME, MARKER, ROLE_FILL};
+use super::names::{
+    self, FILL_PATH, FOREIGN_ALTERNATE_SUFFIX, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME,
+    MARKER, ROLE_FILL,
+};
+use crate::container_spec::LABEL_MANAGED;
 use crate::docker::reference::sidecar_volume_name;
-use crate::docker::{AbortSlot, Docker, DockerError};
+use crate::docker::{AbortSlot, Docker, DockerError, VolumeInfo};
 use crate::task::CancelToken;
 
 /// How often a fill by another worker process is looked at.
@@ -55,14 +69,19 @@ impl fmt::Display for SidecarError {
             Self::NoDigest { image } => {
                 write!(
                     f,
-                    "sidecar image {image} has no digest or id to name its volume"
+                    "sidecar image {} has no digest or id to name its volume",
+                    crate::outside::Shown(image)
                 )
             }
             Self::Docker {
                 volume,
                 step,
                 source,
-            } => write!(f, "preparing sidecar volume {volume}: {step}: {source}"),
+            } => write!(
+                f,
+                "preparing sidecar volume {}: {step}: {source}",
+                crate::outside::Shown(volume)
+            ),
             Self::Cancelled => f.write_str("cancelled while preparing a sidecar volume"),
         }
     }
@@ -70,12 +89,47 @@ impl fmt::Display for SidecarError {
 
 impl std::error::Error for SidecarError {}
 
+/// A volume this process verified complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    /// The volume holding the files: the plain name, or its alternate.
+    volume: String,
+    /// Its identity when verified: creation time and fill id.
+    identity: Identity,
+}
+
+/// What tells one volume from another made under the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    created_at: String,
+    fill_id: Option<String>,
+}
+
+impl Identity {
+    fn of(info: &VolumeInfo) -> Self {
+        Self {
+            created_at: info.created_at.clone(),
+            fill_id: info.labels.get(names::LABEL_FILL_ID).cloned(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// Volumes verified complete by this process.
-    complete: HashSet<String>,
-    /// Volumes being checked or filled by some task right now.
+    /// Plain volume name → the complete volume serving it.
+    complete: HashMap<String, Known>,
+    /// Plain names being checked or filled by some task right now, with
+    /// the volumes that work touches.
     busy: HashSet<String>,
+    /// Volumes a task could not start with: refilled before the next use,
+    /// whatever their marker says.
+    suspect: HashSet<String>,
+    /// Shared volumes under a running task's overlay, with how many: the
+    /// daemon does not know they are in use, so this worker never removes
+    /// them meanwhile.
+    lowers: HashMap<String, usize>,
+    /// Whether the daemon mounts overlay volumes (`None`: not tried yet).
+    overlay: Option<bool>,
 }
 
 /// The worker's sidecar volumes. One per runner, shared by all its tasks.
@@ -119,18 +173,88 @@ impl SidecarVolumes {
 
     /// True while some task checks or fills `volume` (the reaper leaves it alone).
     pub fn is_busy(&self, volume: &str) -> bool {
-        self.lock().busy.contains(volume)
+        let busy = &self.lock().busy;
+        busy.contains(volume)
+            || volume
+                .strip_suffix(FOREIGN_ALTERNATE_SUFFIX)
+                .is_some_and(|plain| busy.contains(plain))
     }
 
     /// True when this process has verified `volume` complete.
     pub fn is_known_complete(&self, volume: &str) -> bool {
-        self.lock().complete.contains(volume)
+        self.lock().complete.values().any(|k| k.volume == volume)
+    }
+
+    /// Forgets what this process verified about `volumes` (the volumes a
+    /// task that could not start was given) and distrusts them: the next
+    /// task that needs one gets it copied again (or, while another container
+    /// still uses it, a fresh copy under the alternate name).
+    pub fn forget(&self, volumes: &[String]) {
+        let mut state = self.lock();
+        state.complete.retain(|_, k| !volumes.contains(&k.volume));
+        state.suspect.extend(volumes.iter().cloned());
+    }
+
+    fn is_suspect(&self, volume: &str) -> bool {
+        self.lock().suspect.contains(volume)
+    }
+
+    fn hold_lower(&self, volume: &str) {
+        *self.lock().lowers.entry(volume.to_owned()).or_default() += 1;
+    }
+
+    fn release_lower(&self, volume: &str) {
+        let mut state = self.lock();
+        if let Some(n) = state.lowers.get_mut(volume) {
+            *n -= 1;
+            if *n == 0 {
+                state.lowers.remove(volume);
+            }
+        }
+    }
+
+    /// Forces how `read_write` sidecars get their private volume: `Some(false)`
+    /// copies the image for each task, `Some(true)` mounts an overlay without
+    /// checking first, `None` checks on the next one (the default).
+    pub fn set_overlay(&self, usable: Option<bool>) {
+        self.lock().overlay = usable;
+    }
+
+    fn overlay_usable(&self) -> Option<bool> {
+        self.lock().overlay
+    }
+
+    fn set_overlay_usable(&self, usable: bool) {
+        self.lock().overlay = Some(usable);
+    }
+
+    /// Removes `volume` unless a container (or an overlay of this worker's)
+    /// uses it.
+    fn remove_unused(&self, volume: &str) -> Result<(), DockerError> {
+        if self.lock().lowers.contains_key(volume) {
+            return Err(DockerError::Api {
+                call: format!("DELETE /volumes/{volume}"),
+                status: 409,
+                message: "under a running task's read_write overlay".into(),
+            });
+        }
+        self.docker.volume_remove(volume)
     }
 
     /// The complete volume holding `image`'s filesystem (`reference` is what
     /// to create helpers from, `named` the image as the task named it, which
     /// names the volume). Copies it when missing or incomplete, once even if
     /// several tasks ask at the same time.
+    ///
+    /// A volume of that name that another program made (no
+    /// `dev.warp.oz-agent-worker.managed` label: the Go worker names its
+    /// sidecar volumes the same way, and Docker makes an empty one when a
+    /// container names a missing volume) is never trusted, whatever it
+    /// holds: when no container uses it, it is replaced by a complete one of
+    /// the worker's own; when one does (a container the Go worker kept with
+    /// `--no-cleanup`), it is left alone and the worker fills and uses its
+    /// own volume under the name plus [`FOREIGN_ALTERNATE_SUFFIX`]. A task
+    /// never fails because of such a volume.
     pub fn ensure(
         self: &Arc<Self>,
         named: &str,
@@ -159,15 +283,15 @@ impl SidecarVolumes {
                 state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            let known = state.complete.contains(&volume);
+            let known = state.complete.get(&volume).cloned();
             state.busy.insert(volume.clone());
             drop(state);
-            let result = self.check_or_fill(&volume, reference, known, cancel);
+            let result = self.resolve(&volume, reference, known, cancel);
             state = self.lock();
             state.busy.remove(&volume);
             match &result {
-                Ok(()) => {
-                    state.complete.insert(volume.clone());
+                Ok(k) => {
+                    state.complete.insert(volume.clone(), k.clone());
                 }
                 Err(_) => {
                     state.complete.remove(&volume);
@@ -175,39 +299,117 @@ impl SidecarVolumes {
             }
             drop(state);
             self.changed.notify_all();
-            return result.map(|()| volume);
+            return result.map(|k| k.volume);
         }
     }
 
-    fn check_or_fill(
+    /// The complete volume serving the plain name `volume`.
+    fn resolve(
         &self,
         volume: &str,
         reference: &str,
-        known: bool,
+        known: Option<Known>,
         cancel: &CancelToken,
-    ) -> Result<(), SidecarError> {
-        let exists = self
-            .docker
-            .volume_inspect(volume)
-            .map_err(|source| docker_err(volume, "inspecting it", source))?
-            .is_some();
-        if exists && known {
-            return Ok(());
+    ) -> Result<Known, SidecarError> {
+        if let Some(known) = known {
+            // One inspect: the same volume as verified, or check again.
+            match self.inspect(&known.volume)? {
+                Some(info) if Identity::of(&info) == known.identity => return Ok(known),
+                Some(_) => log::info!(
+                    "sidecar volume {} was replaced since it was checked; checking it again",
+                    known.volume
+                ),
+                None => {}
+            }
         }
-        if exists {
+        let Some(info) = self.inspect(volume)? else {
+            return self.fill(volume, reference, cancel);
+        };
+        if self.is_suspect(volume) {
+            log::warn!(
+                "sidecar volume {volume} was in use when a task could not start; copying it again"
+            );
+        } else if is_ours(&info) {
             if self.has_marker(volume, reference)? {
                 log::debug!("sidecar volume {volume} is complete; reusing it");
-                return Ok(());
+                return Ok(Known {
+                    volume: volume.to_owned(),
+                    identity: Identity::of(&info),
+                });
             }
             if self.filled_elsewhere(volume, reference, cancel)? {
-                return Ok(());
+                let info = self.inspect(volume)?.unwrap_or(info);
+                return Ok(Known {
+                    volume: volume.to_owned(),
+                    identity: Identity::of(&info),
+                });
             }
             log::warn!("sidecar volume {volume} was never completed; removing and copying again");
-            self.docker
-                .volume_remove(volume)
-                .map_err(|source| docker_err(volume, "removing the incomplete volume", source))?;
+        } else {
+            log::warn!(
+                "a volume named {volume} exists that this worker did not make (another program, e.g. the Go worker, or Docker itself); not trusting its content"
+            );
         }
-        self.fill(volume, reference, cancel)
+        match self.remove_unused(volume) {
+            Ok(()) => {
+                let known = self.fill(volume, reference, cancel)?;
+                self.drop_alternate(volume);
+                Ok(known)
+            }
+            Err(DockerError::Api { status: 409, .. }) => {
+                let alternate = format!("{volume}{FOREIGN_ALTERNATE_SUFFIX}");
+                log::info!(
+                    "volume {volume} is in use by a container; using this worker's own copy {alternate}"
+                );
+                self.resolve_alternate(&alternate, reference, cancel)
+            }
+            Err(source) => Err(docker_err(volume, "removing it", source)),
+        }
+    }
+
+    /// The worker's own volume under the alternate name: reused when
+    /// complete, else (re)filled.
+    fn resolve_alternate(
+        &self,
+        alternate: &str,
+        reference: &str,
+        cancel: &CancelToken,
+    ) -> Result<Known, SidecarError> {
+        if let Some(info) = self.inspect(alternate)? {
+            if is_ours(&info)
+                && !self.is_suspect(alternate)
+                && self.has_marker(alternate, reference)?
+            {
+                return Ok(Known {
+                    volume: alternate.to_owned(),
+                    identity: Identity::of(&info),
+                });
+            }
+            self.remove_unused(alternate).map_err(|source| {
+                docker_err(alternate, "removing the incomplete volume", source)
+            })?;
+        }
+        self.fill(alternate, reference, cancel)
+    }
+
+    /// After the plain name is the worker's again, its alternate serves
+    /// nothing: remove it unless a container still uses it.
+    fn drop_alternate(&self, volume: &str) {
+        let alternate = format!("{volume}{FOREIGN_ALTERNATE_SUFFIX}");
+        if let Ok(Some(info)) = self.docker.volume_inspect(&alternate)
+            && is_ours(&info)
+        {
+            match self.docker.volume_remove(&alternate) {
+                Ok(()) | Err(DockerError::Api { status: 409, .. }) => {}
+                Err(e) => log::warn!("removing sidecar volume {alternate}: {e}"),
+            }
+        }
+    }
+
+    fn inspect(&self, volume: &str) -> Result<Option<VolumeInfo>, SidecarError> {
+        self.docker
+            .volume_inspect(volume)
+            .map_err(|source| docker_err(volume, "inspecting it", source))
     }
 
     /// Whether another worker process (sharing this worker id and daemon) is
@@ -267,22 +469,53 @@ impl SidecarVolumes {
         found
     }
 
+    /// Fills a new shared volume, marker last.
     fn fill(
         &self,
         volume: &str,
         reference: &str,
         cancel: &CancelToken,
-    ) -> Result<(), SidecarError> {
+    ) -> Result<Known, SidecarError> {
         self.fills.fetch_add(1, Ordering::SeqCst);
         log::info!("copying sidecar image {reference} into volume {volume}");
-        let labels = names::volume_labels(&self.worker_id, reference);
+        let fill_id = names::fill_id();
+        let labels = names::volume_labels(&self.worker_id, reference, &fill_id);
+        self.copy_image(volume, reference, &labels, true, cancel)?;
+        self.lock().suspect.remove(volume);
+        // The creation time the daemon reports follows changes at the
+        // volume's root, so it is read once the copy is in.
+        let info = self.inspect(volume)?;
+        log::info!("sidecar volume {volume} is ready");
+        Ok(Known {
+            volume: volume.to_owned(),
+            identity: info.as_ref().map_or(
+                Identity {
+                    created_at: String::new(),
+                    fill_id: Some(fill_id),
+                },
+                Identity::of,
+            ),
+        })
+    }
+
+    /// Creates `volume` with `labels` and copies `reference`'s filesystem
+    /// into it (then the marker, when asked). Removes the volume again
+    /// unless the copy completes.
+    fn copy_image(
+        &self,
+        volume: &str,
+        reference: &str,
+        labels: &BTreeMap<String, String>,
+        marker: bool,
+        cancel: &CancelToken,
+    ) -> Result<(), SidecarError> {
         let mut partial = PartialVolume {
             docker: &self.docker,
             volume,
             done: false,
         };
         self.docker
-            .volume_create(volume, &labels)
+            .volume_create(volume, labels)
             .map_err(|source| docker_err(volume, "creating it", source))?;
         let source = self
             .helper(volume, reference, "src", false)
@@ -320,16 +553,17 @@ impl SidecarVolumes {
             .put_archive(&target.id, FILL_PATH, &mut export, &put_slot)
             .map_err(copy_err)?;
         drop(export);
-        self.docker
-            .put_archive(
-                &target.id,
-                FILL_PATH,
-                &mut names::marker_tar().as_slice(),
-                &put_slot,
-            )
-            .map_err(copy_err)?;
+        if marker {
+            self.docker
+                .put_archive(
+                    &target.id,
+                    FILL_PATH,
+                    &mut names::marker_tar().as_slice(),
+                    &put_slot,
+                )
+                .map_err(copy_err)?;
+        }
         partial.done = true;
-        log::info!("sidecar volume {volume} is ready");
         Ok(())
     }
 
@@ -360,6 +594,13 @@ impl SidecarVolumes {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Made by this worker (any worker id: the scheme is the same) as a shared
+/// sidecar volume; anything else is another program's.
+fn is_ours(info: &VolumeInfo) -> bool {
+    info.labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
+        && info.labels.contains_key(LABEL_SIDECAR_IMAGE)
 }
 
 fn docker_err(volume: &str, step: &'static str, source: DockerError) -> SidecarError {

@@ -92,6 +92,7 @@ impl Fixture {
             instance: format!("test-{}", self.worker_id),
             // Driven without a dispatcher: nothing would say "delivered".
             remove_after_delivery: false,
+            container_logs: Default::default(),
         }
     }
 
@@ -115,6 +116,32 @@ impl Fixture {
         let tag = format!("oz-test/sc-{}:latest", self.worker_id.to_lowercase());
         let _ = case;
         docker_cli(&["tag", SIDECAR, &tag]);
+        self.tags.push(tag.clone());
+        tag
+    }
+
+    /// A private sidecar image (FROM scratch) whose `/entrypoint.sh` is
+    /// `script`, run by busybox `sh` in the task container; removed when the
+    /// test ends. For tests that need the task to do something of its own.
+    pub fn script_sidecar(&mut self, script: &str) -> String {
+        let tag = format!(
+            "oz-test/script-{}-{}:latest",
+            self.worker_id.to_lowercase(),
+            self.tags.len()
+        );
+        let dir = self.out.join(format!("script-image-{}", self.tags.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let entrypoint = dir.join("entrypoint.sh");
+        std::fs::write(&entrypoint, format!("#!/bin/sh\n{script}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&entrypoint, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "FROM scratch\nCOPY entrypoint.sh /entrypoint.sh\nLABEL oz-agent-worker.test=1\nCMD [\"/entrypoint.sh\"]\n",
+        )
+        .unwrap();
+        docker_cli(&["build", "-q", "-t", &tag, dir.to_str().unwrap()]);
+        std::fs::remove_dir_all(&dir).unwrap();
         self.tags.push(tag.clone());
         tag
     }

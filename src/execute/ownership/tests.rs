@@ -34,6 +34,7 @@ fn volume(name: &str, created_at: &str, pairs: &[(&str, &str)]) -> VolumeInfo {
         name: name.into(),
         labels: labels(pairs),
         created_at: created_at.into(),
+        mountpoint: String::new(),
     }
 }
 

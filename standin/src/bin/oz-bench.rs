@@ -14,6 +14,8 @@ mod compare;
 mod docker;
 #[path = "oz-bench/error.rs"]
 mod error;
+#[path = "oz-bench/hostile.rs"]
+mod hostile;
 #[path = "oz-bench/sections.rs"]
 mod sections;
 #[path = "oz-bench/server.rs"]
@@ -199,6 +201,20 @@ fn main() -> ExitCode {
             one,
         );
     }
+    step(
+        only.as_deref(),
+        "assignment memory",
+        &mut rows,
+        || hostile::assignment_memory(&cfg),
+        many,
+    );
+    step(
+        only.as_deref(),
+        "read_write sidecar copy",
+        &mut rows,
+        || hostile::read_write_copy(&cfg),
+        many,
+    );
     println!("{}", table::render(&rows));
     println!(
         "Each figure is the median of {} runs ({} for the 16-task, 200-task and sidecar-copy rows); \

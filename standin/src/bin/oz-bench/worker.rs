@@ -101,6 +101,18 @@ impl WorkerProc {
         })
     }
 
+    /// Peak resident set size so far (`VmHWM` of /proc/<pid>/status), in KiB.
+    pub fn hwm_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let text = std::fs::read_to_string(&path).map_err(io(format!("reading {path}")))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| BenchError::Unexpected {
+                what: format!("no VmHWM line in {path}"),
+            })
+    }
+
     /// CPU time used so far (utime + stime from /proc/<pid>/stat), in ms.
     pub fn cpu_ms(&self) -> Result<f64> {
         let path = format!("/proc/{}/stat", self.child.id());

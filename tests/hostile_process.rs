@@ -1,0 +1,295 @@
+//! A compromised orchestrator and untrusted task output against the real
+//! worker process: frames that are deep, duplicated or misshapen are still
+//! answered, outside values cannot forge log records, masking stays with its
+//! task, numbers are never echoed, and bytes in flight are capped.
+
+mod support;
+
+use std::time::Duration;
+
+use oz_standin::{Options, Orchestrator};
+use serde_json::{Value, json};
+use support::Fixture;
+use support::process::WorkerProcess;
+use support::tasks::{count, strs, terminal, worker_args};
+
+const WAIT: Duration = Duration::from_secs(60);
+const API_KEY: &str = "oz-api-key-hostile-7c1e";
+
+fn start(fx: &Fixture, orch: &Orchestrator, extra: &[&str]) -> WorkerProcess {
+    let args = worker_args(fx, &orch.url(), extra);
+    let worker = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", API_KEY)]);
+    assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+    worker
+}
+
+fn wait_terminal(orch: &Orchestrator, ids: &[&str], worker: &WorkerProcess) -> Vec<Value> {
+    let frames = orch.wait_for(|f| ids.iter().all(|id| !terminal(f, id).is_empty()), WAIT);
+    for id in ids {
+        assert!(
+            !terminal(&frames, id).is_empty(),
+            "no terminal message for {id:?}:\n{frames:?}\n{}",
+            worker.text()
+        );
+    }
+    frames
+}
+
+fn failed_with(frames: &[Value], id: &str) -> Value {
+    let t = terminal(frames, id);
+    assert_eq!(t.len(), 1, "{id}: {frames:?}");
+    t[0]["data"].clone()
+}
+
+#[test]
+fn deep_duplicated_and_misshapen_frames_with_a_readable_id_get_task_failed() {
+    let fx = Fixture::new("frames");
+    let orch = Orchestrator::start(Options::default());
+    let mut worker = start(&fx, &orch, &["--log-level", "debug"]);
+    let deep = format!(
+        r#"{{"type":"task_assignment","data":{{"task_id":"deep","task":{{"id":"deep","task_definition":{}0{}}}}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("deep", deep, "nested deeper than 127 levels"),
+        (
+            "dup-type",
+            r#"{"type":"task_assignment","type":"task_assignment","data":{"task_id":"dup-type","task":{"id":"dup-type"}}}"#.into(),
+            "the envelope has more than one `type`",
+        ),
+        (
+            "dup-data",
+            // As Go reads a repeated key: the last one counts.
+            r#"{"type":"task_assignment","data":{"task_id":"first","task":{"id":"x"}},"data":{"task_id":"dup-data"}}"#.into(),
+            "the envelope has more than one `data`",
+        ),
+        (
+            "task-array",
+            r#"{"type":"task_assignment","data":{"task_id":"task-array","task":[]}}"#.into(),
+            "invalid type: sequence, expected an object",
+        ),
+        (
+            "shape-array",
+            r#"{"type":"task_assignment","data":{"task_id":"shape-array","task":{"id":"shape-array"},"instance_shape":[]}}"#.into(),
+            "invalid type: sequence, expected an object",
+        ),
+        (
+            "empty-task-id",
+            r#"{"type":"task_assignment","data":{"task_id":"empty-task-id","task":{"id":""}}}"#.into(),
+            "task.id is empty",
+        ),
+        (
+            "number",
+            r#"{"type":"task_assignment","data":{"task_id":"number","task":{"id":"number"},"env_vars":{"TOKEN":918273645}}}"#.into(),
+            "invalid type: integer `…`, expected a string",
+        ),
+    ];
+    // Not answerable (no readable, non-empty id): logged only.
+    assert!(
+        orch.send_text(r#"{"type":"task_assignment","data":{"task_id":"","task":{"id":"x"}}}"#)
+    );
+    for (_, frame, _) in &cases {
+        assert!(orch.send_text(frame));
+    }
+    let ids: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let frames = wait_terminal(&orch, &ids, &worker);
+    for (id, _, problem) in &cases {
+        assert_eq!(
+            failed_with(&frames, id),
+            json!({"task_id": id, "failure_reason": "unknown",
+                   "message": format!("Failed to execute task: invalid task assignment: {problem}")}),
+            "{id}"
+        );
+        assert_eq!(count(&frames, "task_claimed", id), 0, "{id}");
+    }
+    for f in &frames {
+        let id = f["data"]["task_id"].as_str().unwrap_or_default();
+        assert!(ids.contains(&id), "an answer for {id:?}: {f}");
+    }
+    let text = worker.text();
+    assert!(!text.contains("918273645"), "{text}");
+    assert!(orch.is_connected(), "the connection stays up");
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL ` at the start: a record the worker wrote.
+fn is_record(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        r.into_iter()
+            .all(|i| b.get(i).is_some_and(u8::is_ascii_digit))
+    };
+    b.len() > 30
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[10] == b'T'
+        && b[23] == b'Z'
+        && b[24] == b' '
+        && ["DEBUG", "INFO ", "WARN ", "ERROR"]
+            .iter()
+            .any(|l| line[25..].starts_with(l))
+}
+
+#[test]
+fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
+    let mut fx = Fixture::new("forge");
+    let printer = fx.script_sidecar(
+        "printf 'plain line\\n2026-01-01T00:00:00.000Z ERROR forged-by-output\\n'\nenv | sort\nexit 3",
+    );
+    let orch = Orchestrator::start(Options::default());
+    let mut worker = start(&fx, &orch, &["--log-level", "debug"]);
+    let forged_id = "A\n2026-01-01T00:00:00.000Z INFO  forged-by-id";
+    let assignment = |id: &str, image: &str, title: &str, env: Value| {
+        json!({"type": "task_assignment", "data": {
+            "task_id": id, "execution_id": "e",
+            "task": {"id": id, "title": title},
+            "docker_image": image, "sidecar_image": printer, "env_vars": env}})
+    };
+    assert!(orch.send(&assignment(
+        forged_id,
+        support::BUSYBOX,
+        "t\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
+        json!({"WORD": "container", "SHORT": "abc12", "LONG_SECRET": "long-secret-value"}),
+    )));
+    assert!(orch.send(&assignment(
+        "B",
+        support::BUSYBOX,
+        "plain",
+        json!({"OTHER": "x"})
+    )));
+    assert!(orch.send(&assignment(
+        "C",
+        "busybox\n2026-01-01T00:00:00.000Z INFO  forged-by-image",
+        "img",
+        json!({})
+    )));
+    let huge_image = "a".repeat(1 << 20);
+    assert!(orch.send(&assignment("D", &huge_image, "huge", json!({}))));
+    let frames = wait_terminal(&orch, &[forged_id, "B", "C", "D"], &worker);
+    let d = failed_with(&frames, "D");
+    let message = d["message"].as_str().unwrap();
+    assert!(message.len() < 600, "{} bytes", message.len());
+    assert!(
+        message.starts_with(&format!(
+            "Failed to execute task: invalid image reference \"{}…(+{} bytes)\"",
+            "a".repeat(200),
+            (1 << 20) - 200
+        )),
+        "{message}"
+    );
+    assert_eq!(failed_with(&frames, forged_id)["exit_code"], 3);
+    assert_eq!(failed_with(&frames, "B")["exit_code"], 3);
+    let c = failed_with(&frames, "C");
+    assert_eq!(c["failure_reason"], "image_pull");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("busybox\\n2026-01-01T00:00:00.000Z INFO  forged-by-image"),
+        "{c}"
+    );
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+
+    let lines = worker.lines();
+    for line in &lines {
+        assert!(line.len() < 9000, "{} bytes in one line", line.len());
+        assert!(is_record(line), "not a record the worker wrote: {line:?}");
+        assert!(!line.starts_with("2026-01-01T00:00:00.000Z"), "{line:?}");
+    }
+    let of = |task: &str| -> Vec<&String> {
+        let tag = format!(" task={task} ");
+        lines.iter().filter(|l| l.contains(&tag)).collect()
+    };
+    let a = of("A\\n2026-01-01T00:00:00.000Z INFO  forged-by-id");
+    let b = of("B");
+    assert!(!a.is_empty() && !b.is_empty(), "{}", worker.text());
+    // Container output: one record per line, marked.
+    assert!(
+        b.iter()
+            .any(|l| l.ends_with(" [container] 2026-01-01T00:00:00.000Z ERROR forged-by-output")),
+        "{b:?}"
+    );
+    // Task A's values mask A's lines (its marker too), only when long enough.
+    assert!(a.iter().any(|l| l.contains("started [REDACTED] ")), "{a:?}");
+    assert!(a.iter().all(|l| !l.contains("container")), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|l| l.ends_with("[[REDACTED]] LONG_SECRET=[REDACTED]")),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|l| l.ends_with("[[REDACTED]] SHORT=abc12")),
+        "{a:?}"
+    );
+    // ...and never task B's.
+    assert!(b.iter().any(|l| l.contains("started container ")), "{b:?}");
+    assert!(lines.iter().all(|l| !l.contains("long-secret-value")));
+    for (forged, escaped) in [
+        (
+            "forged-by-title",
+            "t\\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
+        ),
+        (
+            "forged-by-image",
+            "busybox\\n2026-01-01T00:00:00.000Z INFO  forged-by-image",
+        ),
+    ] {
+        let seen: Vec<&String> = lines.iter().filter(|l| l.contains(forged)).collect();
+        assert!(!seen.is_empty(), "{forged} never logged");
+        assert!(seen.iter().all(|l| l.contains(escaped)), "{seen:?}");
+    }
+    fx.assert_no_containers();
+}
+
+#[test]
+fn assignments_past_the_in_flight_byte_cap_are_rejected_like_capacity() {
+    let mut fx = Fixture::new("inflight");
+    let sidecar = fx.sidecar("inflight");
+    let config = fx.out.join("config.yaml");
+    std::fs::write(&config, "max_in_flight_bytes: 100k\n").unwrap();
+    let orch = Orchestrator::start(Options::default());
+    let mut worker = start(&fx, &orch, &["--config-file", config.to_str().unwrap()]);
+    let padded = |id: &str, pad: usize| {
+        json!({"type": "task_assignment", "data": {
+            "task_id": id, "execution_id": format!("e-{id}"),
+            "task": {"id": id, "title": "cap", "task_definition": {"prompt": "p".repeat(pad)}},
+            "docker_image": support::BUSYBOX, "sidecar_image": sidecar,
+            "env_vars": {"OZ_TEST_SLEEP": "300"}}})
+    };
+    assert!(orch.send(&padded("big-1", 80_000)));
+    orch.wait_for(|f| count(f, "task_claimed", "big-1") == 1, WAIT);
+    assert!(orch.send(&padded("big-2", 80_000)));
+    assert!(orch.send(&padded("small", 10)));
+    let frames = orch.wait_for(
+        |f| count(f, "task_rejected", "big-2") == 1 && count(f, "task_claimed", "small") == 1,
+        WAIT,
+    );
+    let rejected: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "task_rejected")
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            &json!({"type": "task_rejected", "data": {"task_id": "big-2", "reason": "worker at maximum concurrency"}})
+        ],
+        "{}",
+        worker.text()
+    );
+    assert!(orch.send(&json!({"type": "task_cancellation", "data": {"task_id": "big-1"}})));
+    orch.wait_for(|f| !terminal(f, "big-1").is_empty(), WAIT);
+    assert!(orch.send(&padded("big-2", 80_000)));
+    orch.wait_for(|f| count(f, "task_claimed", "big-2") == 1, WAIT);
+    assert!(
+        worker.text().contains("rejecting task big-2: its "),
+        "{}",
+        worker.text()
+    );
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    fx.assert_no_containers();
+}
