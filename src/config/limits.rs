@@ -200,6 +200,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_file_sets_them() {
+        let text = include_str!("../../deploy/config.example.yaml");
+        let cfg = super::super::from_yaml(text, "config.example.yaml", &|_| None).unwrap();
+        assert_eq!(cfg.max_in_flight_bytes, 64 << 20);
+        assert_eq!(cfg.docker.container_logs.limit, Some((10 << 20, 3)));
+    }
+
+    #[test]
     fn log_limits_default_and_disable() {
         assert_eq!(
             ContainerLogs::from_keys(None, None).limit,
