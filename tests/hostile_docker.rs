@@ -132,7 +132,10 @@ fn a_kept_read_write_task_keeps_its_labelled_copy_with_its_container() {
     // Nothing was copied: the private volume is an overlay on the shared one.
     let options = inspect(private[0])["Options"].clone();
     assert_eq!(options["type"], "overlay", "{options}");
-    let shared = volumes.iter().find(|v| !v.starts_with("oz-task-")).unwrap();
+    let shared = volumes
+        .iter()
+        .find(|v| v.starts_with("oz-test-script-"))
+        .unwrap();
     let lower = format!(
         "lowerdir={}",
         inspect(shared)["Mountpoint"].as_str().unwrap()

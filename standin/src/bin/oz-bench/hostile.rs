@@ -32,6 +32,10 @@ fn big_assignment(id: &str, cfg: &Cfg, place: &str) -> (Value, usize) {
     match place {
         "env_vars" => a["data"]["env_vars"] = json!({"BIG_SECRET": filler}),
         "additional_oz_args" => a["data"]["additional_oz_args"] = json!(["--x", filler]),
+        "mcp_servers" => {
+            a["data"]["task"]["agent_config_snapshot"] =
+                json!({"mcp_servers": {"big": {"command": filler}}})
+        }
         _ => a["data"]["task"]["task_definition"] = json!({"prompt": filler}),
     }
     let len = a.to_string().len();
@@ -80,6 +84,7 @@ pub fn assignment_memory(cfg: &Cfg) -> Result<Vec<Row>> {
     for (place, n) in [
         ("env_vars", 1),
         ("additional_oz_args", 1),
+        ("mcp_servers", 1),
         ("task_definition", 1),
         ("env_vars", 4),
     ] {
