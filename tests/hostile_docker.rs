@@ -314,7 +314,13 @@ fn the_complete_volume_record_never_outlives_the_volume() {
 
     // Broken in place without touching its root (so its identity holds):
     // the next task cannot start, and the one after it gets a fresh copy.
-    let mountpoint = std::path::PathBuf::from(format!("/var/lib/docker/volumes/{volume}/_data"));
+    let mountpoint = std::path::PathBuf::from(
+        fx.docker
+            .volume_inspect(&volume)
+            .unwrap()
+            .unwrap()
+            .mountpoint,
+    );
     let created = |v: &str| fx.docker.volume_inspect(v).unwrap().unwrap().created_at;
     let before = created(&volume);
     use std::os::unix::fs::PermissionsExt;
