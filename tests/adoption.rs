@@ -399,18 +399,55 @@ fn leftovers_of_gone_instances_go_and_a_live_ones_stay() {
         "lease-old",
         json!({LABEL_ROLE: "lease", LABEL_INSTANCE: "gone-instance", "dev.warp.oz-agent-worker.lease-ttl": "0"}),
     );
+    // A read-write sidecar's private volumes: one of a task whose container
+    // is gone, one of a task whose (live process's) container runs on.
+    let private = |task: &str| {
+        json!({LABEL_ROLE: "task-sidecar", "dev.warp.oz-agent-worker.task-id": task,
+            "dev.warp.oz-agent-worker.execution-id": format!("e-{task}")})
+    };
+    volume("private-gone", private("gone"));
+    volume("private-live", private("live"));
+    let body = json!({"Image": BUSYBOX, "Cmd": ["true"], "Labels": {
+        "dev.warp.oz-agent-worker.worker-id": wid,
+        "dev.warp.oz-agent-worker.task-id": "live",
+        "dev.warp.oz-agent-worker.execution-id": "e-live",
+        LABEL_INSTANCE: "live-instance",
+    }});
+    fx.docker
+        .create(&format!("task-live-{wid}"), &body)
+        .unwrap();
 
     let report = Sink::default().pass(&runner(&fx, "sweeper"));
     assert_eq!(
         (report.containers, report.volumes, report.adopted),
-        (1, 2, 0)
+        (1, 3, 0)
     );
-    let (containers, mut volumes) = fx.leftovers();
-    assert_eq!(containers, vec![format!("/fill-half-live-{wid}")]);
+    let (mut containers, mut volumes) = fx.leftovers();
+    containers.sort();
+    assert_eq!(
+        containers,
+        vec![
+            format!("/fill-half-live-{wid}"),
+            format!("/task-live-{wid}")
+        ]
+    );
     volumes.sort();
-    assert_eq!(volumes, vec![format!("half-live-{wid}")]);
+    assert_eq!(
+        volumes,
+        vec![format!("half-live-{wid}"), format!("private-live-{wid}")]
+    );
     held.release();
-    let report = Sink::default().pass(&runner(&fx, "sweeper"));
-    assert_eq!((report.containers, report.volumes), (1, 1));
+    let sink = Sink::default();
+    let report = sink.pass(&runner(&fx, "sweeper"));
+    assert_eq!(
+        (report.containers, report.volumes, report.adopted),
+        (1, 1, 1)
+    );
+    // The adopted task never started: removing it takes its private volume too
+    // (on the next pass, once its container is gone).
+    for task in sink.take() {
+        assert_eq!((task.work)(&CancelToken::new()), TaskOutcome::Interrupted);
+    }
+    Sink::default().pass(&runner(&fx, "sweeper"));
     fx.assert_nothing_left();
 }

@@ -5,6 +5,7 @@
 //! reported containers their owner did not live to remove, helper
 //! containers of interrupted sidecar fills and the volumes they were
 //! filling, sidecar volumes that never got their completeness marker,
+//! private (read-write) sidecar volumes of tasks whose container is gone,
 //! expired leases and claims of containers that are gone.
 //!
 //! Owns [`pass`] (at start-up and then periodically, see
@@ -19,11 +20,14 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, bounded};
 use serde_json::json;
 
-use super::names::{self, FILL_PATH, LABEL_INSTANCE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER};
+use super::names::{
+    self, FILL_PATH, LABEL_INSTANCE, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER,
+    ROLE_TASK_SIDECAR,
+};
 use super::ownership::{self, Leases, TaskVerdict};
 use super::{DockerRunner, claims};
 use crate::calendar::parse_rfc3339;
-use crate::container_spec::{LABEL_TASK_ID, LABEL_WORKER_ID};
+use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::dispatch::AdoptedTask;
 use crate::docker::{Docker, DockerError};
 
@@ -144,6 +148,19 @@ pub fn pass(
             }
         }
     }
+    for v in &volumes {
+        if v.labels
+            .get(LABEL_ROLE)
+            .is_some_and(|r| r == ROLE_TASK_SIDECAR)
+            && !parse_rfc3339(&v.created_at).is_some_and(young)
+            && !has_task_container(&containers, &v.labels)
+        {
+            log::info!("removing sidecar volume {} of a task that is gone", v.name);
+            if remove_volume(docker, &v.name)? {
+                report.volumes += 1;
+            }
+        }
+    }
     for name in ownership::stale_records(&containers, &volumes, &leases, me, now) {
         if remove_volume(docker, name)? {
             report.volumes += 1;
@@ -152,6 +169,19 @@ pub fn pass(
     report.look_again_in = ownership::next_expiry(&containers, &volumes, &leases, me, now)
         .map(|at| Duration::from_secs(at.saturating_sub(now) + 1));
     Ok(report)
+}
+
+/// Whether a task container of the same task and execution as a private
+/// sidecar volume's `labels` still exists (then the volume goes with it).
+fn has_task_container(
+    containers: &[crate::docker::ContainerSummary],
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let same =
+        |c: &crate::docker::ContainerSummary, key: &str| c.labels.get(key) == labels.get(key);
+    containers
+        .iter()
+        .any(|c| ownership::is_task(c) && same(c, LABEL_TASK_ID) && same(c, LABEL_EXECUTION_ID))
 }
 
 fn remove_task_container(docker: &Docker, worker_id: &str, id: &str) -> Result<(), DockerError> {
