@@ -38,8 +38,19 @@ impl fmt::Display for DurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Invalid(input) => write!(f, "time: invalid duration {}", quote(input)),
+            // Go's words, then an example: a bare `10` is the commonest
+            // mistake, and Go's message does not say what a unit looks like.
             Self::MissingUnit(input) => {
-                write!(f, "time: missing unit in duration {}", quote(input))
+                write!(f, "time: missing unit in duration {} (", quote(input))?;
+                let with = |unit: &str| {
+                    let fixed = format!("{input}{unit}");
+                    parse(&fixed).is_ok().then(|| quote(&fixed))
+                };
+                match (with("s"), with("m")) {
+                    (Some(s), Some(m)) => write!(f, "did you mean {s} or {m}? ")?,
+                    _ => f.write_str("e.g. \"10s\", \"45m\", \"1h30m\"; ")?,
+                }
+                f.write_str("units are ns, us, ms, s, m, h)")
             }
             Self::UnknownUnit { unit, input } => write!(
                 f,
@@ -306,7 +317,18 @@ mod tests {
             msg("1h 30m"),
             r#"time: unknown unit "h " in duration "1h 30m""#
         );
-        assert_eq!(msg("10"), r#"time: missing unit in duration "10""#);
+        assert_eq!(
+            msg("10"),
+            r#"time: missing unit in duration "10" (did you mean "10s" or "10m"? units are ns, us, ms, s, m, h)"#
+        );
+        assert_eq!(
+            msg("1h30"),
+            r#"time: missing unit in duration "1h30" (did you mean "1h30s" or "1h30m"? units are ns, us, ms, s, m, h)"#
+        );
+        assert_eq!(
+            msg("1.5.2"),
+            r#"time: missing unit in duration "1.5.2" (e.g. "10s", "45m", "1h30m"; units are ns, us, ms, s, m, h)"#
+        );
         assert_eq!(
             msg("10min"),
             r#"time: unknown unit "min" in duration "10min""#

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod outside;
+pub mod preflight;
 pub mod signals;
 pub mod task;
 pub mod wire;

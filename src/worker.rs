@@ -22,7 +22,7 @@ use crate::docker::{Docker, DockerError, discovery};
 use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, WorkerInfo};
 use crate::signals::Signal;
-use crate::{logging, signals};
+use crate::{logging, preflight, signals};
 
 /// Objects younger than this are spared by the reaper where a live process
 /// may still be making them.
@@ -39,6 +39,7 @@ enum RunError {
     Docker(DockerError),
     Lease(DockerError),
     Metrics(String),
+    Preflight(preflight::Problem),
     Startup(StartupError),
 }
 
@@ -51,6 +52,7 @@ impl fmt::Display for RunError {
                 "cannot create this worker's lease volume on the Docker daemon: {e}"
             ),
             Self::Metrics(e) => write!(f, "metrics: {e}"),
+            Self::Preflight(e) => write!(f, "{e}"),
             Self::Startup(e) => write!(f, "{e}"),
         }
     }
@@ -101,6 +103,9 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         docker.endpoint(),
         docker.api_version()
     );
+    // The daemon's side of the configuration (runtime, network, profiles,
+    // proxy, mirrors): refuse what would fail every task. See preflight.rs.
+    let config = &preflight::at_start(&docker, config, &env).map_err(RunError::Preflight)?;
     let health = Health::default();
     health.docker_ok();
 

@@ -20,7 +20,7 @@ use lexopt::{Arg, Parser};
 
 use super::error::{ConfigError, ValueError};
 use super::values;
-use super::{ApiKey, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
+use super::{ApiKey, DoctorFormat, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
 
 /// What the command line asks for.
 pub(crate) enum Parsed {
@@ -63,6 +63,8 @@ pub(crate) struct Flags {
     /// The first configuration error found in a flag, reported once the
     /// whole command line has parsed.
     pub deferred: Option<ConfigError>,
+    /// `doctor --format`.
+    pub doctor_format: Option<DoctorFormat>,
 }
 
 /// Every long flag this build knows, for "did you mean" suggestions.
@@ -90,6 +92,7 @@ const LONG_FLAGS: &[&str] = &[
     "sidecar-image",
     "image-pull-policy",
     "stop-grace",
+    "format",
     "target-dir",
 ];
 
@@ -309,6 +312,11 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
             let v = text(parser, "--image-pull-policy")?;
             flags.image_pull_policy =
                 Some(check("--image-pull-policy", values::parse_pull_policy(&v))?);
+        }
+        "format" => {
+            let v = text(parser, "--format")?;
+            let format = DoctorFormat::parse(&v).ok_or(ValueError::DoctorFormat(v));
+            flags.doctor_format = Some(check("--format", format)?);
         }
         other => match OTHER_BACKEND_FLAGS.iter().find(|(f, _)| *f == other) {
             Some((flag, backend)) => {

@@ -77,6 +77,27 @@ impl fmt::Debug for DoctorEnv {
     }
 }
 
+/// How the doctor prints its report (`doctor --format text|json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DoctorFormat {
+    /// One `PASS`/`WARN`/`FAIL` line per check, as each ends.
+    #[default]
+    Text,
+    /// One JSON document at the end.
+    Json,
+}
+
+impl DoctorFormat {
+    /// `text` or `json`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the doctor checks: the best-effort configuration and what was
 /// wrong while building it.
 #[derive(Debug)]
@@ -95,6 +116,8 @@ pub struct DoctorInput {
     pub api_key_problem: Option<ConfigError>,
     /// The environment the checks read.
     pub env: DoctorEnv,
+    /// How to print the report.
+    pub format: DoctorFormat,
 }
 
 // ConfigError holds io and YAML errors, which cannot be compared; their
@@ -108,6 +131,7 @@ impl PartialEq for DoctorInput {
             && text(&self.worker_id_problem) == text(&other.worker_id_problem)
             && text(&self.api_key_problem) == text(&other.api_key_problem)
             && self.env == other.env
+            && self.format == other.format
     }
 }
 
@@ -131,6 +155,7 @@ pub(crate) fn parse(flags: Flags, env: &dyn Fn(&str) -> Option<String>) -> Docto
             Err(e) => (String::new(), Some(e)),
         };
     DoctorInput {
+        format: flags.doctor_format.unwrap_or_default(),
         config: merge::build(flags, worker_id, api_key, file, env),
         config_file,
         file_problem,
@@ -222,6 +247,31 @@ mod tests {
         assert_eq!(input.config_file.as_deref(), Some(path_text.as_str()));
         assert_eq!(input.config.worker_id, "flag-id");
         assert_eq!(input.config.docker.default_image, "alpine:3");
+    }
+
+    #[test]
+    fn format_is_text_by_default_json_on_request_and_doctor_only() {
+        assert_eq!(doctor(&["doctor"]).format, DoctorFormat::Text);
+        assert_eq!(
+            doctor(&["doctor", "--format", "json"]).format,
+            DoctorFormat::Json
+        );
+        assert_eq!(
+            doctor(&["--format=text", "doctor"]).format,
+            DoctorFormat::Text
+        );
+        let refused = |list: &[&str]| {
+            let args = list.iter().map(OsString::from).collect();
+            parse_command(args, &env).unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(&["doctor", "--format", "yaml"]),
+            "invalid --format flag: `yaml` is not one of text, json"
+        );
+        assert_eq!(
+            refused(&["--worker-id", "w", "--api-key", "k", "--format", "json"]),
+            "flag `--format` is for `oz-agent-worker doctor` only (see `oz-agent-worker --help`)"
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub enum ValueError {
     Size(String),
     /// `container_log_max_file` not a whole number ≥ 1.
     FileCount(String),
+    /// `doctor --format` other than text, json.
+    DoctorFormat(String),
 }
 
 impl fmt::Display for ValueError {
@@ -87,6 +89,7 @@ impl fmt::Display for ValueError {
                 "`{v}` is not a size (a number with an optional unit k, m, g: `10m`, `64MiB`)"
             ),
             Self::FileCount(v) => write!(f, "`{v}` is not a whole number of files (1 or more)"),
+            Self::DoctorFormat(v) => write!(f, "`{v}` is not one of text, json"),
         }
     }
 }
@@ -125,6 +128,8 @@ pub enum ConfigError {
         /// What is wrong with the item.
         problem: ValueError,
     },
+    /// A flag that only `doctor` takes, given without it.
+    DoctorOnlyFlag(&'static str),
     /// `--backend` names something other than `docker`.
     UnsupportedBackend(String),
     /// A Go worker flag of a backend this build does not run (`--target-dir`).
@@ -150,6 +155,13 @@ pub enum ConfigError {
         path: String,
         /// The YAML decoder's error, with location.
         source: serde_yaml::Error,
+    },
+    /// The config file indents with a tab, which YAML forbids.
+    TabIndent {
+        /// The path given with `--config-file`.
+        path: String,
+        /// The line (1-based) with the tab.
+        line: usize,
     },
     /// The config file configures a backend this build does not run.
     FileBackendUnsupported {
@@ -202,6 +214,10 @@ impl fmt::Display for ConfigError {
                 "flag `{flag}` belongs to the Go worker's {backend} backend, but this build runs the Docker backend only"
             ),
             Self::VolumeConflict(c) => write!(f, "{c}"),
+            Self::DoctorOnlyFlag(flag) => write!(
+                f,
+                "flag `{flag}` is for `oz-agent-worker doctor` only (see `oz-agent-worker --help`)"
+            ),
             Self::UnsupportedBackend(name) => write!(
                 f,
                 "unsupported backend `{name}`: this build runs the Docker backend only (supported: docker)"
@@ -212,6 +228,10 @@ impl fmt::Display for ConfigError {
             Self::ParseFile { path, source } => {
                 write!(f, "failed to parse config file {path}: {source}")
             }
+            Self::TabIndent { path, line } => write!(
+                f,
+                "failed to parse config file {path}: line {line}: tabs are not allowed for indentation; use spaces"
+            ),
             Self::FileBackendUnsupported { path, backend } => write!(
                 f,
                 "invalid config file {path}: backend.{backend} is configured, but this build runs the Docker backend only (use backend.docker)"
@@ -264,6 +284,7 @@ impl ConfigError {
             | Self::UnexpectedValue(_)
             | Self::UnexpectedArgument(_)
             | Self::NotUnicode(_)
+            | Self::DoctorOnlyFlag(_)
             | Self::MissingApiKey => EXIT_USAGE,
             // The flag parser defers the ones Go checks after parsing
             // (`--env`, `--volumes`, `--idle-on-complete`, a negative count).

@@ -256,11 +256,21 @@ pub(crate) fn load(path: &str) -> Result<FileConfig, ConfigError> {
 /// Decodes file text; `path` is only for messages. A file with no document
 /// at all (empty, or only comments) is an empty config.
 pub(crate) fn decode(text: &str, path: &str) -> Result<FileConfig, ConfigError> {
-    let file: Option<FileConfig> =
-        serde_yaml::from_str(text).map_err(|source| ConfigError::ParseFile {
-            path: path.to_owned(),
-            source,
-        })?;
+    let file: Option<FileConfig> = serde_yaml::from_str(text).map_err(|source| {
+        match source
+            .location()
+            .and_then(|at| tab_indent(text, at.line(), at.column()))
+        {
+            Some(line) => ConfigError::TabIndent {
+                path: path.to_owned(),
+                line,
+            },
+            None => ConfigError::ParseFile {
+                path: path.to_owned(),
+                source,
+            },
+        }
+    })?;
     let file = file.unwrap_or_default();
     let b = &file.backend;
     let configured: Vec<&'static str> = [
@@ -282,5 +292,63 @@ pub(crate) fn decode(text: &str, path: &str) -> Result<FileConfig, ConfigError> 
             path: path.to_owned(),
             backends: configured,
         }),
+    }
+}
+
+/// The line number when the YAML error at `line`:`column` (1-based) points
+/// at a tab in that line's indentation: YAML forbids tabs there, and the
+/// scanner's own words ("found character that cannot start any token") do
+/// not say so.
+fn tab_indent(text: &str, line: usize, column: usize) -> Option<usize> {
+    let row = text.lines().nth(line.checked_sub(1)?)?;
+    let before: String = row.chars().take(column.checked_sub(1)?).collect();
+    let at = row.chars().nth(column - 1)?;
+    let indent = before.chars().all(|c| c == ' ' || c == '\t');
+    (indent && (at == '\t' || before.contains('\t'))).then_some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(text: &str) -> String {
+        decode(text, "c.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_says_so() {
+        assert_eq!(
+            refusal("backend:\n\tdocker:\n"),
+            "failed to parse config file c.yaml: line 2: tabs are not allowed for indentation; use spaces"
+        );
+        assert_eq!(
+            refusal("worker_id: w\nbackend:\n  docker:\n  \tvolumes: []\n"),
+            "failed to parse config file c.yaml: line 4: tabs are not allowed for indentation; use spaces"
+        );
+        assert_eq!(
+            refusal("backend:\n  docker:\n    volumes:\n      - /a:/a\n\t  - /b:/b\n"),
+            "failed to parse config file c.yaml: line 5: tabs are not allowed for indentation; use spaces"
+        );
+        // A tab after the colon is a separator YAML allows.
+        assert!(decode("worker_id:\tw\n", "c.yaml").is_ok());
+        // Other syntax errors keep the parser's words and position.
+        assert_eq!(
+            refusal("worker_id: \"w\n"),
+            "failed to parse config file c.yaml: found unexpected end of stream at line 2 column 1, while scanning a quoted scalar at line 1 column 12"
+        );
+    }
+
+    #[test]
+    fn a_bare_number_as_a_duration_gets_an_example() {
+        assert_eq!(
+            refusal("backend:\n  docker:\n    stop_grace: 10\n"),
+            r#"failed to parse config file c.yaml: backend.docker.stop_grace: time: missing unit in duration "10" (did you mean "10s" or "10m"? units are ns, us, ms, s, m, h) at line 3 column 17"#
+        );
+        assert_eq!(
+            refusal("idle_on_complete: 1.5\n"),
+            r#"failed to parse config file c.yaml: idle_on_complete: time: missing unit in duration "1.5" (did you mean "1.5s" or "1.5m"? units are ns, us, ms, s, m, h) at line 1 column 19"#
+        );
+        let zero = decode("drain_timeout: 0\n", "c.yaml").unwrap();
+        assert_eq!(zero.drain_timeout.map(|d| d.0), Some(Duration::ZERO));
     }
 }

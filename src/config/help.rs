@@ -17,7 +17,8 @@ and runs each in a Docker container.
 
 Usage:
   oz-agent-worker [FLAGS]           run the worker
-  oz-agent-worker doctor [FLAGS]    check this host and the configuration, then exit
+  oz-agent-worker doctor [--format text|json] [FLAGS]
+                                    check this host and the configuration, then exit
 
 Flags:
   --worker-id ID                  Worker host identifier; required (flag or config

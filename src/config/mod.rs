@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorInput};
+pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorFormat, DoctorInput};
 pub use error::{ConfigError, EXIT_CONFIG, EXIT_USAGE, ValueError, VolumeProblem};
 pub use file::from_yaml;
 pub use help::{help, version};
@@ -69,6 +69,9 @@ pub fn parse(
             return Err(e);
         }
         return Ok(Command::Doctor(doctor::parse(flags, env)));
+    }
+    if flags.doctor_format.is_some() {
+        return Err(ConfigError::DoctorOnlyFlag("--format"));
     }
     // In the Go worker's order: what its flag parser checks (the API key),
     // then the file, then what it checks while merging.

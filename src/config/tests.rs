@@ -298,6 +298,7 @@ fn doctor_subcommand_takes_the_same_flags() {
             worker_id_problem: None,
             api_key_problem: None,
             env: DoctorEnv::from_pairs([("HOME", "/home/op")]),
+            format: DoctorFormat::Text,
         })
     );
 }
@@ -371,7 +372,7 @@ fn command_line_errors_have_exact_messages() {
     );
     assert_eq!(
         error(&["--task-timeout", "5"]),
-        r#"invalid --task-timeout flag: time: missing unit in duration "5""#
+        r#"invalid --task-timeout flag: time: missing unit in duration "5" (did you mean "5s" or "5m"? units are ns, us, ms, s, m, h)"#
     );
     assert_eq!(
         error(&["--drain-timeout", "-5s"]),

@@ -128,6 +128,33 @@ impl fmt::Display for ProxyError {
 
 impl std::error::Error for ProxyError {}
 
+/// A proxy variable whose value cannot be used for the dial it applies to.
+/// The environment cannot change while the worker runs, so this is refused
+/// at start rather than retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableProxy {
+    /// The variable that holds it, e.g. `HTTPS_PROXY` (never its value,
+    /// which may carry credentials).
+    pub variable: &'static str,
+    /// What is wrong with the value.
+    pub error: ProxyError,
+}
+
+impl fmt::Display for UnusableProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            ProxyError::Scheme(s) => write!(
+                f,
+                "{}: proxy scheme {s:?} is not supported (the worker tunnels through an http:// proxy with CONNECT); set it to http://host:port or unset it",
+                self.variable
+            ),
+            other => write!(f, "{}: {other}", self.variable),
+        }
+    }
+}
+
+impl std::error::Error for UnusableProxy {}
+
 /// The proxy configuration taken from the environment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProxySettings {
@@ -137,6 +164,8 @@ pub struct ProxySettings {
     pub http: Option<Result<ProxyUrl, ProxyError>>,
     /// Hosts reached directly.
     pub no_proxy: NoProxy,
+    /// The variables `https` and `http` were read from, for messages.
+    from: (Option<&'static str>, Option<&'static str>),
 }
 
 impl ProxySettings {
@@ -144,25 +173,32 @@ impl ProxySettings {
     /// `ALL_PROXY` is a fallback the spec asks for (Go itself ignores it); a
     /// non-http `ALL_PROXY` (usually socks) is skipped rather than failing.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
-        let first = |names: &[&str]| {
+        let first = |names: &[&'static str]| {
             names
                 .iter()
-                .filter_map(|n| env(n))
-                .find(|v| !v.trim().is_empty())
+                .filter_map(|n| env(n).map(|v| (*n, v)))
+                .find(|(_, v)| !v.trim().is_empty())
         };
         let all = first(&["ALL_PROXY", "all_proxy"])
-            .map(|v| ProxyUrl::parse(&v))
-            .and_then(Result::ok)
-            .map(Ok);
-        let pick = |names: &[&str]| {
+            .and_then(|(n, v)| ProxyUrl::parse(&v).ok().map(|p| (n, Ok(p))));
+        let pick = |names: &[&'static str]| {
             first(names)
-                .map(|v| ProxyUrl::parse(&v))
+                .map(|(n, v)| (n, ProxyUrl::parse(&v)))
                 .or_else(|| all.clone())
         };
+        let (https, http) = (
+            pick(&["HTTPS_PROXY", "https_proxy"]),
+            pick(&["HTTP_PROXY", "http_proxy"]),
+        );
         Self {
-            https: pick(&["HTTPS_PROXY", "https_proxy"]),
-            http: pick(&["HTTP_PROXY", "http_proxy"]),
-            no_proxy: NoProxy::parse(&first(&["NO_PROXY", "no_proxy"]).unwrap_or_default()),
+            from: (https.as_ref().map(|p| p.0), http.as_ref().map(|p| p.0)),
+            https: https.map(|p| p.1),
+            http: http.map(|p| p.1),
+            no_proxy: NoProxy::parse(
+                &first(&["NO_PROXY", "no_proxy"])
+                    .map(|(_, v)| v)
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -174,6 +210,17 @@ impl ProxySettings {
             return None;
         }
         Some(chosen.clone())
+    }
+
+    /// The proxy variable that applies to `url` when its value cannot be
+    /// used (an unsupported scheme, no host), naming the variable.
+    pub fn unusable_for(&self, url: &WsUrl) -> Option<UnusableProxy> {
+        let error = self.proxy_for(url)?.err()?;
+        let from = if url.secure { self.from.0 } else { self.from.1 };
+        Some(UnusableProxy {
+            variable: from.unwrap_or("the proxy variable"),
+            error,
+        })
     }
 }
 
@@ -415,6 +462,34 @@ mod tests {
             ("no_proxy", "warp.dev"),
         ]));
         assert_eq!(s.proxy_for(&url("wss://oz.warp.dev/")), None);
+    }
+
+    #[test]
+    fn an_unusable_proxy_names_its_variable_not_its_value() {
+        let s = ProxySettings::from_env(&env(&[
+            ("https_proxy", "socks5://user:s3cret@s:1080"),
+            ("HTTP_PROXY", "http://:8"),
+        ]));
+        let wss = s.unusable_for(&url("wss://oz.warp.dev/")).unwrap();
+        assert_eq!(
+            wss.to_string(),
+            "https_proxy: proxy scheme \"socks5\" is not supported (the worker tunnels through an http:// proxy with CONNECT); set it to http://host:port or unset it"
+        );
+        assert_eq!(
+            s.unusable_for(&url("ws://oz.warp.dev/"))
+                .unwrap()
+                .to_string(),
+            "HTTP_PROXY: the proxy URL has no usable host:port"
+        );
+        // Not applying (NO_PROXY, loopback, none set) or usable: nothing to refuse.
+        assert_eq!(s.unusable_for(&url("wss://127.0.0.1:9/")), None);
+        let ok = ProxySettings::from_env(&env(&[("HTTPS_PROXY", "http://p:1")]));
+        assert_eq!(ok.unusable_for(&url("wss://oz.warp.dev/")), None);
+        let bypass = ProxySettings::from_env(&env(&[
+            ("HTTPS_PROXY", "socks5://s:1"),
+            ("NO_PROXY", "oz.warp.dev"),
+        ]));
+        assert_eq!(bypass.unusable_for(&url("wss://oz.warp.dev/")), None);
     }
 
     #[test]

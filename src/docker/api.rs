@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::client::{AbortSlot, Body, Client, Request, Response};
-use super::discovery::Target;
+use super::discovery::{Source, Target};
 use super::error::{DockerError, Result};
 use super::transport::{Connector, Endpoint};
 
@@ -109,14 +109,6 @@ pub struct VolumeInfo {
     pub mountpoint: String,
 }
 
-/// `GET /info`, the fields the worker uses.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-pub struct SystemInfo {
-    /// The daemon's default log driver (`json-file`, `local`, `journald`, …).
-    #[serde(rename = "LoggingDriver", default)]
-    pub logging_driver: String,
-}
-
 /// Deserialises JSON `null` as the type's default (the Engine sends `null`
 /// for empty lists and maps).
 pub(super) fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
@@ -181,19 +173,39 @@ pub(super) fn label_filter(labels: &[&str]) -> String {
     enc(&filters.to_string())
 }
 
+/// Names the setting behind a TCP address the daemon does not answer on:
+/// only the operator's `DOCKER_HOST` or context can have chosen it.
+fn with_origin(e: DockerError, source: &Source) -> DockerError {
+    let origin = match source {
+        Source::DockerHost => "DOCKER_HOST".to_owned(),
+        Source::Context(name) => format!("the docker context {name:?}"),
+        Source::Default => return e,
+    };
+    match e {
+        DockerError::Connect { addr, source, .. } => DockerError::Connect {
+            addr,
+            source,
+            origin: Some(origin),
+        },
+        other => other,
+    }
+}
+
 impl Docker {
     /// Pings the daemon (5 s limit), negotiates the API version (or uses
     /// the pinned one) and refuses daemons older than API 1.41.
     pub fn connect(target: &Target) -> Result<Docker> {
         let client = Client::new(Connector::new(target.endpoint.clone())?);
-        let resp = client.send(Request {
-            method: "GET",
-            target: "/_ping".into(),
-            headers: Vec::new(),
-            body: Body::None,
-            timeout: Some(PING_TIMEOUT),
-            abort: None,
-        })?;
+        let resp = client
+            .send(Request {
+                method: "GET",
+                target: "/_ping".into(),
+                headers: Vec::new(),
+                body: Body::None,
+                timeout: Some(PING_TIMEOUT),
+                abort: None,
+            })
+            .map_err(|e| with_origin(e, &target.source))?;
         let header = resp.head.header("api-version").map(str::to_string);
         let resp = expect_success(resp)?;
         resp.read_limited(MAX_ERROR_BODY)?;
@@ -296,17 +308,12 @@ impl Docker {
     }
 
     /// A short `GET` whose 2xx reply is JSON and whose 404 means "no such object".
-    fn get_optional<T: DeserializeOwned>(&self, path: String) -> Result<Option<T>> {
+    pub(super) fn get_optional<T: DeserializeOwned>(&self, path: String) -> Result<Option<T>> {
         let resp = self.send("GET", path, Body::None, Some(SHORT), None)?;
         if resp.status() == 404 {
             return Ok(None);
         }
         decode(expect_success(resp)?).map(Some)
-    }
-
-    /// `GET /info`.
-    pub fn info(&self) -> Result<SystemInfo> {
-        self.send_json("GET", "/info".into(), Body::None)
     }
 
     /// `GET /version`.

@@ -74,15 +74,16 @@ pub fn discover(env: &dyn Fn(&str) -> Option<String>, root: &Path) -> Result<Tar
     }
 
     let context = match var("DOCKER_CONTEXT") {
-        Some(name) => Some(name),
+        Some(name) => Some((name, ContextFrom::Env)),
         None => match &config_dir {
-            Some(dir) => current_context(&dir.join("config.json"))?,
+            Some(dir) => current_context(&dir.join("config.json"))?
+                .map(|name| (name, ContextFrom::ConfigFile)),
             None => None,
         },
     };
-    if let (Some(name), Some(dir)) = (context, &config_dir)
+    if let (Some((name, from)), Some(dir)) = (context, &config_dir)
         && name != "default"
-        && let Some(endpoint) = context_endpoint(dir, &name, root)?
+        && let Some(endpoint) = context_endpoint(dir, &name, from, root)?
     {
         return Ok(Target {
             endpoint,
@@ -142,8 +143,24 @@ fn config_err(path: &Path, detail: String) -> DockerError {
     }
 }
 
+/// Which setting named the docker context, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextFrom {
+    /// `DOCKER_CONTEXT`.
+    Env,
+    /// `currentContext` in the docker CLI's `config.json`.
+    ConfigFile,
+}
+
 /// The endpoint of context `name`; `None` when its docker endpoint has no host.
-fn context_endpoint(config_dir: &Path, name: &str, root: &Path) -> Result<Option<Endpoint>> {
+/// Errors name the context, never its `meta/<sha256>` storage path, which
+/// means nothing to an operator.
+fn context_endpoint(
+    config_dir: &Path,
+    name: &str,
+    from: ContextFrom,
+    root: &Path,
+) -> Result<Option<Endpoint>> {
     #[derive(Deserialize)]
     struct Meta {
         #[serde(rename = "Endpoints", default)]
@@ -162,12 +179,22 @@ fn context_endpoint(config_dir: &Path, name: &str, root: &Path) -> Result<Option
     }
     let id = sha256::hex_digest(name.as_bytes());
     let meta_path = config_dir.join("contexts/meta").join(&id).join("meta.json");
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| DockerError::Config {
-        what: format!("context {name:?}"),
-        detail: format!("cannot read {}: {e}", meta_path.display()),
+    let contexts = config_dir.join("contexts");
+    let text = std::fs::read_to_string(&meta_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DockerError::NoSuchContext {
+            name: name.to_owned(),
+            from,
+            dir: contexts.clone(),
+        },
+        _ => DockerError::Config {
+            what: format!("context {name:?}"),
+            detail: format!("cannot read its metadata under {}: {e}", contexts.display()),
+        },
     })?;
-    let meta: Meta =
-        serde_json::from_str(&text).map_err(|e| config_err(&meta_path, e.to_string()))?;
+    let meta: Meta = serde_json::from_str(&text).map_err(|e| DockerError::Config {
+        what: format!("context {name:?}"),
+        detail: format!("its metadata is not valid JSON: {e}"),
+    })?;
     let Some(docker) = meta.endpoints.docker.filter(|d| !d.host.is_empty()) else {
         return Ok(None);
     };

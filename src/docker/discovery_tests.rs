@@ -198,15 +198,43 @@ fn docker_context_and_current_context() {
         .run(&[("DOCKER_CONFIG", "/cfg"), ("DOCKER_CONTEXT", "default")])
         .unwrap();
     assert_eq!(t.source, Source::Default);
-    // Missing context is an error naming it.
+    // A missing context is named, with the setting that chose it; its
+    // meta/<sha256> storage path is not shown.
     let e = r
         .run(&[("DOCKER_CONFIG", "/cfg"), ("DOCKER_CONTEXT", "nope")])
         .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "docker context \"nope\" (from DOCKER_CONTEXT) does not exist under {}; unset DOCKER_CONTEXT or set it to one that `docker context ls` lists",
+            r.p("/cfg/contexts").display()
+        )
+    );
+    r.write("/cfg/config.json", r#"{"currentContext":"gone"}"#);
+    let e = r.run(&[("DOCKER_CONFIG", "/cfg")]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "docker context \"gone\" (from currentContext in the docker config) does not exist under {}; run `docker context use default` or set DOCKER_CONTEXT to one that `docker context ls` lists",
+            r.p("/cfg/contexts").display()
+        )
+    );
+    // Unreadable metadata: named by context too.
+    r.write(
+        &format!("/cfg/contexts/meta/{REMOTE_ID}/meta.json"),
+        "{not json",
+    );
+    let e = r
+        .run(&[("DOCKER_CONFIG", "/cfg"), ("DOCKER_CONTEXT", "remote")])
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.to_string()
-            .starts_with("docker client configuration context \"nope\": cannot read "),
+        e.starts_with(
+            "docker client configuration context \"remote\": its metadata is not valid JSON: "
+        ),
         "{e}"
     );
+    assert!(!e.contains(REMOTE_ID), "{e}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use super::discovery::ContextFrom;
 use super::http::ParseError;
 
 /// Everything that can go wrong talking to the Docker daemon.
@@ -28,6 +29,15 @@ pub enum DockerError {
         what: String,
         /// What went wrong, in the reader's words.
         detail: String,
+    },
+    /// `DOCKER_CONTEXT` or `currentContext` names a context that does not exist.
+    NoSuchContext {
+        /// The context name.
+        name: String,
+        /// Which setting named it.
+        from: ContextFrom,
+        /// The contexts directory searched.
+        dir: PathBuf,
     },
     /// Nothing listens on the Unix socket (missing or connection refused).
     NoDaemon {
@@ -51,6 +61,9 @@ pub enum DockerError {
         addr: String,
         /// The OS or TLS error.
         source: io::Error,
+        /// The setting that chose this address (`DOCKER_HOST`, a context),
+        /// when known, so the message says what to correct.
+        origin: Option<String>,
     },
     /// The daemon did not answer within the call's time limit.
     Timeout {
@@ -159,6 +172,20 @@ impl fmt::Display for DockerError {
             DockerError::Config { what, detail } => {
                 write!(f, "docker client configuration {what}: {detail}")
             }
+            DockerError::NoSuchContext { name, from, dir } => {
+                let (setting, fix) = match from {
+                    ContextFrom::Env => ("DOCKER_CONTEXT", "unset DOCKER_CONTEXT or set it"),
+                    ContextFrom::ConfigFile => (
+                        "currentContext in the docker config",
+                        "run `docker context use default` or set DOCKER_CONTEXT",
+                    ),
+                };
+                write!(
+                    f,
+                    "docker context {name:?} (from {setting}) does not exist under {}; {fix} to one that `docker context ls` lists",
+                    dir.display()
+                )
+            }
             DockerError::NoDaemon { socket, source } => write!(
                 f,
                 "no Docker daemon at {}: {source}; is it running? set DOCKER_HOST to use another daemon",
@@ -181,8 +208,29 @@ impl fmt::Display for DockerError {
                     ),
                 }
             }
-            DockerError::Connect { addr, source } => {
-                write!(f, "cannot connect to the Docker daemon at {addr}: {source}")
+            DockerError::Connect {
+                addr,
+                source,
+                origin,
+            } => {
+                write!(f, "cannot connect to the Docker daemon at {addr}")?;
+                let Some(origin) = origin else {
+                    return write!(f, ": {source}");
+                };
+                write!(f, " (from {origin}): {source}")?;
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::HostUnreachable
+                        | io::ErrorKind::NetworkUnreachable
+                ) {
+                    write!(
+                        f,
+                        "; is a daemon listening there? correct {origin}, or unset it to use the local socket"
+                    )?;
+                }
+                Ok(())
             }
             DockerError::Timeout { call } => {
                 write!(f, "the Docker daemon did not answer {call} in time")

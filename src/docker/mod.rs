@@ -3,7 +3,7 @@
 //!
 //! Layers, bottom up: [`http`] (pure framing), [`transport`] (sockets),
 //! [`client`] (one request/response, pooling, aborts), [`api`] and
-//! [`containers`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
+//! [`containers`] and [`system`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
 //! daemon; [`logs`] demuxes log streams. Task logic (names, specs) lives
 //! elsewhere and must not move in here.
 
@@ -17,13 +17,15 @@ pub mod http;
 pub mod logs;
 pub mod reference;
 pub mod sha256;
+pub mod system;
 pub mod transport;
 
-pub use api::{Docker, ImageInfo, PullProgress, SystemInfo, VersionInfo, VolumeInfo};
+pub use api::{Docker, ImageInfo, PullProgress, VersionInfo, VolumeInfo};
 pub use client::AbortSlot;
 pub use containers::{
     ContainerConfig, ContainerDetails, ContainerState, ContainerSummary, WaitResult,
 };
 pub use discovery::Target;
 pub use error::DockerError;
+pub use system::SystemInfo;
 pub use transport::Endpoint;

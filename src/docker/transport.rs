@@ -119,6 +119,7 @@ impl Connector {
                 let fail = |source| DockerError::Connect {
                     addr: addr.clone(),
                     source,
+                    origin: None,
                 };
                 let tcp = connect_tcp(host, *port, timeout).map_err(fail)?;
                 tcp.set_nodelay(true).map_err(fail)?;

@@ -26,16 +26,22 @@ pub fn config_file(input: &DoctorInput) -> Check {
     }
 }
 
-fn file_fix(e: &ConfigError) -> &'static str {
+fn file_fix(e: &ConfigError) -> String {
     match e {
         ConfigError::ReadFile { .. } => {
-            "check the --config-file path and that this user may read it"
+            "check the --config-file path and that this user may read it".into()
         }
         ConfigError::FileBackendUnsupported { .. } | ConfigError::MultipleBackends { .. } => {
-            "configure backend.docker only; this build runs the Docker backend"
+            "configure backend.docker only; this build runs the Docker backend".into()
+        }
+        ConfigError::TabIndent { line, .. } => format!(
+            "replace the tab(s) at the start of line {line} with spaces (YAML indents with spaces only)"
+        ),
+        ConfigError::ParseFile { .. } => {
+            "correct the YAML at the line named above (see the config file reference); unknown keys are errors".into()
         }
         _ => {
-            "correct the key named above (see `oz-agent-worker --help` and the config file reference); unknown keys are errors"
+            "correct the key named above (see `oz-agent-worker --help` and the config file reference); unknown keys are errors".into()
         }
     }
 }
@@ -124,6 +130,24 @@ mod tests {
 
     fn mount(host: &str) -> VolumeMount {
         crate::config::parse_volume(&format!("{host}:/data:ro")).unwrap()
+    }
+
+    #[test]
+    fn a_tab_gets_its_own_fix() {
+        let Ok(crate::config::Command::Doctor(mut input)) =
+            crate::config::parse(vec!["doctor".into()], &|_| None)
+        else {
+            panic!("`doctor` did not parse as the doctor");
+        };
+        input.config_file = Some("c.yaml".into());
+        input.file_problem = Some(ConfigError::TabIndent {
+            path: "c.yaml".into(),
+            line: 3,
+        });
+        assert_eq!(
+            config_file(&input).render(),
+            "FAIL config: failed to parse config file c.yaml: line 3: tabs are not allowed for indentation; use spaces\n  fix: replace the tab(s) at the start of line 3 with spaces (YAML indents with spaces only)\n"
+        );
     }
 
     #[test]

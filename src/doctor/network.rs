@@ -40,7 +40,16 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
         }
     };
     let env = |name: &str| input.env.get(name);
-    let proxy = match ProxySettings::from_env(&env).proxy_for(&url) {
+    let proxies = ProxySettings::from_env(&env);
+    if let Some(unusable) = proxies.unusable_for(&url) {
+        report.add(Check::fail(
+            "proxy",
+            unusable.to_string(),
+            "set HTTPS_PROXY / HTTP_PROXY to http://[user:pass@]host:port, or unset it (NO_PROXY lists hosts reached directly)",
+        ));
+        return;
+    }
+    let proxy = match proxies.proxy_for(&url) {
         None => {
             report.add(Check::pass(
                 "proxy",
