@@ -338,6 +338,57 @@ mod tests {
         );
     }
 
+    const EXAMPLE: &str = include_str!("../../deploy/config.example.yaml");
+
+    /// The example with every commented-out option enabled: a `#` followed
+    /// by a key or by indentation (two spaces or more) is removed; prose
+    /// comments (`# text`) stay.
+    fn uncommented(text: &str) -> String {
+        text.lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some("") => "",
+                Some(rest) if !rest.starts_with(' ') || rest.starts_with("  ") => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_example_as_installed_sets_the_worker_id_and_nothing_else() {
+        let config = super::from_yaml(EXAMPLE, "config.example.yaml", &|_| None).unwrap();
+        let defaults = super::from_yaml("worker_id: oz-worker-1\n", "d.yaml", &|_| None).unwrap();
+        assert_eq!(config, defaults);
+        assert!(config.docker.environment.is_empty());
+        assert!(config.docker.registry_mirrors.is_empty());
+        assert!(config.docker.volumes.is_empty());
+    }
+
+    #[test]
+    fn every_commented_out_option_of_the_example_is_valid() {
+        let env = |k: &str| (k == "NPM_TOKEN").then(|| "npm-from-env".to_owned());
+        let text = uncommented(EXAMPLE);
+        let c = super::from_yaml(&text, "all.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let d = &c.docker;
+        assert_eq!(c.worker_id, "oz-worker-1");
+        assert_eq!(c.idle_on_complete.as_deref(), Some("45m"));
+        assert_eq!(d.volumes.len(), 1);
+        assert_eq!(
+            d.environment.keys().collect::<Vec<_>>(),
+            ["CI", "NPM_TOKEN"]
+        );
+        assert_eq!(d.environment["NPM_TOKEN"], "npm-from-env");
+        assert!(d.sidecar_image.is_some());
+        assert_eq!(d.registry_mirrors.len(), 1);
+        assert_eq!(d.task_timeout, Some(Duration::from_secs(8 * 3600)));
+        let h = &d.hardening;
+        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        assert_eq!(h.network.as_deref(), Some("oz-tasks"));
+        assert_eq!(h.security_opt.len(), 2);
+        assert_eq!(h.cap_drop.len(), 2);
+        assert_eq!((h.pids_limit, h.init), (Some(4096), Some(true)));
+    }
+
     #[test]
     fn a_bare_number_as_a_duration_gets_an_example() {
         assert_eq!(
