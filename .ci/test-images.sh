@@ -5,7 +5,8 @@
 # Safe to re-run: unchanged inputs hit the build cache / load the same image ID.
 set -euo pipefail
 docker=${DOCKER:-docker}
-busybox=$(command -v busybox)
+# BUSYBOX: a static busybox to use instead of the one on PATH (demo/run).
+busybox=${BUSYBOX:-$(command -v busybox)}
 here=$(cd "$(dirname "$0")" && pwd)
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
