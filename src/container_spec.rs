@@ -9,7 +9,6 @@
 //! body straight from them, so an `env_vars` value is never copied. It does no I/O: it must not talk to Docker, read files or log; the
 //! Docker backend calls [`build`] and [`create_body`] and does the rest.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -24,7 +23,7 @@ use crate::wire::{FailureReason, InstanceShape, TaskAssignment};
 mod args;
 
 use args::snapshot;
-pub use args::{agent_args, mcp_json};
+pub use args::{Arg, agent_args, mcp_json};
 
 /// Common prefix of every label the worker puts on its containers.
 pub const LABEL_PREFIX: &str = "dev.warp.oz-agent-worker.";
@@ -137,7 +136,7 @@ pub struct ContainerSpec<'a> {
     /// `(KEY, VALUE)` entries, one per name, in order. Values are secrets.
     pub env: Vec<(&'a str, &'a str)>,
     /// `Cmd`: the entrypoint followed by the agent arguments.
-    pub cmd: Vec<Cow<'a, str>>,
+    pub cmd: Vec<Arg<'a>>,
     /// `WorkingDir`.
     pub working_dir: String,
     /// `Labels`.
@@ -272,8 +271,8 @@ pub fn build<'a>(
 ) -> Result<ContainerSpec<'a>, SpecError> {
     check_env_vars(assignment)?;
     let sidecars = sidecars(assignment, cfg)?;
-    let mut cmd = vec![Cow::Borrowed(ENTRYPOINT)];
-    cmd.extend(agent_args(assignment, cfg));
+    let mut cmd = vec![Arg::from(ENTRYPOINT)];
+    cmd.extend(args::agent_arguments(assignment, cfg));
     Ok(ContainerSpec {
         image: image(assignment, cfg),
         sidecars,
@@ -528,7 +527,7 @@ pub fn create_body<'s>(
 pub struct CreateBody<'s> {
     body: Value,
     env: &'s [(&'s str, &'s str)],
-    cmd: &'s [Cow<'s, str>],
+    cmd: &'s [Arg<'s>],
 }
 
 impl CreateBody<'_> {

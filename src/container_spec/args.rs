@@ -6,6 +6,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 
 use super::SpecInputs;
 use crate::wire::{AgentConfig, RawJson, TaskAssignment};
@@ -18,12 +21,90 @@ fn non_blank(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The agent's arguments after `/agent/entrypoint.sh` (TASK.md §5),
-/// borrowing from the assignment and the configuration where they can (an
-/// orchestrator's large `additional_oz_args` are never copied).
+/// One agent argument: text, or the `--mcp` value, whose JSON is only
+/// written out where the create body is (so a large `mcp_servers` is never
+/// held twice).
+#[derive(Clone)]
+pub enum Arg<'a> {
+    /// The argument as it is.
+    Text(Cow<'a, str>),
+    /// `mcp_servers` as the Go worker writes it (see [`mcp_json`]).
+    Mcp(&'a BTreeMap<String, RawJson>),
+}
+
+// Arguments compare by the text they stand for.
+impl PartialEq for Arg<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Text(a), Self::Text(b)) => a == b,
+            _ => self.to_string() == other.to_string(),
+        }
+    }
+}
+
+impl Eq for Arg<'_> {}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(s: &'a str) -> Self {
+        Self::Text(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Arg<'_> {
+    fn from(s: String) -> Self {
+        Self::Text(Cow::Owned(s))
+    }
+}
+
+impl fmt::Display for Arg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(t) => f.write_str(t),
+            Self::Mcp(servers) => write_mcp(servers, f),
+        }
+    }
+}
+
+// The MCP configuration may hold credentials and be large: name it only.
+impl fmt::Debug for Arg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(t) => fmt::Debug::fmt(t, f),
+            Self::Mcp(servers) => write!(f, "<mcp json of {} server(s)>", servers.len()),
+        }
+    }
+}
+
+impl Serialize for Arg<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Text(t) => s.serialize_str(t),
+            // serde_json escapes the text as `Display` writes it.
+            Self::Mcp(_) => s.collect_str(self),
+        }
+    }
+}
+
+/// The agent's arguments after `/agent/entrypoint.sh` (TASK.md §5) as text.
 pub fn agent_args<'a>(assignment: &'a TaskAssignment, cfg: &'a SpecInputs) -> Vec<Cow<'a, str>> {
+    agent_arguments(assignment, cfg)
+        .into_iter()
+        .map(|a| match a {
+            Arg::Text(t) => t,
+            mcp @ Arg::Mcp(_) => Cow::Owned(mcp.to_string()),
+        })
+        .collect()
+}
+
+/// The agent's arguments, borrowing from the assignment and the
+/// configuration where they can (an orchestrator's large
+/// `additional_oz_args` and `mcp_servers` are never copied).
+pub(super) fn agent_arguments<'a>(
+    assignment: &'a TaskAssignment,
+    cfg: &'a SpecInputs,
+) -> Vec<Arg<'a>> {
     let task = &assignment.task;
-    let mut args: Vec<Cow<'a, str>> = vec!["agent".into(), "run".into()];
+    let mut args: Vec<Arg<'a>> = vec!["agent".into(), "run".into()];
     if task.owner.as_ref().is_some_and(|o| o.is_team()) {
         flag(&mut args, "--share", "team:edit");
     }
@@ -62,12 +143,12 @@ pub fn agent_args<'a>(assignment: &'a TaskAssignment, cfg: &'a SpecInputs) -> Ve
     args
 }
 
-fn flag<'a>(args: &mut Vec<Cow<'a, str>>, name: &'static str, value: impl Into<Cow<'a, str>>) {
+fn flag<'a>(args: &mut Vec<Arg<'a>>, name: &'static str, value: impl Into<Arg<'a>>) {
     args.push(name.into());
     args.push(value.into());
 }
 
-fn snapshot_args<'a>(snap: &'a AgentConfig, args: &mut Vec<Cow<'a, str>>) {
+fn snapshot_args<'a>(snap: &'a AgentConfig, args: &mut Vec<Arg<'a>>) {
     let harness_type = snap.harness.as_ref().and_then(|h| h.kind.as_deref());
     let is_oz = matches!(harness_type, None | Some("") | Some("oz"));
     if is_oz && let Some(model) = non_blank(snap.model_id.as_deref()) {
@@ -80,7 +161,7 @@ fn snapshot_args<'a>(snap: &'a AgentConfig, args: &mut Vec<Cow<'a, str>>) {
         flag(args, "--skill", skill);
     }
     if let Some(servers) = snap.mcp_servers.as_ref().filter(|m| !m.is_empty()) {
-        flag(args, "--mcp", mcp_json(servers));
+        flag(args, "--mcp", Arg::Mcp(servers));
     }
     if snap.computer_use_enabled.unwrap_or(is_oz) {
         args.push("--computer-use".into());
@@ -132,61 +213,60 @@ fn snapshot_args<'a>(snap: &'a AgentConfig, args: &mut Vec<Cow<'a, str>>) {
 /// `&`, U+2028, U+2029 as `\uXXXX`). Numbers, nested key order and the
 /// escapes inside strings are never re-spelled.
 pub fn mcp_json(servers: &BTreeMap<String, RawJson>) -> String {
-    let mut out = String::with_capacity(
-        2 + servers
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>(),
-    );
-    out.push('{');
+    Arg::Mcp(servers).to_string()
+}
+
+/// [`mcp_json`] written into `out` as it is made.
+fn write_mcp(servers: &BTreeMap<String, RawJson>, out: &mut impl fmt::Write) -> fmt::Result {
+    out.write_char('{')?;
     for (i, (name, value)) in servers.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.write_char(',')?;
         }
-        go_string(name, &mut out);
-        out.push(':');
-        go_compact(value.get(), &mut out);
+        go_string(name, out)?;
+        out.write_char(':')?;
+        go_compact(value.get(), out)?;
     }
-    out.push('}');
-    out
+    out.write_char('}')
 }
 
 /// A string as Go's encoder writes it with HTML escaping on: short escapes
 /// for `"` `\` `\b` `\f` `\n` `\r` `\t`, `\u00xx` for the other control
 /// characters and for `<` `>` `&`, and `\u2028` / `\u2029`.
-fn go_string(s: &str, out: &mut String) {
-    out.push('"');
+fn go_string(s: &str, out: &mut impl fmt::Write) -> fmt::Result {
+    out.write_char('"')?;
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\u{8}' => out.write_str("\\b")?,
+            '\u{c}' => out.write_str("\\f")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
             c if c < ' ' || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
-                push_u_escape(c, out)
+                push_u_escape(c, out)?
             }
-            c => out.push(c),
+            c => out.write_char(c)?,
         }
     }
-    out.push('"');
+    out.write_char('"')
 }
 
-fn push_u_escape(c: char, out: &mut String) {
+fn push_u_escape(c: char, out: &mut impl fmt::Write) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = c as u32;
-    out.push_str("\\u");
+    out.write_str("\\u")?;
     for shift in [12, 8, 4, 0] {
-        out.push(HEX[((n >> shift) & 0xf) as usize] as char);
+        out.write_char(HEX[((n >> shift) & 0xf) as usize] as char)?;
     }
+    Ok(())
 }
 
 /// Go's `appendCompact` with escaping on, for text already known to be one
 /// valid JSON value: whitespace between tokens dropped, string contents kept
 /// as written except the HTML-sensitive characters.
-fn go_compact(json: &str, out: &mut String) {
+fn go_compact(json: &str, out: &mut impl fmt::Write) -> fmt::Result {
     let mut in_string = false;
     let mut escaped = false;
     for c in json.chars() {
@@ -204,10 +284,11 @@ fn go_compact(json: &str, out: &mut String) {
             in_string = true;
         }
         match c {
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => push_u_escape(c, out),
-            c => out.push(c),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => push_u_escape(c, out)?,
+            c => out.write_char(c)?,
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -70,7 +70,11 @@ fn task_md_example_is_exact() {
     let cfg = inputs();
     let spec = build(&a, &cfg).unwrap();
     assert_eq!(
-        spec.cmd.join(" "),
+        spec.cmd
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
         "/agent/entrypoint.sh agent run --share team:edit --task-id T --sandboxed --server-root-url https://app.warp.dev --model m1 --computer-use --idle-on-complete 12m"
     );
 }
@@ -167,6 +171,22 @@ fn mcp_is_compact_sorted_and_go_escaped() {
         ..AgentConfig::default()
     });
     assert_eq!(middle(&a)[0], "--mcp");
+    // In the create body the value is written as it is serialised (never
+    // held as a string of its own), byte for byte the same.
+    let cfg = inputs();
+    let spec = build(&a, &cfg).unwrap();
+    let at = spec.cmd.iter().position(|c| c.to_string() == "--mcp").unwrap();
+    assert!(matches!(spec.cmd[at + 1], Arg::Mcp(_)));
+    assert_eq!(format!("{:?}", spec.cmd[at + 1]), "<mcp json of 2 server(s)>");
+    let body = serde_json::to_string(&create_body(&spec, "img", &[])).unwrap();
+    let want = serde_json::to_string(&mcp_json(
+        &serde_json::from_str(
+            r#"{"zeta":{"url":"http://a?x=1&y=<2>","b":[{"d":1,"c":2.50}]},"alpha":{"command":"npx"}}"#,
+        )
+        .unwrap(),
+    ))
+    .unwrap();
+    assert!(body.contains(&format!(r#""--mcp",{want}"#)), "{body}");
     let empty = with_snapshot(AgentConfig {
         mcp_servers: Some(BTreeMap::new()),
         ..AgentConfig::default()
