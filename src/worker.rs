@@ -22,7 +22,7 @@ use crate::docker::{Docker, DockerError, discovery};
 use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, WorkerInfo};
 use crate::signals::Signal;
-use crate::{logging, preflight, signals};
+use crate::{build_info, logging, preflight, signals};
 
 /// Objects younger than this are spared by the reaper where a live process
 /// may still be making them.
@@ -61,6 +61,7 @@ impl fmt::Display for RunError {
 /// Runs the worker until a shutdown signal; returns the process exit code.
 pub fn run(config: Config) -> i32 {
     logging::init(config.log_level, config.log_format);
+    info!("starting oz-agent-worker {}", build_info::this().describe());
     logging::register_secret_forever(config.api_key.expose());
     for value in config.docker.environment.values() {
         logging::register_secret_forever(value);
@@ -130,7 +131,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
 
     let metrics = Metrics::new(
         WorkerInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: build_info::this().full_version(),
             backend: "docker".into(),
             worker_id: config.worker_id.clone(),
         },

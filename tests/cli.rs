@@ -52,13 +52,41 @@ fn help_lists_the_flags_and_exits_zero() {
     assert_eq!(text(&worker(&["-h"]).stdout), help);
 }
 
+/// `git ARGS` in this checkout, trimmed.
+fn git(args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .env("TZ", "UTC")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 #[test]
-fn version_prints_name_and_version() {
+fn version_prints_the_revision_date_and_target_of_the_build() {
     let out = worker(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        text(&out.stdout),
-        format!("oz-agent-worker {}\n", env!("CARGO_PKG_VERSION"))
+    let line = text(&out.stdout);
+    // The build ran in this checkout without overrides: the revision and
+    // date are the checked-out commit's (the date is the commit's, so a
+    // rebuild of one commit is identical).
+    let revision = git(&["rev-parse", "--short=12", "HEAD"]);
+    let date = git(&[
+        "log",
+        "-1",
+        "--format=%cd",
+        "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
+    ]);
+    let prefix = format!(
+        "oz-agent-worker {} (revision {revision}, built {date}, ",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(line.starts_with(&prefix), "{line:?} vs {prefix:?}");
+    let target = line[prefix.len()..].trim_end_matches(")\n");
+    assert!(
+        target.starts_with(std::env::consts::ARCH) && target.contains("-linux-"),
+        "{line:?}"
     );
 }
 

@@ -4,14 +4,15 @@
 
 /// `oz-agent-worker <version>`.
 pub fn version() -> String {
-    format!("oz-agent-worker {}", env!("CARGO_PKG_VERSION"))
+    format!("oz-agent-worker {}", crate::build_info::this().describe())
 }
 
 /// The usage text printed by `--help`.
 pub fn help() -> String {
+    let version = crate::build_info::this().full_version();
     format!(
         "\
-{version}
+oz-agent-worker {version}
 Self-hosted worker for Oz cloud agents: claims tasks routed to this worker
 and runs each in a Docker container.
 
@@ -77,8 +78,10 @@ Environment:
                  docker CLI reads it (also DOCKER_TLS_VERIFY, DOCKER_CERT_PATH,
                  DOCKER_CONTEXT, DOCKER_CONFIG, DOCKER_API_VERSION)
   RUST_LOG       Log filter in env_logger syntax, for debugging the worker itself
-",
-        version = version()
+  OTEL_METRICS_EXPORTER  otlp (the default: push to OTEL_EXPORTER_OTLP_ENDPOINT,
+                 http://localhost:4318), prometheus, console or none
+  OTEL_TRACES_EXPORTER   otlp or console: one trace per task (README: Telemetry)
+"
     )
 }
 
@@ -90,7 +93,7 @@ mod tests {
     fn version_names_the_binary_and_crate_version() {
         assert_eq!(
             version(),
-            format!("oz-agent-worker {}", env!("CARGO_PKG_VERSION"))
+            format!("oz-agent-worker {}", crate::build_info::this().describe())
         );
     }
 

@@ -315,7 +315,10 @@ fn help_and_version_win_over_everything_after() {
     );
     assert_eq!(
         parse(args(&["--version"]), &no_env).unwrap(),
-        Command::Version(format!("oz-agent-worker {}", env!("CARGO_PKG_VERSION")))
+        Command::Version(format!(
+            "oz-agent-worker {}",
+            crate::build_info::this().describe()
+        ))
     );
 }
 

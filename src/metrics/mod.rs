@@ -15,11 +15,13 @@ pub mod env;
 pub mod health;
 pub mod labels;
 pub mod render;
+pub mod resource;
 pub mod server;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::dispatch::DispatchObserver;
 use crate::wire::Outbound;
@@ -27,24 +29,22 @@ use crate::wire::Outbound;
 pub use env::{EnvError, ListenAddr, config_from_env};
 pub use health::{Health, NotReady};
 pub use labels::{ReconnectReason, TaskResult};
+pub use resource::Resource;
 pub use server::{ServerHandle, serve};
+pub use snapshot::{Family, HistogramValue, Instrument, Point, Snapshot, Value};
 
 use labels::{FAILURE_PHASES, FAILURE_REASONS, PHASE_BACKEND, RECONNECT_REASONS};
-use render::{Exposition, Kind};
 
-/// Upper bounds of `oz_worker_task_duration_seconds`: the OpenTelemetry SDK's
+/// Upper bounds of every duration histogram: the OpenTelemetry SDK's
 /// default explicit buckets, which the Go worker keeps.
 pub const DURATION_BUCKETS: [f64; 15] = [
     0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
     10000.0,
 ];
 
-/// The instrumentation scope the Go worker's exporter puts on every series.
-const SCOPE_LABELS: [(&str, &str); 3] = [
-    ("otel_scope_name", "github.com/warpdotdev/oz-agent-worker"),
-    ("otel_scope_schema_url", ""),
-    ("otel_scope_version", ""),
-];
+/// The instrumentation scope the Go worker's exporter puts on every series
+/// (and the OTLP push names as its scope).
+pub const SCOPE_NAME: &str = "github.com/warpdotdev/oz-agent-worker";
 
 /// What `oz_worker_info` and `target_info` say about this worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,16 +57,45 @@ pub struct WorkerInfo {
     pub worker_id: String,
 }
 
+/// How a pull or a sidecar copy ended, for the `result` label of its duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkResult {
+    /// It finished.
+    Succeeded,
+    /// It failed or was cancelled.
+    Failed,
+}
+
+impl WorkResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Reads a gauge that lives elsewhere (the outbox) at each reading.
+pub type GaugeSource = Arc<dyn Fn() -> usize + Send + Sync>;
+
 /// The worker's metrics; cheap to clone, shared by every thread that records.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Metrics {
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 struct State {
     info: WorkerInfo,
+    resource: Resource,
+    start: SystemTime,
     connected: bool,
+    docker_up: bool,
     active: usize,
     max_concurrent: usize,
     claimed: u64,
@@ -76,6 +105,11 @@ struct State {
     durations: BTreeMap<&'static str, Histogram>,
     failures: BTreeMap<(&'static str, &'static str), u64>,
     reconnects: BTreeMap<&'static str, u64>,
+    pull_durations: BTreeMap<&'static str, Histogram>,
+    pull_bytes: u64,
+    copy_durations: BTreeMap<&'static str, Histogram>,
+    copy_bytes: u64,
+    unacknowledged: Option<GaugeSource>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -83,19 +117,38 @@ struct Histogram {
     /// Per-bucket (not cumulative) counts; the last is above every bound.
     counts: [u64; DURATION_BUCKETS.len() + 1],
     sum: f64,
+    min: f64,
+    max: f64,
 }
 
 impl Histogram {
     fn observe(&mut self, v: f64) {
+        if self.counts.iter().all(|&c| c == 0) {
+            (self.min, self.max) = (v, v);
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
         // Buckets are upper-inclusive, as in OpenTelemetry.
         let i = DURATION_BUCKETS.partition_point(|&b| b < v);
         self.counts[i] += 1;
         self.sum += v;
     }
+
+    fn value(&self) -> Value {
+        Value::Histogram(HistogramValue {
+            bounds: &DURATION_BUCKETS,
+            counts: self.counts.to_vec(),
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+        })
+    }
 }
 
 impl Metrics {
     /// Every known series primed at zero, as a fresh Go worker shows them.
+    /// The resource is the worker's own attributes only; see [`Metrics::with_resource`].
     pub fn new(info: WorkerInfo, max_concurrent: usize) -> Self {
         let mut failures = BTreeMap::new();
         for phase in FAILURE_PHASES {
@@ -103,9 +156,13 @@ impl Metrics {
                 failures.insert((phase, reason), 0);
             }
         }
+        let (resource, _) = Resource::build(&info, crate::build_info::VERSION, &|_| None);
         let state = State {
             info,
+            resource,
+            start: SystemTime::now(),
             connected: false,
+            docker_up: false,
             active: 0,
             max_concurrent,
             claimed: 0,
@@ -116,10 +173,27 @@ impl Metrics {
             durations: BTreeMap::new(),
             failures,
             reconnects: RECONNECT_REASONS.iter().map(|r| (*r, 0)).collect(),
+            pull_durations: BTreeMap::new(),
+            pull_bytes: 0,
+            copy_durations: BTreeMap::new(),
+            copy_bytes: 0,
+            unacknowledged: None,
         };
         Self {
             state: Arc::new(Mutex::new(state)),
         }
+    }
+
+    /// Replaces the resource (`target_info`, the OTLP resource), e.g. with
+    /// one merged from `OTEL_RESOURCE_ATTRIBUTES`.
+    pub fn with_resource(self, resource: Resource) -> Self {
+        self.lock().resource = resource;
+        self
+    }
+
+    /// The resource.
+    pub fn resource(&self) -> Resource {
+        self.lock().resource.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -129,6 +203,17 @@ impl Metrics {
     /// Records whether the WebSocket connection to Oz is up.
     pub fn set_connected(&self, connected: bool) {
         self.lock().connected = connected;
+    }
+
+    /// Records whether the Docker daemon answered its last ping.
+    pub fn set_docker_up(&self, up: bool) {
+        self.lock().docker_up = up;
+    }
+
+    /// Makes `oz_worker_status_messages_unacknowledged` read `source` (the
+    /// outbox's length) at every scrape and push.
+    pub fn set_unacknowledged_source(&self, source: GaugeSource) {
+        self.lock().unacknowledged = Some(source);
     }
 
     /// Records a reconnect attempt.
@@ -174,127 +259,221 @@ impl Metrics {
         }
     }
 
+    /// Records an image pull that moved `bytes` from the registry in `took`.
+    pub fn image_pulled(&self, result: WorkResult, took: Duration, bytes: u64) {
+        let mut s = self.lock();
+        s.pull_durations
+            .entry(result.as_str())
+            .or_default()
+            .observe(took.as_secs_f64());
+        s.pull_bytes += bytes;
+    }
+
+    /// Records a sidecar image copied (`bytes` of its export) into its volume in `took`.
+    pub fn sidecar_copied(&self, result: WorkResult, took: Duration, bytes: u64) {
+        let mut s = self.lock();
+        s.copy_durations
+            .entry(result.as_str())
+            .or_default()
+            .observe(took.as_secs_f64());
+        s.copy_bytes += bytes;
+    }
+
+    /// Every metric now, in name order (the scope labels and the resource
+    /// are not in it; [`render`] and the OTLP push add them).
+    pub fn snapshot(&self) -> Snapshot {
+        let source = self.lock().unacknowledged.clone();
+        // Read outside our lock: the source takes the outbox's.
+        let unacknowledged = source.map_or(0, |f| f());
+        let s = self.lock();
+        let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        let one = |v: u64| {
+            vec![Point {
+                attributes: Vec::new(),
+                value: int(v),
+            }]
+        };
+        let by = |label: &'static str, m: &BTreeMap<&'static str, u64>| {
+            m.iter()
+                .map(|(k, v)| Point {
+                    attributes: vec![(label, (*k).to_owned())],
+                    value: int(*v),
+                })
+                .collect::<Vec<_>>()
+        };
+        let hist = |m: &BTreeMap<&'static str, Histogram>| {
+            m.iter()
+                .map(|(k, h)| Point {
+                    attributes: vec![("result", (*k).to_owned())],
+                    value: h.value(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let family = |name, help, unit, instrument, points| Family {
+            name,
+            help,
+            unit,
+            instrument,
+            points,
+        };
+        use Instrument::{Counter, Gauge, Histogram as Hist, UpDownCounter};
+        let mut families = vec![
+            family(
+                "oz_worker_connected",
+                HELP_CONNECTED,
+                "",
+                Gauge,
+                one(u64::from(s.connected)),
+            ),
+            family(
+                "oz_worker_docker_up",
+                HELP_DOCKER_UP,
+                "",
+                Gauge,
+                one(u64::from(s.docker_up)),
+            ),
+            family(
+                "oz_worker_image_pull_bytes_total",
+                HELP_PULL_BYTES,
+                "By",
+                Counter,
+                one(s.pull_bytes),
+            ),
+            family(
+                "oz_worker_image_pull_duration_seconds",
+                HELP_PULL_DURATION,
+                "s",
+                Hist,
+                hist(&s.pull_durations),
+            ),
+            family(
+                "oz_worker_info",
+                HELP_INFO,
+                "",
+                Gauge,
+                vec![Point {
+                    attributes: vec![
+                        ("backend", s.info.backend.clone()),
+                        ("version", s.info.version.clone()),
+                        ("worker_id", s.info.worker_id.clone()),
+                    ],
+                    value: Value::Int(1),
+                }],
+            ),
+            family(
+                "oz_worker_sidecar_copy_bytes_total",
+                HELP_COPY_BYTES,
+                "By",
+                Counter,
+                one(s.copy_bytes),
+            ),
+            family(
+                "oz_worker_sidecar_copy_duration_seconds",
+                HELP_COPY_DURATION,
+                "s",
+                Hist,
+                hist(&s.copy_durations),
+            ),
+            family(
+                "oz_worker_status_messages_unacknowledged",
+                HELP_UNACKED,
+                "",
+                Gauge,
+                one(unacknowledged as u64),
+            ),
+            family(
+                "oz_worker_task_duration_seconds",
+                HELP_DURATION,
+                "s",
+                Hist,
+                hist(&s.durations),
+            ),
+            family(
+                "oz_worker_task_failures_total",
+                HELP_FAILURES,
+                "",
+                Counter,
+                s.failures
+                    .iter()
+                    .map(|((phase, reason), n)| Point {
+                        attributes: vec![
+                            ("phase", (*phase).to_owned()),
+                            ("reason", (*reason).to_owned()),
+                        ],
+                        value: int(*n),
+                    })
+                    .collect(),
+            ),
+            family(
+                "oz_worker_tasks_active",
+                HELP_ACTIVE,
+                "",
+                UpDownCounter,
+                one(s.active as u64),
+            ),
+            // Ours (the Go worker adopts nothing): shown once it happens.
+            family(
+                "oz_worker_tasks_adopted_total",
+                HELP_ADOPTED,
+                "",
+                Counter,
+                if s.adopted > 0 {
+                    one(s.adopted)
+                } else {
+                    Vec::new()
+                },
+            ),
+            family(
+                "oz_worker_tasks_claimed_total",
+                HELP_CLAIMED,
+                "",
+                Counter,
+                one(s.claimed),
+            ),
+            family(
+                "oz_worker_tasks_completed_total",
+                HELP_COMPLETED,
+                "",
+                Counter,
+                by("result", &s.completed),
+            ),
+            family(
+                "oz_worker_tasks_max_concurrent",
+                HELP_MAX_CONCURRENT,
+                "",
+                Gauge,
+                one(s.max_concurrent as u64),
+            ),
+            family(
+                "oz_worker_tasks_rejected_total",
+                HELP_REJECTED,
+                "",
+                Counter,
+                by("reason", &s.rejected),
+            ),
+            family(
+                "oz_worker_websocket_reconnects_total",
+                HELP_RECONNECTS,
+                "",
+                Counter,
+                by("reason", &s.reconnects),
+            ),
+        ];
+        // A histogram with no observation has no series, as in Go (nor a
+        // counter shown only once it happens).
+        families.retain(|f| !f.points.is_empty());
+        Snapshot {
+            start: s.start,
+            at: SystemTime::now(),
+            families,
+        }
+    }
+
     /// The scrape: Prometheus text format 0.0.4, families in name order.
     pub fn render(&self) -> String {
-        let s = self.lock();
-        let mut e = Exposition::default();
-        let scoped = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
-            SCOPE_LABELS
-                .iter()
-                .map(|(k, v)| (*k, (*v).to_owned()))
-                .chain(extra.iter().map(|(k, v)| (*k, (*v).to_owned())))
-                .collect()
-        };
-        let sample = |e: &mut Exposition, name: &str, labels: &[(&str, String)], v: f64| {
-            let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            e.sample(name, &l, None, v);
-        };
-
-        let name = "oz_worker_connected";
-        e.family(name, HELP_CONNECTED, Kind::Gauge);
-        sample(&mut e, name, &scoped(&[]), f64::from(u8::from(s.connected)));
-
-        let name = "oz_worker_info";
-        e.family(name, HELP_INFO, Kind::Gauge);
-        let mut info = vec![("backend", s.info.backend.clone())];
-        info.extend(scoped(&[
-            ("version", &s.info.version),
-            ("worker_id", &s.info.worker_id),
-        ]));
-        sample(&mut e, name, &info, 1.0);
-
-        if !s.durations.is_empty() {
-            let name = "oz_worker_task_duration_seconds";
-            e.family(name, HELP_DURATION, Kind::Histogram);
-            for (result, h) in &s.durations {
-                let labels = scoped(&[("result", result)]);
-                let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let mut cumulative = 0;
-                for (bound, count) in DURATION_BUCKETS.iter().zip(h.counts) {
-                    cumulative += count;
-                    e.sample(
-                        &format!("{name}_bucket"),
-                        &l,
-                        Some(*bound),
-                        cumulative as f64,
-                    );
-                }
-                let total: u64 = h.counts.iter().sum();
-                e.sample(
-                    &format!("{name}_bucket"),
-                    &l,
-                    Some(f64::INFINITY),
-                    total as f64,
-                );
-                e.sample(&format!("{name}_sum"), &l, None, h.sum);
-                e.sample(&format!("{name}_count"), &l, None, total as f64);
-            }
-        }
-
-        let name = "oz_worker_task_failures_total";
-        e.family(name, HELP_FAILURES, Kind::Counter);
-        for ((phase, reason), n) in &s.failures {
-            let labels = scoped(&[("phase", phase), ("reason", reason)]);
-            sample(&mut e, name, &labels, *n as f64);
-        }
-
-        let name = "oz_worker_tasks_active";
-        e.family(name, HELP_ACTIVE, Kind::Gauge);
-        sample(&mut e, name, &scoped(&[]), s.active as f64);
-
-        // Ours (the Go worker adopts nothing): shown once it happens.
-        if s.adopted > 0 {
-            let name = "oz_worker_tasks_adopted_total";
-            e.family(name, HELP_ADOPTED, Kind::Counter);
-            sample(&mut e, name, &scoped(&[]), s.adopted as f64);
-        }
-
-        let name = "oz_worker_tasks_claimed_total";
-        e.family(name, HELP_CLAIMED, Kind::Counter);
-        sample(&mut e, name, &scoped(&[]), s.claimed as f64);
-
-        let name = "oz_worker_tasks_completed_total";
-        e.family(name, HELP_COMPLETED, Kind::Counter);
-        for (result, n) in &s.completed {
-            sample(&mut e, name, &scoped(&[("result", result)]), *n as f64);
-        }
-
-        let name = "oz_worker_tasks_max_concurrent";
-        e.family(name, HELP_MAX_CONCURRENT, Kind::Gauge);
-        sample(&mut e, name, &scoped(&[]), s.max_concurrent as f64);
-
-        let name = "oz_worker_tasks_rejected_total";
-        e.family(name, HELP_REJECTED, Kind::Counter);
-        for (reason, n) in &s.rejected {
-            sample(&mut e, name, &scoped(&[("reason", reason)]), *n as f64);
-        }
-
-        let name = "oz_worker_websocket_reconnects_total";
-        e.family(name, HELP_RECONNECTS, Kind::Counter);
-        for (reason, n) in &s.reconnects {
-            sample(&mut e, name, &scoped(&[("reason", reason)]), *n as f64);
-        }
-
-        // The Go worker's HTTP handler registers this in the same registry.
-        let name = "promhttp_metric_handler_errors_total";
-        e.family(name, HELP_HANDLER_ERRORS, Kind::Counter);
-        for cause in ["encoding", "gathering"] {
-            e.sample(name, &[("cause", cause)], None, 0.0);
-        }
-
-        let name = "target_info";
-        e.family(name, "Target metadata", Kind::Gauge);
-        let mut target = vec![("service_name", "oz-agent-worker")];
-        if !s.info.version.is_empty() {
-            target.push(("service_version", &s.info.version));
-        }
-        target.push(("worker_backend", &s.info.backend));
-        if !s.info.worker_id.is_empty() {
-            target.push(("worker_id", &s.info.worker_id));
-        }
-        e.sample(name, &target, None, 1.0);
-
-        e.finish()
+        let snapshot = self.snapshot();
+        let resource = self.resource();
+        render::prometheus(&snapshot, &resource)
     }
 }
 
@@ -336,8 +515,20 @@ const HELP_MAX_CONCURRENT: &str =
     "The configured limit on tasks running at once; 0 means no limit.";
 const HELP_REJECTED: &str = "Tasks this worker has rejected since it started, by reason.";
 const HELP_RECONNECTS: &str = "WebSocket reconnect attempts since the worker started, by reason.";
-const HELP_HANDLER_ERRORS: &str =
+/// HELP of `promhttp_metric_handler_errors_total` (scrape only).
+pub const HELP_HANDLER_ERRORS: &str =
     "Errors the metrics endpoint hit while gathering or encoding a scrape.";
+const HELP_DOCKER_UP: &str =
+    "Whether the Docker daemon answered the worker's last ping: 1 yes, 0 no.";
+const HELP_PULL_BYTES: &str =
+    "Bytes of image layers pulled from registries since the worker started.";
+const HELP_PULL_DURATION: &str = "How long image pulls took, in seconds, by result.";
+const HELP_COPY_BYTES: &str =
+    "Bytes of sidecar images copied into volumes since the worker started.";
+const HELP_COPY_DURATION: &str =
+    "How long sidecar image copies into volumes took, in seconds, by result.";
+const HELP_UNACKED: &str =
+    "Status messages sent to Oz (or waiting to be) that Oz has not acknowledged yet.";
 
 #[cfg(test)]
 mod tests;

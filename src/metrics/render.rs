@@ -1,12 +1,75 @@
 //! Prometheus text exposition format 0.0.4, written the way Go's
 //! `prometheus/common/expfmt` writes it.
 //!
-//! Owns the bytes of a scrape: `# HELP` / `# TYPE` lines, label escaping, and
-//! number formatting (Go's shortest `%g`, so `1e+06`, `0.75`, `+Inf`). It
-//! knows nothing about which metrics exist; callers pass families in name
-//! order and labels in label-name order, as the Go registry sorts them.
+//! Owns the bytes of a scrape: `# HELP` / `# TYPE` lines, label escaping,
+//! number formatting (Go's shortest `%g`, so `1e+06`, `0.75`, `+Inf`), and
+//! [`prometheus`], which writes a [`Snapshot`] the way the Go worker's
+//! OpenTelemetry exporter does (scope labels on every series, labels sorted
+//! by name, `target_info` from the resource). Which metrics exist is the
+//! snapshot's business, not this module's.
 
 use std::fmt::Write;
+
+use super::snapshot::{Instrument, Snapshot, Value};
+use super::{HELP_HANDLER_ERRORS, Resource, SCOPE_NAME};
+
+/// The scope labels the Go exporter adds to every series.
+const SCOPE_LABELS: [(&str, &str); 3] = [
+    ("otel_scope_name", SCOPE_NAME),
+    ("otel_scope_schema_url", ""),
+    ("otel_scope_version", ""),
+];
+
+/// The whole scrape of `snapshot`, with `target_info` from `resource`.
+pub fn prometheus(snapshot: &Snapshot, resource: &Resource) -> String {
+    let mut e = Exposition::default();
+    for family in &snapshot.families {
+        let kind = match family.instrument {
+            Instrument::Gauge | Instrument::UpDownCounter => Kind::Gauge,
+            Instrument::Counter => Kind::Counter,
+            Instrument::Histogram => Kind::Histogram,
+        };
+        e.family(family.name, family.help, kind);
+        for point in &family.points {
+            let mut labels: Vec<(&str, &str)> = SCOPE_LABELS.to_vec();
+            labels.extend(point.attributes.iter().map(|(k, v)| (*k, v.as_str())));
+            labels.sort_by_key(|(k, _)| *k);
+            match &point.value {
+                Value::Int(v) => e.sample(family.name, &labels, None, *v as f64),
+                Value::Histogram(h) => {
+                    let bucket = format!("{}_bucket", family.name);
+                    let mut cumulative = 0;
+                    for (bound, count) in h.bounds.iter().zip(&h.counts) {
+                        cumulative += count;
+                        e.sample(&bucket, &labels, Some(*bound), cumulative as f64);
+                    }
+                    e.sample(&bucket, &labels, Some(f64::INFINITY), h.count() as f64);
+                    e.sample(&format!("{}_sum", family.name), &labels, None, h.sum);
+                    e.sample(
+                        &format!("{}_count", family.name),
+                        &labels,
+                        None,
+                        h.count() as f64,
+                    );
+                }
+            }
+        }
+    }
+    // The Go worker's HTTP handler registers this in the same registry.
+    let name = "promhttp_metric_handler_errors_total";
+    e.family(name, HELP_HANDLER_ERRORS, Kind::Counter);
+    for cause in ["encoding", "gathering"] {
+        e.sample(name, &[("cause", cause)], None, 0.0);
+    }
+    e.family("target_info", "Target metadata", Kind::Gauge);
+    let labels = resource.prometheus_labels();
+    let labels: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    e.sample("target_info", &labels, None, 1.0);
+    e.finish()
+}
 
 /// Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Exact scrapes of a fresh worker and of a small scenario, against golden
 //! files checked line by line against what a Go worker's exporter writes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
@@ -61,7 +62,44 @@ fn scenario_scrape_is_exact() {
         Duration::from_secs(20_000),
     );
     obs.active(0);
+    m.set_docker_up(true);
+    m.set_unacknowledged_source(Arc::new(|| 2));
+    m.image_pulled(
+        WorkResult::Succeeded,
+        Duration::from_millis(2500),
+        1_234_567,
+    );
+    m.image_pulled(WorkResult::Failed, Duration::from_secs(7), 0);
+    m.sidecar_copied(WorkResult::Succeeded, Duration::from_millis(1500), 999);
     assert_eq!(m.render(), include_str!("testdata/scenario.prom"));
+}
+
+#[test]
+fn snapshot_holds_what_the_scrape_shows() {
+    let m = metrics();
+    m.image_pulled(WorkResult::Succeeded, Duration::from_millis(2500), 10);
+    m.image_pulled(WorkResult::Succeeded, Duration::from_secs(30), 5);
+    let snap = m.snapshot();
+    let names: Vec<&str> = snap.families.iter().map(|f| f.name).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+    let pull = snap
+        .families
+        .iter()
+        .find(|f| f.name == "oz_worker_image_pull_duration_seconds")
+        .unwrap();
+    assert_eq!(pull.unit, "s");
+    let Value::Histogram(h) = &pull.points[0].value else {
+        panic!("not a histogram")
+    };
+    assert_eq!((h.min, h.max, h.sum, h.count()), (2.5, 30.0, 32.5, 2));
+    let bytes = snap
+        .families
+        .iter()
+        .find(|f| f.name == "oz_worker_image_pull_bytes_total")
+        .unwrap();
+    assert_eq!(bytes.points[0].value, Value::Int(15));
 }
 
 #[test]
@@ -95,7 +133,7 @@ fn label_values_are_escaped_in_info() {
         "oz_worker_info{backend=\"docker\",otel_scope_name=\"github.com/warpdotdev/oz-agent-worker\",otel_scope_schema_url=\"\",otel_scope_version=\"\",version=\"\",worker_id=\"a\\\"b\\\\c\"} 1\n"
     ));
     assert!(text.ends_with(
-        "target_info{service_name=\"oz-agent-worker\",worker_backend=\"docker\",worker_id=\"a\\\"b\\\\c\"} 1\n"
+        "target_info{service_name=\"oz-agent-worker\",telemetry_sdk_language=\"rust\",telemetry_sdk_name=\"oz-agent-worker\",telemetry_sdk_version=\"0.1.0\",worker_backend=\"docker\",worker_id=\"a\\\"b\\\\c\"} 1\n"
     ));
 }
 
