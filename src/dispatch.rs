@@ -33,6 +33,7 @@ use crate::logging::{TaskScope, TaskSecrets};
 use crate::outbox::Outbox;
 use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
+use crate::telemetry::TaskEvent;
 use crate::wire::{self, FailureReason, Inbound, Outbound, TaskAssignment};
 
 /// `task_rejected` reason while the worker shuts down.
@@ -67,6 +68,8 @@ pub trait DispatchObserver: Send + Sync + 'static {
     fn finished(&self, _message: &Outbound, _elapsed: Duration) {}
     /// The number of active tasks changed.
     fn active(&self, _count: usize) {}
+    /// Something happened to `task_id` (for its trace span).
+    fn task_event(&self, _task_id: &str, _event: TaskEvent<'_>) {}
 }
 
 struct NoObserver;

@@ -30,5 +30,6 @@ pub mod outside;
 pub mod preflight;
 pub mod signals;
 pub mod task;
+pub mod telemetry;
 pub mod wire;
 pub mod worker;

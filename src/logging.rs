@@ -163,6 +163,11 @@ fn lock_secrets() -> MutexGuard<'static, BTreeMap<String, usize>> {
     SECRETS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The task this thread's lines are about, if any (see [`TaskScope`]).
+pub fn current_task() -> Option<String> {
+    CURRENT_TASK.with(|t| t.borrow().clone())
+}
+
 /// Marks this thread's log lines with a task id (and masks that task's
 /// secrets in them) while it lives.
 pub struct TaskScope {

@@ -193,23 +193,35 @@ pub fn dial(p: &DialParams<'_>) -> Result<WebSocket<Stream>, DialError> {
 /// [`dial`], also returning the orchestrator's `101` response (the doctor
 /// reads its `Date` header to check the clock).
 pub fn dial_with_response(p: &DialParams<'_>) -> Result<(WebSocket<Stream>, Response), DialError> {
-    let tcp = match p.proxy {
-        Some(proxy) => tunnel(proxy, &p.url.authority(), p.timeout)?,
-        None => connect_tcp(&p.url.host, p.url.port, p.timeout)?,
+    let stream = open_stream(p.url, p.proxy, p.tls, p.timeout)?;
+    ws_handshake(p, stream)
+}
+
+/// TCP to `url`'s host (directly or through a `CONNECT` tunnel) and, for a
+/// secure URL, TLS: the socket under the WebSocket, and under the OTLP push,
+/// so both go through the same proxy rules and trust the same roots.
+pub fn open_stream(
+    url: &WsUrl,
+    proxy: Option<&ProxyUrl>,
+    tls: &Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Stream, DialError> {
+    let tcp = match proxy {
+        Some(proxy) => tunnel(proxy, &url.authority(), timeout)?,
+        None => connect_tcp(&url.host, url.port, timeout)?,
     };
     let io_err = |source| DialError::Connect {
-        target: p.url.authority(),
+        target: url.authority(),
         source,
     };
-    tcp.set_read_timeout(Some(p.timeout)).map_err(io_err)?;
-    tcp.set_write_timeout(Some(p.timeout)).map_err(io_err)?;
+    tcp.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io_err)?;
     let _ = tcp.set_nodelay(true);
-    let stream = if p.url.secure {
-        Stream::Tls(Box::new(tls_handshake(tcp, &p.url.host, p.tls)?))
+    Ok(if url.secure {
+        Stream::Tls(Box::new(tls_handshake(tcp, &url.host, tls)?))
     } else {
         Stream::Plain(tcp)
-    };
-    ws_handshake(p, stream)
+    })
 }
 
 fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, DialError> {

@@ -16,7 +16,7 @@ mod tls;
 mod url;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterSource};
-pub use dial::{DialError, DialParams, Stream, dial_with_response};
+pub use dial::{DialError, DialParams, Stream, dial_with_response, open_stream};
 pub use proxy::{NoProxy, ProxyError, ProxySettings, ProxyUrl, UnusableProxy};
 pub use tls::{RootProblem, RootSource, TlsSetupError, client_config, load_roots};
 pub use url::{UrlError, WsUrl, query_escape};
