@@ -208,6 +208,11 @@ impl Daemon {
         &self.dispatcher
     }
 
+    /// The status messages not yet acknowledged (for the metric of that name).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// True while connected to the orchestrator.
     pub fn is_connected(&self) -> bool {
         self.connection.is_connected()

@@ -197,6 +197,7 @@ impl Dispatcher {
             Inbound::Assignment(assignment) => self.assign(assignment),
             Inbound::InvalidAssignment { task_id, problem } => {
                 error!(
+                    task_id = task_id.as_str();
                     "task {}: invalid task assignment: {problem}",
                     Shown(&task_id)
                 );
@@ -225,14 +226,21 @@ impl Dispatcher {
     fn assign(&self, assignment: Box<TaskAssignment>) {
         let task_id = assignment.task_id.clone();
         let shared = &self.shared;
+        shared.observer.task_event(
+            &task_id,
+            TaskEvent::Assigned {
+                title: &assignment.task.title,
+            },
+        );
         if !shared.accepting.load(Ordering::SeqCst) {
-            warn!("rejecting task {task_id}: the worker is shutting down");
+            warn!(task_id = task_id.as_str(); "rejecting task {task_id}: the worker is shutting down");
             self.reject(task_id, REJECT_SHUTTING_DOWN);
             return;
         }
         let mut active = shared.lock_active();
         if let Some(existing) = active.get(&task_id) {
             info!(
+                task_id = task_id.as_str();
                 "task {task_id} is already running here (execution {:?}); claiming it again without a second run",
                 existing.execution_id
             );
@@ -242,20 +250,21 @@ impl Dispatcher {
         }
         if !shared.docker_available.load(Ordering::SeqCst) {
             drop(active);
-            warn!("rejecting task {task_id}: the Docker daemon does not answer");
+            warn!(task_id = task_id.as_str(); "rejecting task {task_id}: the Docker daemon does not answer");
             self.reject(task_id, REJECT_DOCKER_UNAVAILABLE);
             return;
         }
         let max = shared.settings.max_concurrent_tasks;
         if max > 0 && running(&active) >= max {
             drop(active);
-            warn!("rejecting task {task_id}: worker at maximum concurrency ({max})");
+            warn!(task_id = task_id.as_str(); "rejecting task {task_id}: worker at maximum concurrency ({max})");
             self.reject(task_id, wire::REJECT_AT_CAPACITY);
             return;
         }
         let Some(bytes) = shared.in_flight.take(assignment.frame_bytes) else {
             drop(active);
             warn!(
+                task_id = task_id.as_str();
                 "rejecting task {task_id}: its {} bytes would pass the cap on assignments in flight ({} of {} bytes held)",
                 assignment.frame_bytes,
                 shared.in_flight.used(),
@@ -273,6 +282,7 @@ impl Dispatcher {
         let count = running(&active);
         drop(active);
         info!(
+            task_id = task_id.as_str(), worker_id = shared.settings.worker_id.as_str();
             "claimed task {task_id} ({:?}), {count} active",
             Shown(&assignment.task.title)
         );
@@ -363,6 +373,9 @@ impl Dispatcher {
 
     fn claim(&self, task_id: String) {
         self.shared.observer.claimed();
+        self.shared
+            .observer
+            .task_event(&task_id, TaskEvent::Claimed);
         self.shared.outbox.push(Outbound::TaskClaimed {
             task_id,
             worker_id: self.shared.settings.worker_id.clone(),
@@ -371,6 +384,10 @@ impl Dispatcher {
 
     fn reject(&self, task_id: String, reason: &str) {
         self.shared.observer.rejected(reason);
+        let label = crate::metrics::labels::reject_label(reason);
+        self.shared
+            .observer
+            .task_event(&task_id, TaskEvent::Rejected { reason: label });
         self.shared.outbox.push(Outbound::TaskRejected {
             task_id,
             reason: reason.into(),
@@ -385,10 +402,16 @@ impl Dispatcher {
             .map(|a| a.cancel.clone());
         match token {
             Some(token) => {
-                info!("cancelling task {task_id} at the orchestrator's request");
+                info!(task_id = task_id; "cancelling task {task_id} at the orchestrator's request");
+                self.shared
+                    .observer
+                    .task_event(task_id, TaskEvent::CancelRequested { source: "server" });
                 token.cancel(CancelCause::User);
             }
-            None => warn!("received a cancellation for task {task_id}, which is not active here"),
+            None => warn!(
+                task_id = task_id;
+                "received a cancellation for task {task_id}, which is not active here"
+            ),
         }
     }
 
@@ -407,7 +430,7 @@ impl Dispatcher {
 
     /// Cancels every active task with `cause`.
     pub fn cancel_all(&self, cause: CancelCause) {
-        for token in self.tokens() {
+        for token in self.tokens(cause) {
             token.cancel(cause);
         }
     }
@@ -415,16 +438,35 @@ impl Dispatcher {
     /// Cancels every active task with `cause`, asking that each container
     /// be stopped by `stop_by`.
     pub fn cancel_all_by(&self, cause: CancelCause, stop_by: Instant) {
-        for token in self.tokens() {
+        for token in self.tokens(cause) {
             token.cancel_by(cause, stop_by);
         }
     }
 
-    fn tokens(&self) -> Vec<CancelToken> {
-        self.shared
+    /// Every active task's token; each one not cancelled yet gets its
+    /// span's `task.cancellation_requested` (source from `cause`).
+    fn tokens(&self, cause: CancelCause) -> Vec<CancelToken> {
+        let pairs: Vec<(String, CancelToken)> = self
+            .shared
             .lock_active()
-            .values()
-            .map(|a| a.cancel.clone())
+            .iter()
+            .map(|(id, a)| (id.clone(), a.cancel.clone()))
+            .collect();
+        let source = match cause {
+            CancelCause::User => "server",
+            CancelCause::Shutdown | CancelCause::Detach => "signal",
+            CancelCause::Timeout => "timeout",
+        };
+        pairs
+            .into_iter()
+            .map(|(task_id, token)| {
+                if !token.is_cancelled() {
+                    self.shared
+                        .observer
+                        .task_event(&task_id, TaskEvent::CancelRequested { source });
+                }
+                token
+            })
             .collect()
     }
 
@@ -541,6 +583,14 @@ fn run_job(shared: &Shared, job: Job) {
         Some(a) => TaskScope::with_secrets(&task_id, a.clone()),
         None => TaskScope::enter(&task_id),
     };
+    if let Some(a) = &assignment {
+        shared.observer.task_event(
+            &task_id,
+            TaskEvent::Started {
+                image: &a.docker_image,
+            },
+        );
+    }
     let outcome = catch_unwind(AssertUnwindSafe(|| match (adopted, &assignment) {
         (Some(watch), _) => watch(&cancel),
         (None, Some(a)) => shared.runner.run(a, &cancel),
@@ -555,12 +605,29 @@ fn run_job(shared: &Shared, job: Job) {
     });
     shared.deadlines.remove(&cancel);
     let message = outcome.into_message(&task_id);
+    let took = started.elapsed();
+    let seconds = (took.as_secs_f64() * 1000.0).round() / 1000.0;
     match &message {
-        None => info!("task {task_id} left running for the next worker process (detached)"),
-        Some(Outbound::TaskFailed { message: m, .. }) => {
-            info!("task {task_id} failed after {:?}: {m}", started.elapsed())
-        }
-        Some(_) => info!("task {task_id} ended after {:?}", started.elapsed()),
+        None => info!(
+            task_id = task_id.as_str();
+            "task {task_id} left running for the next worker process (detached)"
+        ),
+        Some(Outbound::TaskFailed {
+            message: m,
+            failure_reason,
+            exit_code,
+            ..
+        }) => warn!(
+            task_id = task_id.as_str(),
+            exit_code = *exit_code,
+            duration_seconds = seconds,
+            failure_reason = failure_reason.map_or("unknown", |r| r.as_str());
+            "task {task_id} failed after {took:?}: {m}"
+        ),
+        Some(_) => info!(
+            task_id = task_id.as_str(), duration_seconds = seconds;
+            "task {task_id} ended after {took:?}"
+        ),
     }
     drop(scope);
     // The assignment's memory goes before its bytes are counted free.

@@ -38,6 +38,13 @@ pub const MIN_SECRET_LEN: usize = 4;
 pub const MIN_TASK_SECRET_LEN: usize = 6;
 
 static SECRETS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+/// The worker id every JSON line carries, once known.
+static WORKER_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Puts `worker_id` on every JSON line from now on (set once).
+pub fn set_worker_id(worker_id: &str) {
+    let _ = WORKER_ID.set(worker_id.to_owned());
+}
 
 /// The values one task's lines mask, read where they already live (the
 /// task's assignment), never copied.
@@ -76,10 +83,46 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
     let _ = builder.try_init();
 }
 
+/// A line's structured fields (`info!(task_id = id; "…")`), as JSON values:
+/// numbers and booleans stay numbers and booleans, text is masked.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let json = if let Some(b) = value.to_bool() {
+            b.into()
+        } else if let Some(i) = value.to_i64() {
+            i.into()
+        } else if let Some(u) = value.to_u64() {
+            u.into()
+        } else if let Some(f) = value.to_f64() {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        } else {
+            redact(&value.to_string()).into()
+        };
+        self.0.insert(key.as_str().to_owned(), json);
+        Ok(())
+    }
+}
+
 fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> String {
     let message = redact(&record.args().to_string());
     let message = outside::truncate_message(&message, MESSAGE_MAX_BYTES).into_owned();
-    let task = CURRENT_TASK.with(|t| t.borrow().clone());
+    let mut fields = Fields(serde_json::Map::new());
+    let _ = record.key_values().visit(&mut fields);
+    let fields = fields.0;
+    // The thread's task, or the one a line names (the claim line runs on
+    // the connection thread).
+    let task = CURRENT_TASK.with(|t| t.borrow().clone()).or_else(|| {
+        fields
+            .get("task_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    });
     match format {
         LogFormat::Text => {
             // JSON escapes by itself; a text line must not break either.
@@ -95,8 +138,17 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
             object.insert("level".into(), record.level().as_str().into());
             object.insert("message".into(), message.into());
             object.insert("target".into(), record.target().into());
+            if let Some(id) = WORKER_ID.get() {
+                object.insert("worker_id".into(), id.as_str().into());
+            }
             if let Some(task) = task {
                 object.insert("task_id".into(), task.into());
+            }
+            for (k, v) in fields {
+                // The fixed keys keep their meaning whatever a call site names.
+                if !["timestamp", "level", "message", "target"].contains(&k.as_str()) {
+                    object.insert(k, v);
+                }
             }
             serde_json::Value::Object(object).to_string()
         }
@@ -311,6 +363,46 @@ mod tests {
             "TS",
         );
         assert!(line.ends_with("…(message cut: 10 more bytes)"), "{line}");
+    }
+
+    #[test]
+    fn json_lines_carry_structured_fields() {
+        let _g = register_secret("field-secret-1");
+        let line = render(
+            LogFormat::Json,
+            &log::Record::builder()
+                .args(format_args!("task X failed"))
+                .level(log::Level::Warn)
+                .target("t")
+                .key_values(&[
+                    ("task_id", log::kv::Value::from("X")),
+                    ("exit_code", log::kv::Value::from(3i64)),
+                    ("duration_seconds", log::kv::Value::from(1.25f64)),
+                    ("failure_reason", log::kv::Value::from("container_exit")),
+                    ("note", log::kv::Value::from("has field-secret-1")),
+                    ("level", log::kv::Value::from("spoof")),
+                ])
+                .build(),
+            "TS",
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["task_id"], "X");
+        assert_eq!(v["exit_code"], 3);
+        assert_eq!(v["duration_seconds"], 1.25);
+        assert_eq!(v["failure_reason"], "container_exit");
+        assert_eq!(v["note"], "has [REDACTED]");
+        assert_eq!(v["level"], "WARN");
+        let text = render(
+            LogFormat::Text,
+            &log::Record::builder()
+                .args(format_args!("claimed"))
+                .level(log::Level::Info)
+                .target("t")
+                .key_values(&[("task_id", log::kv::Value::from("X"))])
+                .build(),
+            "TS",
+        );
+        assert_eq!(text, "TS INFO  task=X claimed");
     }
 
     #[test]

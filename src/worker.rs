@@ -20,8 +20,9 @@ use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
 use crate::dispatch::Dispatcher;
 use crate::docker::{Docker, DockerError, discovery};
 use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
-use crate::metrics::{self, Health, Metrics, ReconnectReason, WorkerInfo};
+use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInfo};
 use crate::signals::Signal;
+use crate::telemetry::{self, TaskTelemetry, Telemetry};
 use crate::{build_info, logging, preflight, signals};
 
 /// Objects younger than this are spared by the reaper where a live process
@@ -40,6 +41,7 @@ enum RunError {
     Lease(DockerError),
     Metrics(String),
     Preflight(preflight::Problem),
+    Telemetry(String),
     Startup(StartupError),
 }
 
@@ -53,6 +55,7 @@ impl fmt::Display for RunError {
             ),
             Self::Metrics(e) => write!(f, "metrics: {e}"),
             Self::Preflight(e) => write!(f, "{e}"),
+            Self::Telemetry(e) => write!(f, "telemetry: {e}"),
             Self::Startup(e) => write!(f, "{e}"),
         }
     }
@@ -61,6 +64,7 @@ impl fmt::Display for RunError {
 /// Runs the worker until a shutdown signal; returns the process exit code.
 pub fn run(config: Config) -> i32 {
     logging::init(config.log_level, config.log_format);
+    logging::set_worker_id(&config.worker_id);
     info!("starting oz-agent-worker {}", build_info::this().describe());
     logging::register_secret_forever(config.api_key.expose());
     for value in config.docker.environment.values() {
@@ -96,6 +100,10 @@ fn warn_about_volumes(config: &Config) {
 
 fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let env = |k: &str| std::env::var(k).ok();
+    // Before anything could log them: OTLP headers usually carry an API key.
+    register_otlp_secrets(&env);
+    let telemetry_config =
+        telemetry::config::from_env(&env).map_err(|e| RunError::Telemetry(e.to_string()))?;
     let target = discovery::from_process_env().map_err(RunError::Docker)?;
     let docker = Docker::connect(&target).map_err(RunError::Docker)?;
     let platform = docker.platform().map_err(RunError::Docker)?;
@@ -129,14 +137,27 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         config.upkeep.lease_ttl.as_secs()
     );
 
-    let metrics = Metrics::new(
-        WorkerInfo {
-            version: build_info::this().full_version(),
-            backend: "docker".into(),
-            worker_id: config.worker_id.clone(),
-        },
-        config.max_concurrent_tasks,
-    );
+    let info = WorkerInfo {
+        version: build_info::this().full_version(),
+        backend: "docker".into(),
+        worker_id: config.worker_id.clone(),
+    };
+    let (resource, problems) = Resource::build(&info, build_info::VERSION, &env);
+    if let Some(line) = problems.warning() {
+        warn!("{line}");
+    }
+    let metrics = Metrics::new(info.clone(), config.max_concurrent_tasks).with_resource(resource);
+    metrics.set_docker_up(true);
+    for line in &telemetry_config.warnings {
+        warn!("{line}");
+    }
+    let telemetry = Telemetry::start(&telemetry_config, &metrics, &info, &env)
+        .map_err(|e| RunError::Telemetry(e.to_string()))?;
+    for line in &telemetry.described {
+        info!("{line}");
+    }
+    let tracer = telemetry.tracer().cloned();
+    telemetry::install(metrics.clone(), tracer.clone());
     let _server =
         match metrics::config_from_env(&env).map_err(|e| RunError::Metrics(e.to_string()))? {
             Some(addr) => {
@@ -154,7 +175,10 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let (m, h) = (metrics.clone(), health.clone());
     let first_pass = runner.clone();
     let hooks = Hooks {
-        observer: Some(Arc::new(metrics)),
+        observer: Some(Arc::new(TaskTelemetry {
+            metrics: metrics.clone(),
+            tracer,
+        })),
         on_connection: Some(Box::new(move |event| match event {
             ConnectionEvent::Connected => {
                 m.set_connected(true);
@@ -183,10 +207,12 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     };
     let daemon = Daemon::start(config, runner.clone(), &env, Timings::default(), hooks)
         .map_err(RunError::Startup)?;
+    let outbox = daemon.outbox().clone();
+    metrics.set_unacknowledged_source(Arc::new(move || outbox.len()));
     let dispatcher = daemon.dispatcher().clone();
     let adopt: reaper::AdoptSink = Arc::new(move |t| dispatcher.adopt(t));
     let reaper = runner.spawn_reaper(adopt, config.upkeep.reap_interval, REAP_GRACE);
-    spawn_docker_watch(docker, health, daemon.dispatcher().clone());
+    spawn_docker_watch(docker, health, daemon.dispatcher().clone(), metrics.clone());
 
     let (tx, rx) = crossbeam_channel::bounded(1);
     signals::watch(move |signal| {
@@ -208,13 +234,35 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
             report.tasks_left, report.unacknowledged
         );
     }
+    // Last: the final metric values and queued spans go out once nothing
+    // records any more (bounded by telemetry::FINAL_FLUSH).
+    telemetry.flush_and_stop();
     Ok(())
+}
+
+/// Masks every value of the OTLP header variables in log lines, decoded or
+/// not, valid entry or not.
+fn register_otlp_secrets(env: &dyn Fn(&str) -> Option<String>) {
+    for var in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    ] {
+        for entry in env(var).unwrap_or_default().split(',') {
+            if let Some((_, value)) = entry.split_once('=') {
+                logging::register_secret_forever(value.trim());
+                if let Some(decoded) = metrics::resource::percent_decode(value.trim()) {
+                    logging::register_secret_forever(decoded.trim());
+                }
+            }
+        }
+    }
 }
 
 /// Pings Docker: `/readyz` learns when it last answered, and while it does
 /// not answer the dispatcher rejects new assignments (so the orchestrator
 /// routes them to a healthy worker) instead of claiming and failing them.
-fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher) {
+fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher, metrics: Metrics) {
     let _ = std::thread::Builder::new()
         .name("docker-ping".into())
         .spawn(move || {
@@ -229,11 +277,13 @@ fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher) {
                 // good as a ping; only an idle client pings.
                 if answering && docker.answered_within(DOCKER_PING_INTERVAL) {
                     health.docker_ok();
+                    metrics.set_docker_up(true);
                     continue;
                 }
                 match docker.ping() {
                     Ok(()) => {
                         health.docker_ok();
+                        metrics.set_docker_up(true);
                         if !answering {
                             info!("Docker answers again; taking new tasks again");
                             dispatcher.set_docker_available(true);
@@ -241,6 +291,7 @@ fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher) {
                         }
                     }
                     Err(e) if answering => {
+                        metrics.set_docker_up(false);
                         warn!(
                             "Docker did not answer a ping: {e}; rejecting new tasks until it does"
                         );

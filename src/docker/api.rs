@@ -88,6 +88,20 @@ pub struct PullProgress {
     /// Human progress bar, when present.
     #[serde(default)]
     pub progress: String,
+    /// Bytes done and total of a `Downloading` / `Extracting` line.
+    #[serde(rename = "progressDetail", default)]
+    pub detail: ProgressDetail,
+}
+
+/// `progressDetail` of a pull line; both absent on most lines.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct ProgressDetail {
+    /// Bytes done so far.
+    #[serde(default)]
+    pub current: Option<u64>,
+    /// Bytes in all.
+    #[serde(default)]
+    pub total: Option<u64>,
 }
 
 /// `GET /volumes/{name}`, the fields the worker uses.

@@ -20,7 +20,7 @@ pub mod sha256;
 pub mod system;
 pub mod transport;
 
-pub use api::{Docker, ImageInfo, PullProgress, VersionInfo, VolumeInfo};
+pub use api::{Docker, ImageInfo, ProgressDetail, PullProgress, VersionInfo, VolumeInfo};
 pub use client::AbortSlot;
 pub use containers::{
     ContainerConfig, ContainerDetails, ContainerState, ContainerSummary, WaitResult,

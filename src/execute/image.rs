@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
@@ -21,6 +21,10 @@ use crate::docker::auth::{self, CredentialEnv, RegistryAuth};
 use crate::docker::reference::{ImageRef, ReferenceError};
 use crate::docker::{AbortSlot, Docker, DockerError, ImageInfo};
 use crate::logging::{self, SecretGuard};
+use crate::metrics::WorkResult;
+use crate::telemetry::{self, AttrValue};
+
+use super::progress::{self, PullTally, Throttle};
 use crate::task::CancelToken;
 
 /// How the worker gets images.
@@ -257,6 +261,13 @@ fn pull(
     let _hook = cancel.on_cancel(move |_| hook_slot.abort());
     let watch_slot = slot.clone();
     let watch = StallWatch::start(settings.pull_stall_timeout, move || watch_slot.abort());
+    let mut span = telemetry::phase(
+        "oz_worker.image_pull",
+        vec![("docker.image", AttrValue::Str(logging::redact(reference)))],
+    );
+    let started = Instant::now();
+    let mut tally = PullTally::default();
+    let mut throttle = Throttle::new(started, progress::EVERY);
     let pulled = docker.image_pull(
         &target.name(),
         target.tag_or_digest(),
@@ -264,11 +275,30 @@ fn pull(
         header.as_deref(),
         &mut |p| {
             watch.progress();
-            log::trace!("pull {reference}: {} {}", p.id, p.status)
+            log::trace!("pull {reference}: {} {}", p.id, p.status);
+            tally.observe(&p.status, &p.id, p.detail.current, p.detail.total);
+            if let Some(since) = throttle.due(Instant::now()) {
+                log::info!("{}", tally.line(reference, since));
+            }
         },
         &slot,
     );
     let stalled = watch.finish();
+    let took = started.elapsed();
+    let result = if pulled.is_ok() {
+        log::info!("{}", tally.summary(reference, took));
+        WorkResult::Succeeded
+    } else {
+        WorkResult::Failed
+    };
+    telemetry::image_pulled(result, took, tally.bytes());
+    if let Some(span) = &mut span {
+        span.attribute("image.bytes", AttrValue::Int(tally.bytes() as i64));
+        match &pulled {
+            Ok(()) => span.ok(),
+            Err(e) => span.error(&e.to_string()),
+        }
+    }
     match pulled {
         Ok(()) => Ok(()),
         Err(_) if stalled => Err(ImageError::Stalled {

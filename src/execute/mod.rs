@@ -21,6 +21,7 @@ pub mod lease;
 pub mod logconf;
 pub mod names;
 pub mod ownership;
+pub mod progress;
 pub mod reaper;
 pub mod sidecar;
 
@@ -35,6 +36,7 @@ use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::logging;
 use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
+use crate::telemetry::{self, AttrValue};
 use crate::wire::{FailureReason, TaskAssignment};
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
@@ -210,12 +212,23 @@ impl DockerRunner {
             if cancel.is_cancelled() {
                 return TaskOutcome::failed(FailureReason::SidecarPrep, "cancelled");
             }
+            // Ends when this iteration does; marked ok only at its end.
+            let mut span = Phase(telemetry::phase(
+                "oz_worker.sidecar_prep",
+                vec![
+                    ("sidecar.image", AttrValue::Str(sidecar.image.clone())),
+                    (
+                        "sidecar.mount_path",
+                        AttrValue::Str(sidecar.mount_path.clone()),
+                    ),
+                ],
+            ));
             let prepared =
                 match image::ensure(&self.docker, &self.settings.images, &sidecar.image, cancel) {
                     Ok(p) => p,
                     Err(e) => {
                         let detail = format!("sidecar {}: {e}", sidecar.mount_path);
-                        return TaskOutcome::failed(FailureReason::SidecarPrep, detail);
+                        return span.fail(TaskOutcome::failed(FailureReason::SidecarPrep, detail));
                     }
                 };
             let shared = self.volumes.ensure(
@@ -239,9 +252,15 @@ impl DockerRunner {
             };
             match volume {
                 Ok(v) => sidecar_volumes.push(v),
-                Err(e) => return TaskOutcome::failed(FailureReason::SidecarPrep, e.to_string()),
+                Err(e) => {
+                    return span.fail(TaskOutcome::failed(
+                        FailureReason::SidecarPrep,
+                        e.to_string(),
+                    ));
+                }
             }
             sidecar_images.push(prepared);
+            span.ok();
         }
         if cancel.is_cancelled() {
             return TaskOutcome::failed(FailureReason::ContainerCreate, "cancelled");
@@ -288,7 +307,17 @@ impl DockerRunner {
                 Shown(&spec.image)
             ),
         }
-        let outcome = self.run_container(&mut container, cancel);
+        let mut span = Phase(telemetry::phase(
+            "oz_worker.container_run",
+            vec![("container.id", AttrValue::Str(container.id.clone()))],
+        ));
+        let outcome = match self.run_container(&mut container, cancel) {
+            TaskOutcome::Completed => {
+                span.ok();
+                TaskOutcome::Completed
+            }
+            other => span.fail(other),
+        };
         if let TaskOutcome::Failed {
             reason: FailureReason::ContainerStart,
             ..
@@ -496,6 +525,33 @@ impl TaskRunner for DockerRunner {
 
     fn settle(&self, until: Instant) {
         self.cleanups.settle(until);
+    }
+}
+
+/// A step's child span (when traces are on), failed with the outcome's words.
+struct Phase(Option<telemetry::ChildSpan>);
+
+impl Phase {
+    fn ok(&mut self) {
+        if let Some(s) = &mut self.0 {
+            s.ok();
+        }
+    }
+
+    fn fail(&mut self, outcome: TaskOutcome) -> TaskOutcome {
+        if let (
+            Some(s),
+            TaskOutcome::Failed {
+                reason, exit_code, ..
+            },
+        ) = (&mut self.0, &outcome)
+        {
+            s.error(reason.as_str());
+            if *exit_code != 0 {
+                s.attribute("container.exit_code", AttrValue::Int(*exit_code));
+            }
+        }
+        outcome
     }
 }
 

@@ -26,16 +26,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::io::Read;
+
 use serde_json::json;
 
 use super::names::{
     self, FILL_PATH, FOREIGN_ALTERNATE_SUFFIX, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME,
     MARKER, ROLE_FILL,
 };
+use super::progress::{self, CopyTally, Throttle};
 use crate::container_spec::LABEL_MANAGED;
 use crate::docker::reference::sidecar_volume_name;
 use crate::docker::{AbortSlot, Docker, DockerError, VolumeInfo};
+use crate::metrics::WorkResult;
 use crate::task::CancelToken;
+use crate::telemetry;
 
 /// How often a fill by another worker process is looked at.
 const OTHER_FILL_POLL: Duration = Duration::from_millis(500);
@@ -501,6 +506,8 @@ impl SidecarVolumes {
     /// Creates `volume` with `labels` and copies `reference`'s filesystem
     /// into it (then the marker, when asked). Removes the volume again
     /// unless the copy completes.
+    /// [`Self::copy_counted`], timed and counted for the copy metrics and
+    /// its closing line.
     fn copy_image(
         &self,
         volume: &str,
@@ -509,6 +516,31 @@ impl SidecarVolumes {
         marker: bool,
         cancel: &CancelToken,
     ) -> Result<(), SidecarError> {
+        let started = Instant::now();
+        let mut tally = CopyTally::default();
+        let result = self.copy_counted(volume, reference, labels, marker, cancel, &mut tally);
+        let took = started.elapsed();
+        let outcome = match &result {
+            Ok(()) => {
+                log::info!("{}", tally.summary(reference, volume, took));
+                WorkResult::Succeeded
+            }
+            Err(_) => WorkResult::Failed,
+        };
+        telemetry::sidecar_copied(outcome, took, tally.bytes);
+        result
+    }
+
+    fn copy_counted(
+        &self,
+        volume: &str,
+        reference: &str,
+        labels: &BTreeMap<String, String>,
+        marker: bool,
+        cancel: &CancelToken,
+        tally: &mut CopyTally,
+    ) -> Result<(), SidecarError> {
+        let started = Instant::now();
         let mut partial = PartialVolume {
             docker: &self.docker,
             volume,
@@ -549,8 +581,15 @@ impl SidecarVolumes {
         if let Some(observer) = observer {
             observer(volume);
         }
+        let mut counted = Counted {
+            inner: &mut export,
+            tally,
+            throttle: Throttle::new(started, progress::EVERY),
+            image: reference,
+            volume,
+        };
         self.docker
-            .put_archive(&target.id, FILL_PATH, &mut export, &put_slot)
+            .put_archive(&target.id, FILL_PATH, &mut counted, &put_slot)
             .map_err(copy_err)?;
         drop(export);
         if marker {
@@ -608,6 +647,27 @@ fn docker_err(volume: &str, step: &'static str, source: DockerError) -> SidecarE
         volume: volume.to_owned(),
         step,
         source,
+    }
+}
+
+/// The export stream on its way into the volume: counts its bytes and logs
+/// a progress line at most every [`progress::EVERY`].
+struct Counted<'a, R> {
+    inner: &'a mut R,
+    tally: &'a mut CopyTally,
+    throttle: Throttle,
+    image: &'a str,
+    volume: &'a str,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tally.add(n);
+        if let Some(since) = self.throttle.due(Instant::now()) {
+            log::info!("{}", self.tally.line(self.image, self.volume, since));
+        }
+        Ok(n)
     }
 }
 
