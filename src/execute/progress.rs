@@ -127,6 +127,12 @@ impl PullTally {
 
     /// The closing line of a pull that took `took`.
     pub fn summary(&self, image: &str, took: Duration) -> String {
+        if self.layers.is_empty() {
+            return format!(
+                "pulled image {image} in {}: already up to date",
+                seconds(took)
+            );
+        }
         let present = self.layers.values().filter(|l| l.present).count();
         let bytes = self.bytes();
         let mut layers = format!("{} layers", self.layers.len());
@@ -257,6 +263,14 @@ mod tests {
         assert_eq!(
             p.summary("r/app:1.0", Duration::from_secs(32)),
             "pulled image r/app:1.0 in 32.0s: 3 layers (1 already present), 120.0 MB downloaded, 3.8 MB/s"
+        );
+    }
+
+    #[test]
+    fn a_pull_of_nothing_new_says_so() {
+        assert_eq!(
+            PullTally::default().summary("a:1", Duration::from_millis(120)),
+            "pulled image a:1 in 0.1s: already up to date"
         );
     }
 

@@ -255,11 +255,10 @@ pub fn check_response(response: &[u8]) -> Result<(), PushError> {
     let body = find(response, b"\r\n\r\n")
         .map(|i| &response[i + 4..])
         .unwrap_or_default();
-    let text: String = String::from_utf8_lossy(body)
-        .trim()
-        .chars()
-        .take(200)
-        .collect();
+    // Masked before it is cut short: a collector that echoes the request
+    // would otherwise show the start of a header value past the mask.
+    let masked = crate::logging::redact(&String::from_utf8_lossy(body));
+    let text: String = masked.trim().chars().take(200).collect();
     Err(PushError::Status {
         code,
         body: text.escape_debug().to_string(),

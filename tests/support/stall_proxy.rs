@@ -1,7 +1,9 @@
 //! A TCP proxy in front of a registry that forwards every response in full
 //! except blob downloads: of each `GET …/blobs/…` response it forwards the
 //! first `blob_bytes` bytes and then stops forwarding, keeping both sockets
-//! open, as a registry or network that hangs mid-download does.
+//! open, as a registry or network that hangs mid-download does. Or, made
+//! with [`StallProxy::throttled`], it forwards everything but no faster than
+//! a given rate, as a slow link does.
 //!
 //! Owns its listener, one pair of threads per connection and the sockets;
 //! dropping it shuts every socket down. Plain std threads, no HTTP parsing
@@ -41,6 +43,15 @@ pub struct StallProxy {
 impl StallProxy {
     /// Listens on 127.0.0.1 (a free port) and relays to `upstream`.
     pub fn start(upstream: SocketAddr, blob_bytes: usize) -> StallProxy {
+        Self::with(upstream, blob_bytes, None)
+    }
+
+    /// Relays everything to `upstream`, answers at most `bytes_per_second`.
+    pub fn throttled(upstream: SocketAddr, bytes_per_second: usize) -> StallProxy {
+        Self::with(upstream, usize::MAX, Some(bytes_per_second))
+    }
+
+    fn with(upstream: SocketAddr, blob_bytes: usize, rate: Option<usize>) -> StallProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -56,7 +67,7 @@ impl StallProxy {
                 };
                 s.keep(&client);
                 s.keep(&server);
-                relay(client, server, blob_bytes, s.clone());
+                relay(client, server, blob_bytes, rate, s.clone());
             }
         });
         StallProxy { addr, shared }
@@ -110,7 +121,13 @@ impl Drop for StallProxy {
 /// Bytes of the next blob response still allowed through; `None`: no limit.
 type Budget = Arc<Mutex<Option<usize>>>;
 
-fn relay(client: TcpStream, server: TcpStream, blob_bytes: usize, shared: Arc<Shared>) {
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    blob_bytes: usize,
+    rate: Option<usize>,
+    shared: Arc<Shared>,
+) {
     let budget: Budget = Arc::default();
     let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
         return;
@@ -143,10 +160,22 @@ fn relay(client: TcpStream, server: TcpStream, blob_bytes: usize, shared: Arc<Sh
     });
     let (mut s_read, mut c_write) = (server, client);
     std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
+        // Throttled: 4 KiB reads, each held back until the rate allows it.
+        let mut buf = vec![0u8; if rate.is_some() { 4096 } else { 16 * 1024 }];
+        let started = Instant::now();
+        let mut sent = 0usize;
         while let Ok(n) = s_read.read(&mut buf) {
             if n == 0 {
                 break;
+            }
+            if let Some(rate) = rate {
+                sent += n;
+                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+                // The link's speed is the behaviour under test, not a wait for an event.
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
             }
             let allowed = {
                 let mut b = budget.lock().unwrap();
