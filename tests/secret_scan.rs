@@ -2,8 +2,11 @@
 //! both log formats, through the flows that handle secrets: the API key,
 //! `env_vars` (printed by the container and logged as its output), the
 //! operator's `-e`, a registry password from `auths` in `DOCKER_CONFIG`, and
-//! a password returned by a credential helper on `PATH`. Every secret is a
-//! marker string; the log and a `/metrics` scrape must contain none of them.
+//! a password returned by a credential helper on `PATH`, and the OTLP
+//! headers (`OTEL_EXPORTER_OTLP_HEADERS` usually holds a collector's API key)
+//! while a hostile collector echoes every request back in its refusal.
+//! Every secret is a marker string; the log, a `/metrics` scrape and the
+//! pushed metrics and spans must contain none of them.
 
 mod support;
 
@@ -15,6 +18,7 @@ use std::time::Duration;
 use oz_standin::registry::{Credentials, Registry, RegistryOpts};
 use oz_standin::{Options, Orchestrator};
 use serde_json::{Value, json};
+use support::otlp::Receiver;
 use support::process::WorkerProcess;
 use support::tasks::{self, terminal};
 use support::{BUSYBOX, Fixture, SIDECAR};
@@ -26,6 +30,9 @@ const OPERATOR_SECRET: &str = "operator-env-MARKER-9c33";
 const AUTHS_PASSWORD: &str = "auths-pw-MARKER-1d44";
 const HELPER_PASSWORD: &str = "helper-pw-MARKER-5e55";
 const HELPER_USER: &str = "oz-helper-user";
+const OTLP_SECRET: &str = "otlp-header-MARKER-6f66";
+/// Sent percent-encoded: `otlp-enc/MARKER-7a77` on the wire.
+const OTLP_ENCODED: &str = "otlp-enc%2FMARKER-7a77";
 
 /// Standard base64, to name the encoded forms of the credentials too.
 fn base64(bytes: &[u8]) -> String {
@@ -140,6 +147,8 @@ fn world() -> World {
         OPERATOR_SECRET.to_owned(),
         AUTHS_PASSWORD.to_owned(),
         HELPER_PASSWORD.to_owned(),
+        OTLP_SECRET.to_owned(),
+        "otlp-enc/MARKER-7a77".to_owned(),
         "MARKER".to_owned(),
         auth_entry["auth"].as_str().unwrap().to_owned(),
         base64(format!("{HELPER_USER}:{HELPER_PASSWORD}").as_bytes()),
@@ -175,6 +184,8 @@ fn no_secret_reaches_the_log_or_the_metrics_in_either_format() {
         std::env::var("PATH").unwrap_or_default()
     );
     let operator_env = format!("OPERATOR_TOKEN={OPERATOR_SECRET}");
+    let collector = Receiver::start(&["--status", "401", "--echo"]);
+    let otlp_headers = format!("api-key={OTLP_SECRET},x-other={OTLP_ENCODED}");
     for (round, format) in ["text", "json"].into_iter().enumerate() {
         // Pull both images again in each round, so each format sees the
         // credentials used.
@@ -200,7 +211,12 @@ fn no_secret_reaches_the_log_or_the_metrics_in_either_format() {
                 ("WARP_API_KEY", API_KEY),
                 ("DOCKER_CONFIG", &config),
                 ("PATH", &path),
-                ("OTEL_METRICS_EXPORTER", "prometheus"),
+                ("OTEL_METRICS_EXPORTER", "prometheus,otlp"),
+                ("OTEL_TRACES_EXPORTER", "otlp"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.base()),
+                ("OTEL_EXPORTER_OTLP_HEADERS", &otlp_headers),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
                 ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
                 ("OTEL_EXPORTER_PROMETHEUS_PORT", "0"),
             ],
@@ -269,6 +285,22 @@ fn no_secret_reaches_the_log_or_the_metrics_in_either_format() {
             text.contains("OPERATOR_TOKEN=[REDACTED]"),
             "the operator's -e value not logged masked ({format}):\n{text}"
         );
+        // The collector got the headers (decoded), refused with them echoed,
+        // and the refusal reached the log masked.
+        let pushed = collector.requests();
+        assert!(
+            pushed.iter().any(|q| q["headers"]["api-key"] == OTLP_SECRET
+                && q["headers"]["x-other"] == "otlp-enc/MARKER-7a77"),
+            "the OTLP headers were not sent"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.contains("answered HTTP 401") && l.contains("[REDACTED]")),
+            "no masked refusal in the {format} log:\n{text}"
+        );
+        for q in &pushed {
+            assert_clean("a pushed request", &q["request"].to_string(), &w.forbidden);
+        }
         assert_clean(&format!("the {format} log"), &text, &w.forbidden);
         if format == "json" {
             for line in worker.lines() {

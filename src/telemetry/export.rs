@@ -60,14 +60,14 @@ impl Pusher {
                 true
             }
             Err(e) => {
-                let text = e.to_string();
-                if self.last_error.as_deref() != Some(text.as_str()) {
+                let kind = e.kind();
+                if self.last_error.as_deref() != Some(kind.as_str()) {
                     warn!(
-                        "OTLP {} push to {} failed: {text}; retrying with back-off, tasks are not affected",
+                        "OTLP {} push to {} failed: {e}; retrying with back-off, tasks are not affected",
                         self.signal,
                         self.target.shown()
                     );
-                    self.last_error = Some(text);
+                    self.last_error = Some(kind);
                 }
                 self.failures = self.failures.saturating_add(1);
                 false

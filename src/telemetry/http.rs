@@ -71,6 +71,18 @@ impl fmt::Display for PushError {
 
 impl std::error::Error for PushError {}
 
+impl PushError {
+    /// What makes two failures "the same" for the one-WARN rule: the status
+    /// for an HTTP answer (its body may carry a request id or a time), the
+    /// whole text otherwise.
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Status { code, .. } => format!("HTTP {code}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Where one signal's exports go, ready to send.
 pub struct Target {
     url: WsUrl,
