@@ -7,7 +7,6 @@
 //! at-most-every-10-s rule ([`Throttle`]) and the number formats. Pure:
 //! callers pass the clock in and do the logging.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Progress lines are at most this often.
@@ -50,7 +49,8 @@ struct Layer {
 /// The layers of one pull, from the daemon's progress lines.
 #[derive(Debug, Clone, Default)]
 pub struct PullTally {
-    layers: BTreeMap<String, Layer>,
+    /// In the order the daemon named them (an image has tens of layers, not thousands).
+    layers: Vec<(String, Layer)>,
     /// Bytes at the previous progress line, for the rate.
     reported: u64,
 }
@@ -61,13 +61,29 @@ impl PullTally {
         if id.is_empty() {
             return;
         }
-        let layer = match status {
-            "Pulling fs layer" | "Waiting" | "Downloading" | "Verifying Checksum"
-            | "Download complete" | "Extracting" | "Pull complete" | "Already exists"
-            | "Retrying" => self.layers.entry(id.to_owned()).or_default(),
+        if !matches!(
+            status,
+            "Pulling fs layer"
+                | "Waiting"
+                | "Downloading"
+                | "Verifying Checksum"
+                | "Download complete"
+                | "Extracting"
+                | "Pull complete"
+                | "Already exists"
+                | "Retrying"
+        ) {
             // "Pulling from …" (id is the tag), digests, statuses of no layer.
-            _ => return,
+            return;
+        }
+        let i = match self.layers.iter().position(|(l, _)| l == id) {
+            Some(i) => i,
+            None => {
+                self.layers.push((id.to_owned(), Layer::default()));
+                self.layers.len() - 1
+            }
         };
+        let layer = &mut self.layers[i].1;
         match status {
             "Downloading" => {
                 if let Some(t) = total.filter(|&t| t > 0) {
@@ -98,13 +114,27 @@ impl PullTally {
 
     /// Bytes downloaded so far.
     pub fn bytes(&self) -> u64 {
-        self.layers.values().map(|l| l.downloaded).sum()
+        self.layers
+            .iter()
+            .map(|(_, l)| l)
+            .map(|l| l.downloaded)
+            .sum()
     }
 
     /// The progress line (`layers a/b, x of y, rate`) after `since` since the last.
     pub fn line(&mut self, image: &str, since: Duration) -> String {
-        let done = self.layers.values().filter(|l| l.done).count();
-        let to_download: Vec<&Layer> = self.layers.values().filter(|l| !l.present).collect();
+        let done = self
+            .layers
+            .iter()
+            .map(|(_, l)| l)
+            .filter(|l| l.done)
+            .count();
+        let to_download: Vec<&Layer> = self
+            .layers
+            .iter()
+            .map(|(_, l)| l)
+            .filter(|l| !l.present)
+            .collect();
         let total: u64 = to_download.iter().filter_map(|l| l.total).sum();
         let unknown = to_download.iter().filter(|l| l.total.is_none()).count();
         let bytes = self.bytes();
@@ -133,7 +163,12 @@ impl PullTally {
                 seconds(took)
             );
         }
-        let present = self.layers.values().filter(|l| l.present).count();
+        let present = self
+            .layers
+            .iter()
+            .map(|(_, l)| l)
+            .filter(|l| l.present)
+            .count();
         let bytes = self.bytes();
         let mut layers = format!("{} layers", self.layers.len());
         if present > 0 {
@@ -184,30 +219,37 @@ impl CopyTally {
 }
 
 /// Decimal units, as the docker CLI shows sizes: `980 B`, `45.2 MB`.
+/// (Integer arithmetic: precision float formatting costs kilobytes of code.)
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
     if bytes < 1000 {
         return format!("{bytes} B");
     }
-    let mut v = bytes as f64 / 1000.0;
     let mut unit = 0;
-    while v >= 999.95 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
+    let mut scale: u128 = 1000;
+    // Rounded to tenths, moving up a unit when that reads 1000.0.
+    let mut tenths = (u128::from(bytes) * 10 + scale / 2) / scale;
+    while tenths >= 10_000 && unit < UNITS.len() - 1 {
         unit += 1;
+        scale *= 1000;
+        tenths = (u128::from(bytes) * 10 + scale / 2) / scale;
     }
-    format!("{v:.1} {}", UNITS[unit])
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
 fn rate(bytes: u64, over: Duration) -> String {
-    let secs = over.as_secs_f64();
-    if secs <= 0.0 {
+    let millis = over.as_millis();
+    if millis == 0 {
         return "—/s".into();
     }
-    format!("{}/s", size((bytes as f64 / secs) as u64))
+    let per_second = u128::from(bytes) * 1000 / millis;
+    format!("{}/s", size(per_second.min(u128::from(u64::MAX)) as u64))
 }
 
+/// Tenths of a second: `32.1s`.
 fn seconds(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+    let tenths = (d.as_millis() + 50) / 100;
+    format!("{}.{}s", tenths / 10, tenths % 10)
 }
 
 #[cfg(test)]

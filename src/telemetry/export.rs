@@ -11,14 +11,14 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
 use crate::metrics::{Metrics, Resource};
 
 use super::config::{BatchSettings, Protocol};
 use super::http::Target;
-use super::trace::SpanData;
+use super::trace::{Queued, SpanData};
 use super::{json, proto};
 
 /// The longest pushes are spaced while a collector keeps failing.
@@ -165,38 +165,48 @@ fn export_spans(job: &mut TracesJob, spans: &[SpanData], resource: &Resource, bu
 }
 
 /// Runs the traces thread: a batch goes out when it is full or its oldest
-/// span has waited the schedule delay; on `stop`, whatever waits goes out.
-pub fn run_traces(
-    mut job: TracesJob,
-    resource: Resource,
-    spans: Receiver<SpanData>,
-    stop: Receiver<Duration>,
-) {
+/// span has waited the schedule delay; on [`Queued::Flush`], whatever waits
+/// goes out and the thread ends.
+pub fn run_traces(mut job: TracesJob, resource: Resource, queue: Receiver<Queued>) {
     let mut batch: Vec<SpanData> = Vec::new();
     let mut due: Option<Instant> = None;
     loop {
-        let wait = due.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        select! {
-            recv(spans) -> span => match span {
-                Ok(span) => {
-                    if batch.is_empty() {
-                        due = Some(Instant::now() + job.batch.schedule_delay);
-                    }
-                    batch.push(span);
-                    if batch.len() >= job.batch.max_batch {
-                        let budget = job.batch.export_timeout;
-                        export_spans(&mut job, &batch, &resource, budget);
-                        batch.clear();
-                        due = None;
-                    }
-                }
+        let next = match due {
+            Some(d) => match queue.recv_deadline(d) {
+                Ok(item) => Some(item),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+            None => match queue.recv() {
+                Ok(item) => Some(item),
                 Err(_) => return,
             },
-            recv(stop) -> budget => {
-                let deadline = Instant::now() + budget.unwrap_or_default();
-                batch.extend(spans.try_iter());
+        };
+        match next {
+            None => {
+                let budget = job.batch.export_timeout;
+                export_spans(&mut job, &batch, &resource, budget);
+                batch.clear();
+                due = None;
+            }
+            Some(Queued::Span(span)) => {
+                if batch.is_empty() {
+                    due = Some(Instant::now() + job.batch.schedule_delay);
+                }
+                batch.push(span);
+                if batch.len() >= job.batch.max_batch {
+                    let budget = job.batch.export_timeout;
+                    export_spans(&mut job, &batch, &resource, budget);
+                    batch.clear();
+                    due = None;
+                }
+            }
+            Some(Queued::Flush(budget)) => {
+                let deadline = Instant::now() + budget;
+                batch.extend(queue.try_iter().filter_map(|q| match q {
+                    Queued::Span(s) => Some(s),
+                    Queued::Flush(_) => None,
+                }));
                 for chunk in batch.chunks(job.batch.max_batch.max(1)) {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -205,28 +215,24 @@ pub fn run_traces(
                     export_spans(&mut job, chunk, &resource, left);
                 }
                 return;
-            },
-            default(wait) => {
-                let budget = job.batch.export_timeout;
-                export_spans(&mut job, &batch, &resource, budget);
-                batch.clear();
-                due = None;
-            },
+            }
         }
     }
 }
 
 /// The running exporter threads.
 pub struct Exporters {
-    stops: Vec<Sender<Duration>>,
-    done_tx: Sender<()>,
-    done: Receiver<()>,
+    stops: Vec<Box<dyn FnOnce(Duration) + Send>>,
+    // Durations, like the stop channels: one channel type instantiated, not two.
+    done_tx: Sender<Duration>,
+    done: Receiver<Duration>,
     running: usize,
 }
 
 impl Default for Exporters {
     fn default() -> Self {
-        let (done_tx, done) = crossbeam_channel::unbounded();
+        // Room for every exporter thread there is (metrics, traces).
+        let (done_tx, done) = crossbeam_channel::bounded(4);
         Self {
             stops: Vec::new(),
             done_tx,
@@ -245,14 +251,31 @@ impl Exporters {
         job: impl FnOnce(Receiver<Duration>) + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop) = crossbeam_channel::bounded(1);
+        self.spawn_stopped_by(
+            name,
+            move |budget| {
+                let _ = stop_tx.try_send(budget);
+            },
+            move || job(stop),
+        )
+    }
+
+    /// Starts `job` on a thread named `name`; `stop` asks it for its last
+    /// export (with the time budget for it).
+    pub fn spawn_stopped_by(
+        &mut self,
+        name: &str,
+        stop: impl FnOnce(Duration) + Send + 'static,
+        job: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
         let done = self.done_tx.clone();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                job(stop);
-                let _ = done.send(());
+                job();
+                let _ = done.try_send(Duration::ZERO);
             })?;
-        self.stops.push(stop_tx);
+        self.stops.push(Box::new(stop));
         self.running += 1;
         Ok(())
     }
@@ -266,8 +289,8 @@ impl Exporters {
     /// `budget` has passed; a collector that hangs cannot hold shutdown longer.
     pub fn flush_and_stop(self, budget: Duration) {
         let deadline = Instant::now() + budget;
-        for stop in &self.stops {
-            let _ = stop.try_send(budget);
+        for stop in self.stops {
+            stop(budget);
         }
         for _ in 0..self.running {
             if self.done.recv_deadline(deadline).is_err() {

@@ -167,17 +167,20 @@ impl Telemetry {
             if t.console {
                 described.push("printing one trace per task to stdout".into());
             }
-            let (tr, spans) = Tracer::new(&worker.worker_id, &worker.backend, t.batch.max_queue);
+            let (tr, queue) = Tracer::new(&worker.worker_id, &worker.backend, t.batch.max_queue);
             let job = TracesJob {
                 pusher,
                 console: t.console,
                 batch: t.batch,
             };
             let resource = metrics.resource();
+            let stopper = tr.clone();
             exporters
-                .spawn("otlp-traces", move |stop| {
-                    export::run_traces(job, resource, spans, stop)
-                })
+                .spawn_stopped_by(
+                    "otlp-traces",
+                    move |budget| stopper.request_flush(budget),
+                    move || export::run_traces(job, resource, queue),
+                )
                 .map_err(StartError::Thread)?;
             tracer = Some(tr);
         }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -81,6 +81,15 @@ pub struct SpanData {
     pub status: Status,
 }
 
+/// What waits in the exporter's queue.
+#[derive(Debug)]
+pub enum Queued {
+    /// A finished span.
+    Span(SpanData),
+    /// Shutdown: export what waits within this budget, then stop.
+    Flush(Duration),
+}
+
 /// What happened to a task, for its span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskEvent<'a> {
@@ -137,7 +146,7 @@ struct Inner {
     worker_id: String,
     backend: String,
     open: Mutex<HashMap<String, Open>>,
-    queue: Sender<SpanData>,
+    queue: Sender<Queued>,
     dropped: AtomicU64,
 }
 
@@ -163,7 +172,7 @@ fn masked(s: &str) -> AttrValue {
 
 impl Tracer {
     /// A tracer whose finished spans wait (at most `max_queue`) in the returned receiver.
-    pub fn new(worker_id: &str, backend: &str, max_queue: usize) -> (Tracer, Receiver<SpanData>) {
+    pub fn new(worker_id: &str, backend: &str, max_queue: usize) -> (Tracer, Receiver<Queued>) {
         let (queue, spans) = crossbeam_channel::bounded(max_queue.max(1));
         let tracer = Tracer {
             inner: Arc::new(Inner {
@@ -187,9 +196,15 @@ impl Tracer {
     }
 
     fn finish(&self, span: SpanData) {
-        if let Err(TrySendError::Full(_)) = self.inner.queue.try_send(span) {
+        if let Err(TrySendError::Full(_)) = self.inner.queue.try_send(Queued::Span(span)) {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Asks the exporter for its last export (waits at most `budget` for
+    /// room in a full queue).
+    pub fn request_flush(&self, budget: Duration) {
+        let _ = self.inner.queue.send_timeout(Queued::Flush(budget), budget);
     }
 
     /// Records `event` on `task_id`'s span.
@@ -410,6 +425,13 @@ mod tests {
     use super::*;
     use crate::wire::FailureReason;
 
+    fn span_of(q: Queued) -> SpanData {
+        match q {
+            Queued::Span(s) => s,
+            Queued::Flush(_) => panic!("a flush, not a span"),
+        }
+    }
+
     #[test]
     fn a_task_span_has_go_events_children_and_an_error_status() {
         let (tracer, spans) = Tracer::new("w1", "docker", 16);
@@ -426,8 +448,8 @@ mod tests {
             failure_reason: Some(FailureReason::ContainerExit),
             exit_code: 3,
         });
-        let child = spans.try_recv().unwrap();
-        let task = spans.try_recv().unwrap();
+        let child = span_of(spans.try_recv().unwrap());
+        let task = span_of(spans.try_recv().unwrap());
         assert_eq!(child.name, "oz_worker.image_pull");
         assert_eq!(child.parent, Some(task.span_id));
         assert_eq!(child.trace_id, task.trace_id);
@@ -469,7 +491,7 @@ mod tests {
                 },
             );
         }
-        let a = spans.try_recv().unwrap();
+        let a = span_of(spans.try_recv().unwrap());
         assert_eq!(a.status, Status::Unset);
         assert_eq!(a.events.last().unwrap().name, "task.rejected");
         assert!(spans.try_recv().is_err());
@@ -486,7 +508,7 @@ mod tests {
             message: "cancelled".into(),
             task_state: Some(CANCELLED_STATE.into()),
         });
-        let s = spans.try_recv().unwrap();
+        let s = span_of(spans.try_recv().unwrap());
         assert_eq!(s.status, Status::Ok);
         assert_eq!(s.events.last().unwrap().name, "task.cancelled");
     }
