@@ -771,3 +771,45 @@ fn a_slow_pull_shows_progress_and_lands_in_the_metrics_and_the_trace() {
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
     fx.assert_no_containers();
 }
+
+#[test]
+fn grpc_and_unusable_settings_stop_the_worker_at_start_with_one_line() {
+    for (var, value, line) in [
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc",
+            "ERROR telemetry: OTEL_EXPORTER_OTLP_PROTOCOL=grpc: this worker pushes OTLP over HTTP only; set http/protobuf (the collector's port 4318) or http/json, or OTEL_METRICS_EXPORTER=none to export nothing",
+        ),
+        (
+            "OTEL_METRICS_EXPORTER",
+            "otlp,statsd",
+            "ERROR telemetry: OTEL_METRICS_EXPORTER lists \"statsd\", which this worker does not have; use otlp, prometheus, console or none",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "collector:4318",
+            "ERROR telemetry: OTEL_EXPORTER_OTLP_ENDPOINT is not an http:// or https:// URL; write a URL such as http://collector:4318",
+        ),
+    ] {
+        let mut worker = WorkerProcess::start(
+            &[
+                "--worker-id",
+                "tel-start",
+                "--web-socket-url",
+                "ws://127.0.0.1:9/",
+            ],
+            &[("WARP_API_KEY", API_KEY), (var, value)],
+        );
+        let status = worker.wait_exit(WAIT).expect("the worker exits");
+        assert_eq!(status.code(), Some(1), "{}", worker.text());
+        let errors: Vec<String> = worker
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("ERROR"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{}", worker.text());
+        assert!(errors[0].ends_with(line), "{}", errors[0]);
+        // Refused before anything else starts.
+        assert!(!worker.text().contains("Docker at"), "{}", worker.text());
+    }
+}
