@@ -175,9 +175,16 @@ fn mcp_is_compact_sorted_and_go_escaped() {
     // held as a string of its own), byte for byte the same.
     let cfg = inputs();
     let spec = build(&a, &cfg).unwrap();
-    let at = spec.cmd.iter().position(|c| c.to_string() == "--mcp").unwrap();
+    let at = spec
+        .cmd
+        .iter()
+        .position(|c| c.to_string() == "--mcp")
+        .unwrap();
     assert!(matches!(spec.cmd[at + 1], Arg::Mcp(_)));
-    assert_eq!(format!("{:?}", spec.cmd[at + 1]), "<mcp json of 2 server(s)>");
+    assert_eq!(
+        format!("{:?}", spec.cmd[at + 1]),
+        "<mcp json of 2 server(s)>"
+    );
     let body = serde_json::to_string(&create_body(&spec, "img", &[])).unwrap();
     let want = serde_json::to_string(&mcp_json(
         &serde_json::from_str(
