@@ -86,6 +86,8 @@ pub struct AdoptedTask {
     pub deadline: Option<SystemTime>,
     /// How long it has run already (for the duration metric).
     pub running_for: Duration,
+    /// The image its container runs (for its trace span).
+    pub image: String,
     /// Watches the container until it ends or the token fires.
     pub work: Box<dyn FnOnce(&CancelToken) -> TaskOutcome + Send>,
 }
@@ -112,7 +114,10 @@ fn running(active: &HashMap<String, Active>) -> usize {
 
 enum Work {
     Assignment(Box<TaskAssignment>),
-    Adopted(Box<dyn FnOnce(&CancelToken) -> TaskOutcome + Send>),
+    Adopted {
+        image: String,
+        watch: Box<dyn FnOnce(&CancelToken) -> TaskOutcome + Send>,
+    },
 }
 
 struct Job {
@@ -346,6 +351,10 @@ impl Dispatcher {
         }
         shared.observer.adopted();
         shared.observer.active(count);
+        // Its span starts here: the earlier process's span ended with it.
+        shared
+            .observer
+            .task_event(&task.task_id, TaskEvent::Assigned { title: "" });
         if let Some(at) = task.deadline {
             cancel.set_deadline(at);
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
@@ -353,7 +362,10 @@ impl Dispatcher {
         }
         self.spawn(Job {
             task_id: task.task_id,
-            work: Work::Adopted(task.work),
+            work: Work::Adopted {
+                image: task.image,
+                watch: task.work,
+            },
             cancel,
             started,
             bytes: None,
@@ -575,7 +587,7 @@ fn run_job(shared: &Shared, job: Job) {
     } = job;
     let (assignment, adopted) = match work {
         Work::Assignment(a) => (Some(Arc::<TaskAssignment>::from(a)), None),
-        Work::Adopted(watch) => (None, Some(watch)),
+        Work::Adopted { image, watch } => (None, Some((image, watch))),
     };
     // env_vars values are secrets: from here on, any line this task logs
     // that would carry one has it masked.
@@ -583,16 +595,16 @@ fn run_job(shared: &Shared, job: Job) {
         Some(a) => TaskScope::with_secrets(&task_id, a.clone()),
         None => TaskScope::enter(&task_id),
     };
-    if let Some(a) = &assignment {
-        shared.observer.task_event(
-            &task_id,
-            TaskEvent::Started {
-                image: &a.docker_image,
-            },
-        );
-    }
+    let image = match (&assignment, &adopted) {
+        (Some(a), _) => a.docker_image.as_str(),
+        (None, Some((image, _))) => image.as_str(),
+        (None, None) => "",
+    };
+    shared
+        .observer
+        .task_event(&task_id, TaskEvent::Started { image });
     let outcome = catch_unwind(AssertUnwindSafe(|| match (adopted, &assignment) {
-        (Some(watch), _) => watch(&cancel),
+        (Some((_, watch)), _) => watch(&cancel),
         (None, Some(a)) => shared.runner.run(a, &cancel),
         (None, None) => TaskOutcome::failed(FailureReason::Unknown, "the task has nothing to run"),
     }))

@@ -248,6 +248,7 @@ fn adopted(id: &str, outcome: TaskOutcome) -> AdoptedTask {
         execution_id: format!("exec-{id}"),
         deadline: None,
         running_for: Duration::from_secs(5),
+        image: "img".into(),
         work: Box::new(move |cancel: &CancelToken| match outcome {
             TaskOutcome::Completed => match cancel.wait_timeout(Duration::from_secs(60)) {
                 Some(cause) => TaskOutcome::Cancelled(cause),

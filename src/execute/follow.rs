@@ -202,10 +202,8 @@ impl DockerRunner {
         let runner = Arc::clone(self);
         let id = task_id.clone();
         let work = move |cancel: &CancelToken| {
-            let _secrets: Vec<_> = secrets
-                .iter()
-                .map(|v| logging::register_secret(v))
-                .collect();
+            // Its environment is masked in its own lines, as a task's env_vars are.
+            let _scope = logging::TaskScope::with_secrets(&id, Arc::new(EnvSecrets(secrets)));
             runner.as_active(&id, cancel, || runner.follow(&id, found, cancel))
         };
         Ok(Some(AdoptedTask {
@@ -213,8 +211,20 @@ impl DockerRunner {
             execution_id,
             deadline,
             running_for,
+            image: orphan.image.clone(),
             work: Box::new(work),
         }))
+    }
+}
+
+/// An adopted container's environment values, masked in its task's lines.
+struct EnvSecrets(Vec<String>);
+
+impl logging::TaskSecrets for EnvSecrets {
+    fn each_secret<'s>(&'s self, f: &mut dyn FnMut(&'s str)) {
+        for v in &self.0 {
+            f(v);
+        }
     }
 }
 
