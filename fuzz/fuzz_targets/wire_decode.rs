@@ -47,13 +47,16 @@ fuzz_target!(|data: &[u8]| {
             assert!(!a.task_id.is_empty());
             assert!(!a.task.id.is_empty());
             assert_eq!(a.frame_bytes, text.len());
-            let frame = json!({"type": "task_assignment", "data": &*a}).to_string();
+            // Written straight to text: through a `Value`, raw values
+            // would lose their own spacing.
+            let data = serde_json::to_string(&*a).unwrap();
+            let frame = format!(r#"{{"type":"task_assignment","data":{data}}}"#);
             let mut expected = a.clone();
             expected.frame_bytes = frame.len();
             let snapshot = a.task.agent_config_snapshot.as_ref();
+            // (`mcp_servers` values are kept as raw bytes: they round-trip as they are.)
             let raw_floats = snapshot.is_some_and(|s| {
                 s.harness_auth_secrets.as_ref().is_some_and(has_float)
-                    || s.mcp_servers.iter().flatten().any(|(_, v)| has_float(v))
             });
             if raw_floats {
                 return;
