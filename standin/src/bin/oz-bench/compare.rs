@@ -245,6 +245,7 @@ pub fn sidecar_copy(cfg: &Cfg, big: &str) -> Result<Row> {
         &["--image-pull-policy", "IfNotPresent"],
     )?;
     for i in 0..cfg.heavy_runs {
+        docker::wait_no_containers(&s.worker.worker_id, Duration::from_secs(60))?;
         for v in docker::worker_volumes(&s.worker.worker_id)? {
             docker(&["volume", "rm", "-f", &v])?;
         }
