@@ -245,7 +245,18 @@ pub fn sidecar_copy(cfg: &Cfg, big: &str) -> Result<Row> {
         &["--image-pull-policy", "IfNotPresent"],
     )?;
     for i in 0..cfg.heavy_runs {
-        docker::wait_no_containers(&s.worker.worker_id, Duration::from_secs(60))?;
+        // A worker removes a task's container once its terminal frame is
+        // acknowledged: keep reading (so pings are answered) until it has.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker::no_containers(&s.worker.worker_id)? {
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout {
+                    what: "the copy worker's containers to be removed".into(),
+                });
+            }
+            s.server
+                .idle_until(Instant::now() + Duration::from_millis(50))?;
+        }
         for v in docker::worker_volumes(&s.worker.worker_id)? {
             docker(&["volume", "rm", "-f", &v])?;
         }
