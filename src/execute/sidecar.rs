@@ -503,9 +503,6 @@ impl SidecarVolumes {
         })
     }
 
-    /// Creates `volume` with `labels` and copies `reference`'s filesystem
-    /// into it (then the marker, when asked). Removes the volume again
-    /// unless the copy completes.
     /// [`Self::copy_counted`], timed and counted for the copy metrics and
     /// its closing line.
     fn copy_image(
@@ -531,6 +528,9 @@ impl SidecarVolumes {
         result
     }
 
+    /// Creates `volume` with `labels` and copies `reference`'s filesystem
+    /// into it (then the marker, when asked). Removes the volume again
+    /// unless the copy completes.
     fn copy_counted(
         &self,
         volume: &str,
