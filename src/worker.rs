@@ -123,14 +123,8 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         docker.clone(),
         RunnerSettings::from_config(config, platform, instance.clone()),
     ));
-    let lease = lease::acquire(
-        &docker,
-        &config.worker_id,
-        &instance,
-        config.upkeep.lease_ttl,
-        runner.clock().clone(),
-    )
-    .map_err(RunError::Lease)?;
+    runner.clock().sync(&docker).map_err(RunError::Lease)?;
+    let lease = lease::acquire(runner.ownership()).map_err(RunError::Lease)?;
     info!(
         "this is worker process {instance} (lease renewed every {}s, expiring {}s after the last renewal)",
         (config.upkeep.lease_ttl / 3).as_secs(),

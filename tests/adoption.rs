@@ -1,9 +1,11 @@
 //! Tasks outliving their worker process, on the real daemon and in process:
-//! a runner detaches from a running container, another instance's reaper
-//! pass adopts it (or reports it from the daemon's record when it ended
-//! while nobody watched, or removes it when it never started); a live
-//! instance's containers are never touched; claims have one winner; the
-//! reaper removes only what gone instances left.
+//! a runner detaches from a running container and releases its lease (a
+//! clean stop), another instance's reaper pass adopts it (or reports it
+//! from the daemon's record when it ended while nobody watched, or removes
+//! it when it never started); a live instance's containers are never
+//! touched; an instance without a lease is judged gone only after a whole
+//! ttl of observation; claims have one winner; the reaper removes only
+//! what gone instances left.
 
 mod support;
 
@@ -13,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use oz_agent_worker::dispatch::AdoptedTask;
 use oz_agent_worker::execute::names::{LABEL_INSTANCE, LABEL_ROLE};
-use oz_agent_worker::execute::{DockerRunner, claims, lease, reaper};
+use oz_agent_worker::execute::{DockerRunner, claims, reaper};
 use oz_agent_worker::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
 use oz_agent_worker::wire::FailureReason;
 use serde_json::json;
@@ -27,6 +29,48 @@ fn runner(fx: &Fixture, instance: &str) -> Arc<DockerRunner> {
     let mut settings = fx.settings();
     settings.instance = instance.into();
     Arc::new(fx.runner(settings))
+}
+
+/// The ttl of runners that must judge another process gone in a test.
+const SHORT_TTL: Duration = Duration::from_secs(3);
+
+/// A runner judging others with [`SHORT_TTL`].
+fn short_runner(fx: &Fixture, instance: &str) -> Arc<DockerRunner> {
+    let mut settings = fx.settings();
+    settings.instance = instance.into();
+    settings.lease_ttl = SHORT_TTL;
+    Arc::new(fx.runner(settings))
+}
+
+/// Reaper passes every 200 ms (a judgement needs observations all along
+/// its window; no event marks the end of a ttl) until `done` holds for
+/// what they did together, or a minute is up.
+fn passes_until(
+    sink: &Sink,
+    runner: &Arc<DockerRunner>,
+    done: impl Fn(&reaper::ReapReport) -> bool,
+) -> reaper::ReapReport {
+    let mut total = reaper::ReapReport::default();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let r = sink.pass(runner);
+        total.adopted += r.adopted;
+        total.containers += r.containers;
+        total.volumes += r.volumes;
+        if done(&total) || std::time::Instant::now() > deadline {
+            return total;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `n` claim volumes exist (an adopted task claims on its own thread).
+fn wait_claims(fx: &Fixture, n: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while records(fx, "claim").len() < n {
+        assert!(std::time::Instant::now() < deadline, "no claim made");
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Adopted tasks, collected instead of handed to a dispatcher.
@@ -128,15 +172,10 @@ fn a_detached_container_is_adopted_by_the_next_process_and_reported_once() {
         "a detach leaves the container running"
     );
 
+    // A clean stop in detach mode releases the lease: the successor may
+    // take over at once.
+    fx.release_lease("first");
     let next = runner(&fx, "next");
-    let next_lease = lease::acquire(
-        &fx.docker,
-        &fx.worker_id,
-        "next",
-        Duration::from_secs(30),
-        next.clock().clone(),
-    )
-    .unwrap();
     let sink = Sink::default();
     let report = sink.pass(&next);
     assert_eq!(report.adopted, 1);
@@ -157,13 +196,13 @@ fn a_detached_container_is_adopted_by_the_next_process_and_reported_once() {
         left <= TIMEOUT && left >= TIMEOUT - Duration::from_secs(30),
         "{left:?}"
     );
+    let cancel = CancelToken::new();
+    let watching = thread::spawn(move || (task.work)(&cancel));
+    wait_claims(&fx, 1);
     // A second pass, and a third process, leave the claimed container alone.
     assert_eq!(sink.pass(&next).adopted, 0);
     assert_eq!(sink.pass(&runner(&fx, "third")).adopted, 0);
     assert_eq!(records(&fx, "claim").len(), 1);
-
-    let cancel = CancelToken::new();
-    let watching = thread::spawn(move || (task.work)(&cancel));
     release(&fx, "T-adopt");
     assert_eq!(
         watching.join().unwrap(),
@@ -173,7 +212,7 @@ fn a_detached_container_is_adopted_by_the_next_process_and_reported_once() {
             exit_code: 3
         }
     );
-    next_lease.release();
+    fx.release_leases();
     assert_only_the_sidecar_volume_left(&fx);
 }
 
@@ -214,9 +253,14 @@ fn orphans_that_ended_or_never_started_are_reported_from_the_daemons_record() {
     assert_eq!(waited.status_code, 5);
     create("never", "true");
 
-    let next = runner(&fx, "next");
+    // Nothing ever showed a lease of "gone": it is judged gone once a whole
+    // ttl of observation saw nothing change.
+    let next = short_runner(&fx, "next");
     let sink = Sink::default();
-    assert_eq!(sink.pass(&next).adopted, 2);
+    let first = sink.pass(&next);
+    assert_eq!(first.adopted, 0, "judged before a whole ttl");
+    let report = passes_until(&sink, &next, |r| r.adopted >= 2);
+    assert_eq!(report.adopted, 2);
     let mut outcomes: Vec<(String, TaskOutcome)> = sink
         .take()
         .into_iter()
@@ -245,14 +289,6 @@ fn a_live_instance_keeps_its_containers_until_its_lease_is_released() {
     let mut fx = Fixture::new("live");
     let sidecar = fx.sidecar("live");
     let owner = runner(&fx, "owner-instance");
-    let held = lease::acquire(
-        &fx.docker,
-        &fx.worker_id,
-        "owner-instance",
-        Duration::from_secs(30),
-        owner.clock().clone(),
-    )
-    .unwrap();
     start_and_detach(&fx, &owner, &sidecar, "T-live", 0);
 
     let other = runner(&fx, "other-instance");
@@ -266,14 +302,16 @@ fn a_live_instance_keeps_its_containers_until_its_lease_is_released() {
         1,
         "nobody touched the live owner's task"
     );
-    assert_eq!(records(&fx, "lease").len(), 1);
+    assert_eq!(records(&fx, "lease").len(), 2, "both processes' leases");
 
-    held.release();
-    assert_eq!(records(&fx, "lease"), Vec::<String>::new());
+    fx.release_lease("owner-instance");
+    assert_eq!(records(&fx, "lease").len(), 1, "only the other's lease");
+    assert_eq!(records(&fx, "released").len(), 1, "the owner's marker");
     assert_eq!(sink.pass(&other).adopted, 1);
     let task = sink.take().pop().unwrap();
     release(&fx, "T-live");
     assert_eq!((task.work)(&CancelToken::new()), TaskOutcome::Completed);
+    fx.release_leases();
     assert_only_the_sidecar_volume_left(&fx);
 }
 
@@ -312,6 +350,7 @@ fn the_same_execution_sent_again_follows_its_container_instead_of_running_twice(
         .id
         .clone();
 
+    fx.release_lease("first");
     let next = runner(&fx, "next");
     let task = fx.assignment("T-again", &sidecar, json!({}));
     let cancel = CancelToken::new();
@@ -351,6 +390,7 @@ fn the_same_execution_sent_again_follows_its_container_instead_of_running_twice(
         vec![first_id.as_str()],
         "one container for the one execution"
     );
+    fx.release_leases();
     assert_only_the_sidecar_volume_left(&fx);
 }
 
@@ -358,15 +398,7 @@ fn the_same_execution_sent_again_follows_its_container_instead_of_running_twice(
 fn leftovers_of_gone_instances_go_and_a_live_ones_stay() {
     let fx = Fixture::new("leftover");
     let wid = &fx.worker_id;
-    let live = runner(&fx, "live-instance");
-    let held = lease::acquire(
-        &fx.docker,
-        wid,
-        "live-instance",
-        Duration::from_secs(30),
-        live.clock().clone(),
-    )
-    .unwrap();
+    let _live = runner(&fx, "live-instance");
     let volume = |name: &str, extra: serde_json::Value| {
         let mut labels = serde_json::Map::new();
         labels.insert("dev.warp.oz-agent-worker.worker-id".into(), json!(wid));
@@ -397,7 +429,7 @@ fn leftovers_of_gone_instances_go_and_a_live_ones_stay() {
     helper("live-instance", "half-live");
     volume(
         "lease-old",
-        json!({LABEL_ROLE: "lease", LABEL_INSTANCE: "gone-instance", "dev.warp.oz-agent-worker.lease-ttl": "0"}),
+        json!({LABEL_ROLE: "lease", LABEL_INSTANCE: "gone-instance", "dev.warp.oz-agent-worker.lease-seq": "4"}),
     );
     // A read-write sidecar's private volumes: one of a task whose container
     // is gone, one of a task whose (live process's) container runs on.
@@ -417,7 +449,10 @@ fn leftovers_of_gone_instances_go_and_a_live_ones_stay() {
         .create(&format!("task-live-{wid}"), &body)
         .unwrap();
 
-    let report = Sink::default().pass(&runner(&fx, "sweeper"));
+    // Private volumes without an owner go at once; what "gone-instance"
+    // left goes once a whole ttl saw its lease unchanged.
+    let sweeper = short_runner(&fx, "sweeper");
+    let report = passes_until(&Sink::default(), &sweeper, |r| r.volumes >= 3);
     assert_eq!(
         (report.containers, report.volumes, report.adopted),
         (1, 3, 0)
@@ -436,9 +471,9 @@ fn leftovers_of_gone_instances_go_and_a_live_ones_stay() {
         volumes,
         vec![format!("half-live-{wid}"), format!("private-live-{wid}")]
     );
-    held.release();
+    fx.release_lease("live-instance");
     let sink = Sink::default();
-    let report = sink.pass(&runner(&fx, "sweeper"));
+    let report = sink.pass(&sweeper);
     assert_eq!(
         (report.containers, report.volumes, report.adopted),
         (1, 1, 1)

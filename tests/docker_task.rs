@@ -275,6 +275,7 @@ fn tasks_run_over_tcp_and_tls_daemon_endpoints() {
         let target = discovery::discover(&|k| env.get(k).cloned(), Path::new("/")).unwrap();
         let docker = Docker::connect(&target).unwrap_or_else(|e| panic!("{case}: {e}"));
         let runner = oz_agent_worker::execute::DockerRunner::new(docker, fx.settings());
+        let lease = oz_agent_worker::execute::lease::acquire(runner.ownership()).unwrap();
         let env = json!({"env_vars": {"OZ_TEST_OUT": "/out", "OZ_TEST_EXIT": "3"}});
         let task = fx.assignment(&format!("T-{case}"), &sidecar, env);
         assert_eq!(
@@ -292,6 +293,7 @@ fn tasks_run_over_tcp_and_tls_daemon_endpoints() {
             "{case}"
         );
         fx.assert_no_containers();
+        lease.release();
     }
     // A client certificate the daemon's CA did not sign is refused.
     let untrusted = HashMap::from([

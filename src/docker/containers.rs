@@ -77,6 +77,9 @@ pub struct ContainerConfig {
     /// Labels.
     #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
+    /// The image, as given at create.
+    #[serde(rename = "Image", default)]
+    pub image: String,
 }
 
 /// One entry of `GET /containers/json`.

@@ -1,16 +1,19 @@
 //! Claim volumes: the records that move a task container from a gone
-//! worker process to a live one, and that say its terminal message was sent
-//! (the design is in [`super::ownership`]).
+//! worker process to a live one, that say its terminal message was sent,
+//! and that claim an execution before anything is pulled (the design is
+//! in [`super::ownership`]).
 //!
 //! Owns creating, reading back and removing claims; it must not decide who
 //! may claim what (that is `ownership`'s verdict) nor touch the containers.
 
 use std::collections::BTreeMap;
 
+use super::lease::Ownership;
 use super::names::{
-    self, LABEL_CONTAINER, LABEL_GENERATION, LABEL_INSTANCE, LABEL_REPORTED, LABEL_ROLE, ROLE_CLAIM,
+    self, LABEL_CONTAINER, LABEL_EXEC_KEY, LABEL_GENERATION, LABEL_INSTANCE, LABEL_REPORTED,
+    LABEL_ROLE, ROLE_CLAIM, ROLE_EXEC, ROLE_EXEC_DONE,
 };
-use crate::container_spec::{LABEL_MANAGED, LABEL_WORKER_ID};
+use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_MANAGED, LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::docker::{Docker, DockerError};
 
 /// The labels of a claim on `container_id` at `generation` by `instance`.
@@ -69,6 +72,80 @@ pub fn mark_reported(
     docker
         .volume_create(&names::claim_volume_name(container_id, generation), &labels)
         .map(drop)
+}
+
+/// The labels of a claim on execution `key` at `generation` by `instance`.
+pub fn exec_labels(
+    worker_id: &str,
+    instance: &str,
+    key: &str,
+    generation: u64,
+    ids: (&str, &str),
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED.to_owned(), "true".to_owned()),
+        (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
+        (LABEL_ROLE.to_owned(), ROLE_EXEC.to_owned()),
+        (LABEL_INSTANCE.to_owned(), instance.to_owned()),
+        (LABEL_EXEC_KEY.to_owned(), key.to_owned()),
+        (LABEL_GENERATION.to_owned(), generation.to_string()),
+        (LABEL_TASK_ID.to_owned(), ids.0.to_owned()),
+        (LABEL_EXECUTION_ID.to_owned(), ids.1.to_owned()),
+    ])
+}
+
+/// What a claim on a done execution reads back as: nobody may hold it.
+pub const DONE_HOLDER: &str = "(done)";
+
+/// Tries to take execution `key` at `generation` for this process; returns
+/// the holder (this instance when it won, [`DONE_HOLDER`] when the
+/// execution was reported already). `ids` (task id, execution id) are
+/// recorded on the claim; `None` reuses what this process recorded.
+pub fn claim_exec(
+    o: &Ownership,
+    key: &str,
+    generation: u64,
+    ids: Option<(&str, &str)>,
+) -> Result<String, DockerError> {
+    let docker = o.docker();
+    if docker
+        .volume_inspect(&names::exec_done_name(key))?
+        .is_some()
+    {
+        return Ok(DONE_HOLDER.to_owned());
+    }
+    let recorded = o.exec_ids(key);
+    let ids = ids.unwrap_or((recorded.0.as_str(), recorded.1.as_str()));
+    let labels = exec_labels(o.worker_id(), o.instance(), key, generation, ids);
+    let made = docker.volume_create(&names::exec_claim_name(key, generation), &labels)?;
+    let holder = made.labels.get(LABEL_INSTANCE).cloned().unwrap_or_default();
+    if holder == o.instance() {
+        o.hold_exec(key, generation, ids);
+    }
+    Ok(holder)
+}
+
+/// Marks execution `key` done (its tombstone) and removes its claims.
+pub fn mark_done(o: &Ownership, key: &str) -> Result<(), DockerError> {
+    let docker = o.docker();
+    let mut labels = exec_labels(
+        o.worker_id(),
+        o.instance(),
+        key,
+        0,
+        o.exec_ids(key).as_refs(),
+    );
+    labels.insert(LABEL_ROLE.to_owned(), ROLE_EXEC_DONE.to_owned());
+    labels.remove(LABEL_GENERATION);
+    docker.volume_create(&names::exec_done_name(key), &labels)?;
+    o.release_exec(key);
+    let worker = names::label(LABEL_WORKER_ID, o.worker_id());
+    let of = names::label(LABEL_EXEC_KEY, key);
+    let role = names::label(LABEL_ROLE, ROLE_EXEC);
+    for v in docker.volume_list_by_label(&[&worker, &of, &role])? {
+        docker.volume_remove(&v.name)?;
+    }
+    Ok(())
 }
 
 /// Removes every claim on `container_id` (it is gone).

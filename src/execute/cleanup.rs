@@ -16,19 +16,19 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, unbounded};
 
 use super::claims;
-use crate::docker::{Docker, DockerError};
+use super::drive::{Executor, no_answer};
+use super::ownership::machine::{CleanupMachine, CleanupStep, Reply};
 
-/// A task container whose task has ended.
+/// What a task left when it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leftover {
-    /// Its id.
-    pub id: String,
-    /// Cleanup is off: keep it, recorded as reported.
+    /// Its container, if it had one this process holds, with the
+    /// generation it holds it at.
+    pub container: Option<(String, u64)>,
+    /// Its execution key (its records are marked done).
+    pub key: String,
+    /// Cleanup is off: keep the container, recorded as reported.
     pub keep: bool,
-    /// The generation of its current owner (this process's claim, or 0).
-    pub generation: u64,
-    /// Claim volumes exist for it and go with it.
-    pub has_claims: bool,
     /// Its task's private sidecar volumes, removed after it (last made first).
     pub volumes: Vec<String>,
 }
@@ -45,13 +45,13 @@ struct Queue {
     slots: HashMap<String, Slot>,
     /// Leftovers handed to the thread and not yet done.
     in_flight: usize,
+    /// Execution keys being cleaned up (the reaper leaves them alone).
+    busy: HashMap<String, usize>,
 }
 
 /// The leftovers of ended tasks of one runner.
 pub struct Cleanups {
-    docker: Docker,
-    worker_id: String,
-    instance: String,
+    executor: Executor,
     /// Wait for delivery (a worker with a dispatcher); false = clean at once
     /// (a runner driven directly, as in tests).
     defer: bool,
@@ -60,52 +60,73 @@ pub struct Cleanups {
 }
 
 impl Cleanups {
-    /// Cleanups for `instance` of `worker_id` on `docker`.
-    pub fn new(docker: Docker, worker_id: String, instance: String, defer: bool) -> Self {
+    /// Cleanups performed through `executor`.
+    pub fn new(executor: Executor, defer: bool) -> Self {
         let (work, todo) = unbounded::<Leftover>();
         let queue: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
-        let (d, w, i, q) = (
-            docker.clone(),
-            worker_id.clone(),
-            instance.clone(),
-            queue.clone(),
-        );
+        let (e, q) = (executor.clone(), queue.clone());
         // Ends when the runner (the only sender) goes.
         let _ = std::thread::Builder::new()
             .name("cleanup".into())
             .spawn(move || {
                 for leftover in todo {
-                    clean(&d, &w, &i, &leftover);
-                    lock(&q).in_flight -= 1;
+                    clean(&e, &leftover);
+                    let mut g = lock(&q);
+                    g.in_flight -= 1;
+                    unbusy(&mut g, &leftover.key);
+                    drop(g);
                     q.1.notify_all();
                 }
             });
         Self {
-            docker,
-            worker_id,
-            instance,
+            executor,
             defer,
             queue,
             work,
         }
     }
 
-    /// `task_id` has ended and `leftover` is its container: removes it now
-    /// if its message was already read (or nothing waits for delivery),
-    /// else keeps it until [`Cleanups::delivered`].
+    /// `task_id` has ended and left `leftover`: cleans it now if its
+    /// message was already read (or nothing waits for delivery), else keeps
+    /// it until [`Cleanups::delivered`].
     pub fn hold(&self, task_id: &str, leftover: Leftover) {
         if !self.defer {
-            return clean(&self.docker, &self.worker_id, &self.instance, &leftover);
+            return clean(&self.executor, &leftover);
         }
         let mut q = lock(&self.queue);
+        *q.busy.entry(leftover.key.clone()).or_default() += 1;
         match q.slots.remove(task_id) {
             Some(Slot::Delivered) => {
+                q.in_flight += 1;
                 drop(q);
-                clean(&self.docker, &self.worker_id, &self.instance, &leftover);
+                self.send(leftover);
             }
             _ => {
                 q.slots.insert(task_id.to_owned(), Slot::Waiting(leftover));
             }
+        }
+    }
+
+    /// Cleans `leftover` now, without waiting for any delivery (its task
+    /// sends no message).
+    pub fn now(&self, leftover: Leftover) {
+        if !self.defer {
+            return clean(&self.executor, &leftover);
+        }
+        let mut q = lock(&self.queue);
+        *q.busy.entry(leftover.key.clone()).or_default() += 1;
+        q.in_flight += 1;
+        drop(q);
+        self.send(leftover);
+    }
+
+    fn send(&self, leftover: Leftover) {
+        if let Err(e) = self.work.send(leftover) {
+            let leftover = e.into_inner();
+            clean(&self.executor, &leftover);
+            let mut q = lock(&self.queue);
+            q.in_flight -= 1;
+            unbusy(&mut q, &leftover.key);
         }
     }
 
@@ -117,10 +138,7 @@ impl Cleanups {
             Some(Slot::Waiting(leftover)) => {
                 q.in_flight += 1;
                 drop(q);
-                if self.work.send(leftover.clone()).is_err() {
-                    clean(&self.docker, &self.worker_id, &self.instance, &leftover);
-                    lock(&self.queue).in_flight -= 1;
-                }
+                self.send(leftover);
             }
             _ if running => {
                 q.slots.insert(task_id.to_owned(), Slot::Delivered);
@@ -129,7 +147,7 @@ impl Cleanups {
         }
     }
 
-    /// Forgets a delivery noted for `task_id` whose task made no container.
+    /// Forgets a delivery noted for `task_id` whose task left nothing.
     pub fn forget_delivery(&self, task_id: &str) {
         let mut q = lock(&self.queue);
         if matches!(q.slots.get(task_id), Some(Slot::Delivered)) {
@@ -137,9 +155,14 @@ impl Cleanups {
         }
     }
 
-    /// Whether `task_id`'s container waits for its message to be read.
+    /// Whether `task_id`'s leftover waits for its message to be read.
     pub fn is_waiting(&self, task_id: &str) -> bool {
         matches!(lock(&self.queue).slots.get(task_id), Some(Slot::Waiting(_)))
+    }
+
+    /// Whether execution `key` waits for, or is in, its cleanup.
+    pub fn is_busy(&self, key: &str) -> bool {
+        lock(&self.queue).busy.contains_key(key)
     }
 
     /// Waits until every delivered leftover is done, or `until`.
@@ -163,90 +186,90 @@ fn lock(q: &(Mutex<Queue>, Condvar)) -> MutexGuard<'_, Queue> {
     q.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Removes a leftover (with its claims), or records a kept one as reported.
-fn clean(docker: &Docker, worker_id: &str, instance: &str, leftover: &Leftover) {
-    let id = &leftover.id;
-    if leftover.keep {
-        log::info!("keeping container {id} (cleanup is off)");
-        let next = leftover.generation + 1;
-        if let Err(e) = claims::mark_reported(docker, worker_id, instance, id, next) {
-            log::warn!(
-                "recording that container {id} was reported: {e}; a later worker process may report it again"
-            );
+fn unbusy(q: &mut Queue, key: &str) {
+    if let Some(n) = q.busy.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            q.busy.remove(key);
         }
-        return;
     }
-    match docker.remove(id) {
-        Ok(()) => {
-            log::debug!("removed container {id}");
-            for volume in leftover.volumes.iter().rev() {
-                if let Err(e) = docker.volume_remove(volume) {
-                    log::warn!("removing sidecar volume {volume} of container {id}: {e}");
+}
+
+/// How often the execution's records are tried again while the daemon is away.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long they are tried before the reaper is left to it.
+const RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// Cleans one leftover: the container through the cleanup machine
+/// (fenced: only while this process holds it), then its records.
+fn clean(executor: &Executor, leftover: &Leftover) {
+    let o = executor.ownership().clone();
+    let docker = o.docker().clone();
+    let key = leftover.key.as_str();
+    let Some((id, generation)) = &leftover.container else {
+        // A task without a container: its execution is marked done.
+        let deadline = Instant::now() + RETRY_FOR;
+        loop {
+            match claims::mark_done(&o, key) {
+                Ok(()) => break,
+                Err(e) if no_answer(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(RETRY_EVERY);
+                }
+                Err(e) => {
+                    log::warn!("marking execution {key} done: {e}; the reaper tidies it later");
+                    break;
                 }
             }
-            if leftover.has_claims
-                && let Err(e) = claims::remove_all(docker, worker_id, id)
+        }
+        o.forget_exec(key);
+        remove_volumes(&docker, &leftover.volumes, None);
+        return;
+    };
+    let mut machine = CleanupMachine::new(id.clone(), *generation, leftover.keep);
+    executor.clean(&mut machine, |step| match step {
+        CleanupStep::MarkDone { .. } => match claims::mark_done(&o, key) {
+            Ok(()) => Reply::Done,
+            Err(e) if no_answer(&e) => Reply::Unreachable,
+            Err(e) => {
+                log::warn!("marking execution {key} done: {e}");
+                Reply::Done
+            }
+        },
+        CleanupStep::MarkReported { id, generation } => {
+            log::info!("keeping container {id} (cleanup is off)");
+            if let Err(e) =
+                claims::mark_reported(&docker, o.worker_id(), o.instance(), id, generation + 1)
             {
                 log::warn!(
-                    "removing the claims on container {id}: {e}; the reaper removes them later"
+                    "recording that container {id} was reported: {e}; a later worker process may report it again"
                 );
             }
+            Reply::Done
         }
-        Err(e) if daemon_unreachable(&e) => {
-            log::warn!(
-                "removing container {id}: {e}; retrying in the background until the daemon answers"
-            );
-            remove_when_back(docker.clone(), id.clone());
-        }
-        Err(e) => log::warn!("removing container {id}: {e}"),
-    }
-}
-
-/// How often a removal is retried while the daemon is away.
-const REMOVE_RETRY_EVERY: Duration = Duration::from_secs(2);
-/// How long a removal is retried before the periodic reaper is left to it.
-const REMOVE_RETRY_FOR: Duration = Duration::from_secs(600);
-
-/// The call never got an answer: the daemon is down or restarting.
-pub fn daemon_unreachable(e: &DockerError) -> bool {
-    matches!(
-        e,
-        DockerError::NoDaemon { .. }
-            | DockerError::Connect { .. }
-            | DockerError::Io { .. }
-            | DockerError::Timeout { .. }
-    )
-}
-
-/// A daemon restart (live-restore off) leaves the stopped task container
-/// behind; remove it as soon as the daemon answers again, off the task
-/// thread so the task's end is reported at once.
-fn remove_when_back(docker: Docker, id: String) {
-    let shown = id.clone();
-    let spawned = std::thread::Builder::new()
-        .name("remove-later".into())
-        .spawn(move || {
-            let deadline = Instant::now() + REMOVE_RETRY_FOR;
-            while Instant::now() < deadline {
-                // No event announces the daemon's return; asking is the only way.
-                std::thread::sleep(REMOVE_RETRY_EVERY);
-                match docker.remove(&id) {
-                    Ok(()) => {
-                        log::info!("removed container {id} once the Docker daemon answered again");
-                        return;
-                    }
-                    Err(e) if daemon_unreachable(&e) => {}
-                    Err(e) => {
-                        log::warn!("removing container {id}: {e}");
-                        return;
-                    }
-                }
+        CleanupStep::RemoveRecords { id } => {
+            log::debug!("removed container {id}");
+            remove_volumes(&docker, &leftover.volumes, Some(id));
+            if let Err(e) = claims::remove_all(&docker, o.worker_id(), id) {
+                log::warn!("removing the claims on container {id}: {e}; the reaper removes them later");
             }
-            log::warn!(
-                "container {id} is left for the reaper: the Docker daemon did not come back"
-            );
-        });
-    if let Err(e) = spawned {
-        log::warn!("container {shown} is left for the reaper: cannot start a thread: {e}");
+            if let Err(e) = claims::mark_done(&o, key) {
+                log::warn!("marking execution {key} done: {e}; the reaper tidies it later");
+            }
+            o.release_container(id);
+            Reply::Done
+        }
+        _ => Reply::Done,
+    });
+    o.forget_exec(key);
+}
+
+fn remove_volumes(docker: &crate::docker::Docker, volumes: &[String], of: Option<&str>) {
+    for volume in volumes.iter().rev() {
+        if let Err(e) = docker.volume_remove(volume) {
+            match of {
+                Some(id) => log::warn!("removing sidecar volume {volume} of container {id}: {e}"),
+                None => log::warn!("removing sidecar volume {volume}: {e}"),
+            }
+        }
     }
 }

@@ -1,19 +1,27 @@
 //! This process's identity on the Docker daemon: its random instance id,
-//! the daemon's clock as this process sees it, and the liveness lease other
-//! processes read (the design, expiry and races are in [`super::ownership`]).
+//! the daemon's clock as this process sees it (for task deadlines), the
+//! liveness lease other processes read, and the shared [`Ownership`] state
+//! (own lease, what it has seen of others, the claims it holds) that the
+//! protocol in [`super::ownership`] runs on.
 //!
-//! Owns the lease volumes of this instance and the thread that renews them;
-//! it must not look at any other object on the daemon.
+//! Owns the lease volumes of this instance, its released marker and the
+//! thread that renews them; it must not decide who owns what.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
-use super::names::{self, LABEL_INSTANCE, LABEL_LEASE_TTL, LABEL_ROLE, ROLE_LEASE};
+use super::claims;
+use super::names::{
+    self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_LEASE_TTL, LABEL_ROLE, ROLE_LEASE, ROLE_RELEASED,
+};
+use super::ownership::Snapshot;
+use super::ownership::liveness::{self, Liveness, Mono, OwnLease};
+use super::ownership::machine::RELEASED;
 use crate::container_spec::{LABEL_MANAGED, LABEL_WORKER_ID};
 use crate::docker::{Docker, DockerError};
 
@@ -121,45 +129,255 @@ pub fn lease_labels(worker_id: &str, instance: &str, ttl: Duration) -> BTreeMap<
     ])
 }
 
-/// The held lease: renewed on its own thread every `ttl / 3` until
-/// [`LeaseHandle::release`] (a clean stop) or the process ends (then it
-/// simply runs out).
-pub struct LeaseHandle {
+/// How close to its end the own lease is no longer acted on: a request
+/// takes this long at most to reach the daemon.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// A reading of `CLOCK_BOOTTIME` in milliseconds: monotonic, and unlike
+/// `Instant` it goes on while the host is suspended (a paused VM must not
+/// think its lease still safe).
+pub fn boottime_ms() -> Mono {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into our local.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        return liveness::millis(START.elapsed());
+    }
+    (ts.tv_sec as u64).saturating_mul(1000) + (ts.tv_nsec as u64) / 1_000_000
+}
+
+static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// What this process knows and holds on the daemon, shared by the lease
+/// renewer, the reaper and every task's machine.
+pub struct OwnState {
+    /// This process's lease.
+    pub own: OwnLease,
+    /// What it has seen of others.
+    pub live: Liveness,
+    /// Container claims held: generation, and the lease epoch they were
+    /// last seen held in (only those of the current epoch are made again).
+    held: HashMap<String, (u64, u64)>,
+    /// Execution claims held, likewise.
+    held_execs: HashMap<String, (u64, u64)>,
+    /// The task and execution ids of each execution claimed (its claims carry them).
+    exec_ids: HashMap<String, ExecIds>,
+}
+
+/// A task id and an execution id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecIds(pub String, pub String);
+
+impl ExecIds {
+    /// Both as `&str`.
+    pub fn as_refs(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+/// This process's identity and liveness on the daemon.
+pub struct Ownership {
     docker: Docker,
     worker_id: String,
     instance: String,
+    ttl: Duration,
+    state: Mutex<OwnState>,
+    /// The last lease sequence number made (renewals are serialised by this lock).
+    seq: Mutex<u64>,
+}
+
+impl Ownership {
+    /// The ownership of `instance` of `worker_id` with a lease of `ttl`
+    /// (nothing is made on the daemon until [`acquire`]).
+    pub fn new(docker: Docker, worker_id: &str, instance: &str, ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            docker,
+            worker_id: worker_id.to_owned(),
+            instance: instance.to_owned(),
+            ttl,
+            state: Mutex::new(OwnState {
+                own: OwnLease::new(ttl, LEASE_MARGIN.min(ttl / 3)),
+                live: Liveness::new(ttl),
+                held: HashMap::new(),
+                held_execs: HashMap::new(),
+                exec_ids: HashMap::new(),
+            }),
+            seq: Mutex::new(0),
+        })
+    }
+
+    /// This process's instance id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The lease ttl.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Now on this process's clock.
+    pub fn now(&self) -> Mono {
+        boottime_ms()
+    }
+
+    /// Runs `f` on the shared state.
+    pub fn with<R>(&self, f: impl FnOnce(&mut OwnState) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The lease epoch (see [`OwnLease::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.with(|s| s.own.epoch())
+    }
+
+    /// Whether this process may act now on what it holds.
+    pub fn safe(&self) -> bool {
+        let now = self.now();
+        self.with(|s| s.own.safe(now))
+    }
+
+    /// A daemon call succeeded just now.
+    pub fn reached(&self) {
+        let now = self.now();
+        self.with(|s| s.live.reached(now));
+    }
+
+    /// Records that this process holds container `id` at `generation`.
+    pub fn hold(&self, id: &str, generation: u64) {
+        self.with(|s| {
+            let epoch = s.own.epoch();
+            s.held.insert(id.to_owned(), (generation, epoch));
+        });
+    }
+
+    /// Records that this process holds execution `key` at `generation`.
+    pub fn hold_exec(&self, key: &str, generation: u64, ids: (&str, &str)) {
+        self.with(|s| {
+            let epoch = s.own.epoch();
+            s.held_execs.insert(key.to_owned(), (generation, epoch));
+            s.exec_ids
+                .insert(key.to_owned(), ExecIds(ids.0.to_owned(), ids.1.to_owned()));
+        });
+    }
+
+    /// The ids recorded for execution `key` (empty when none).
+    pub fn exec_ids(&self, key: &str) -> ExecIds {
+        self.with(|s| s.exec_ids.get(key).cloned().unwrap_or_default())
+    }
+
+    /// Records the ids of execution `key` without holding it.
+    pub fn note_exec_ids(&self, key: &str, ids: (&str, &str)) {
+        self.with(|s| {
+            s.exec_ids
+                .insert(key.to_owned(), ExecIds(ids.0.to_owned(), ids.1.to_owned()));
+        });
+    }
+
+    /// Forgets everything recorded about execution `key`.
+    pub fn forget_exec(&self, key: &str) {
+        self.with(|s| {
+            s.held_execs.remove(key);
+            s.exec_ids.remove(key);
+        });
+    }
+
+    /// Container `id` is no longer held (gone, or lost).
+    pub fn release_container(&self, id: &str) {
+        self.with(|s| s.held.remove(id));
+    }
+
+    /// Execution `key` is no longer held.
+    pub fn release_exec(&self, key: &str) {
+        self.with(|s| s.held_execs.remove(key));
+    }
+
+    /// Renews the lease once: makes the next lease volume, removes the one
+    /// before, and — when the lease had not lapsed — makes again every
+    /// claim held in this epoch that a prune may have removed.
+    pub fn renew(&self) -> Result<(), DockerError> {
+        let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        let started = self.now();
+        let was_safe = self.with(|s| s.own.safe(started));
+        let next = *seq + 1;
+        let mut labels = lease_labels(&self.worker_id, &self.instance, self.ttl);
+        labels.insert(LABEL_LEASE_SEQ.to_owned(), next.to_string());
+        if let Err(e) = self
+            .docker
+            .volume_create(&names::lease_volume_name(&self.instance, next), &labels)
+        {
+            self.with(|s| s.live.cut_off());
+            return Err(e);
+        }
+        if *seq > 0 {
+            let _ = self
+                .docker
+                .volume_remove(&names::lease_volume_name(&self.instance, *seq));
+        }
+        *seq = next;
+        let (claims, execs) = self.with(|s| {
+            s.own.renewed(started);
+            s.live.reached(boottime_ms());
+            let epoch = s.own.epoch();
+            let current = |m: &HashMap<String, (u64, u64)>| -> Vec<(String, u64)> {
+                m.iter()
+                    .filter(|(_, (_, e))| *e == epoch)
+                    .map(|(k, (g, _))| (k.clone(), *g))
+                    .collect()
+            };
+            (current(&s.held), current(&s.held_execs))
+        });
+        drop(seq);
+        if was_safe {
+            for (id, generation) in claims.into_iter().filter(|(_, g)| *g > 0) {
+                let labels =
+                    claims::claim_labels(&self.worker_id, &self.instance, &id, generation, false);
+                let _ = self
+                    .docker
+                    .volume_create(&names::claim_volume_name(&id, generation), &labels);
+            }
+            for (key, generation) in execs {
+                let _ = claims::claim_exec(self, &key, generation, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// The docker client.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The worker id.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+}
+
+/// The held lease: renewed on its own thread every `ttl / 3` until
+/// [`LeaseHandle::release`] (a clean stop) or the process ends (then it
+/// simply stops changing, and others judge it gone).
+pub struct LeaseHandle {
+    ownership: Arc<Ownership>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Takes the lease for `instance`: creates its first lease volume now (so an
-/// error is a start-up error) and starts the renewing thread.
-pub fn acquire(
-    docker: &Docker,
-    worker_id: &str,
-    instance: &str,
-    ttl: Duration,
-    clock: Arc<DaemonClock>,
-) -> Result<LeaseHandle, DockerError> {
-    let labels = lease_labels(worker_id, instance, ttl);
-    clock.sync(docker)?;
-    docker.volume_create(&names::lease_volume_name(instance, 1), &labels)?;
+/// Takes the lease: makes its first lease volume now (so an error is a
+/// start-up error) and starts the renewing thread.
+pub fn acquire(ownership: &Arc<Ownership>) -> Result<LeaseHandle, DockerError> {
+    ownership.renew()?;
     let (stop, stopped) = bounded::<()>(0);
-    let renewer = Renewer {
-        docker: docker.clone(),
-        instance: instance.to_owned(),
-        labels,
-        ttl,
-        clock,
-    };
+    let renewer = Arc::clone(ownership);
     let thread = std::thread::Builder::new()
         .name("lease".into())
-        .spawn(move || renewer.run(&stopped))
+        .spawn(move || renew_until_stopped(&renewer, &stopped))
         .ok();
     Ok(LeaseHandle {
-        docker: docker.clone(),
-        worker_id: worker_id.to_owned(),
-        instance: instance.to_owned(),
+        ownership: Arc::clone(ownership),
         stop: Some(stop),
         thread,
     })
@@ -168,28 +386,42 @@ pub fn acquire(
 impl LeaseHandle {
     /// This process's instance id.
     pub fn instance(&self) -> &str {
-        &self.instance
+        self.ownership.instance()
     }
 
-    /// Stops renewing and removes every lease volume of this instance, so
-    /// another process may take over what it leaves at once.
+    /// Stops renewing and replaces every lease volume of this instance by
+    /// its released marker: this process never acts again, so another may
+    /// take over what it leaves at once.
     pub fn release(mut self) {
         self.stop_renewing();
-        let labels = [
-            names::label(LABEL_WORKER_ID, &self.worker_id),
+        let o = &self.ownership;
+        let mut labels = lease_labels(&o.worker_id, &o.instance, o.ttl);
+        labels.insert(LABEL_ROLE.to_owned(), ROLE_RELEASED.to_owned());
+        if let Err(e) = o
+            .docker
+            .volume_create(&names::released_name(&o.instance), &labels)
+        {
+            log::warn!("marking this worker's lease released: {e}; it runs out by itself");
+            return;
+        }
+        let filter = [
+            names::label(LABEL_WORKER_ID, &o.worker_id),
             names::label(LABEL_ROLE, ROLE_LEASE),
-            names::label(LABEL_INSTANCE, &self.instance),
+            names::label(LABEL_INSTANCE, &o.instance),
         ];
-        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-        match self.docker.volume_list_by_label(&refs) {
+        let refs: Vec<&str> = filter.iter().map(String::as_str).collect();
+        match o.docker.volume_list_by_label(&refs) {
             Ok(list) => {
                 for v in list {
-                    if let Err(e) = self.docker.volume_remove(&v.name) {
+                    if let Err(e) = o.docker.volume_remove(&v.name) {
                         log::warn!("releasing lease volume {}: {e}", v.name);
                     }
                 }
             }
-            Err(e) => log::warn!("releasing this worker's lease: {e}; it runs out by itself"),
+            Err(e) => log::warn!("releasing this worker's lease: {e}"),
+        }
+        if let Err(e) = tidy_after_release(o) {
+            log::warn!("tidying this worker's records: {e}; the next worker process does it");
         }
     }
 
@@ -207,67 +439,77 @@ impl Drop for LeaseHandle {
     }
 }
 
-struct Renewer {
-    docker: Docker,
-    instance: String,
-    labels: BTreeMap<String, String>,
-    ttl: Duration,
-    clock: Arc<DaemonClock>,
-}
-
-impl Renewer {
-    fn run(&self, stopped: &crossbeam_channel::Receiver<()>) {
-        let every = self.ttl / 3;
-        let mut sequence = 1u64;
-        let mut renewed = Instant::now();
-        let mut failing: Option<String> = None;
-        let mut wait = every;
-        loop {
-            match stopped.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-            match self.renew(sequence + 1) {
-                Ok(()) => {
-                    let _ = self
-                        .docker
-                        .volume_remove(&names::lease_volume_name(&self.instance, sequence));
-                    sequence += 1;
-                    if failing.take().is_some() {
-                        let gap = renewed.elapsed();
-                        if gap >= self.ttl {
-                            log::warn!(
-                                "this worker's lease was not renewed for {}s (longer than its {}s expiry): another worker with this worker id may have adopted its tasks",
-                                gap.as_secs(),
-                                self.ttl.as_secs()
-                            );
-                        } else {
-                            log::info!("renewed this worker's lease again");
-                        }
-                    }
-                    renewed = Instant::now();
-                    wait = every;
-                }
-                Err(e) => {
-                    let text = e.to_string();
-                    if failing.as_deref() != Some(text.as_str()) {
-                        log::warn!("could not renew this worker's lease: {text}");
-                        failing = Some(text);
-                    }
-                    wait = RETRY_AFTER_FAILURE.min(every);
-                }
+/// After a clean stop: with no other live process of this worker id, the
+/// tombstones of reported executions are kept for nobody, so they go; the
+/// released marker goes too when nothing left on the daemon names this
+/// process (it exists only so a successor may take over at once).
+fn tidy_after_release(o: &Ownership) -> Result<(), DockerError> {
+    let worker = names::label(LABEL_WORKER_ID, &o.worker_id);
+    let containers = o.docker.list_by_label(&[&worker])?;
+    let volumes = o.docker.volume_list_by_label(&[&worker])?;
+    let snap = Snapshot::from_daemon(&containers, &volumes);
+    let others_live = snap
+        .leases
+        .iter()
+        .any(|(i, (v, _))| i != &o.instance && v != RELEASED);
+    if !others_live {
+        for e in snap.execs.iter().filter(|e| e.done) {
+            for v in &e.volumes {
+                o.docker.volume_remove(v)?;
             }
         }
     }
+    for (instance, (value, markers)) in &snap.leases {
+        let named = snap.tasks.iter().any(|t| &t.owner.instance == instance)
+            || snap
+                .execs
+                .iter()
+                .any(|e| !e.done && e.holder.as_ref().is_some_and(|(h, _)| h == instance));
+        if value == RELEASED && !named {
+            for m in markers {
+                o.docker.volume_remove(m)?;
+            }
+        }
+    }
+    Ok(())
+}
 
-    fn renew(&self, sequence: u64) -> Result<(), DockerError> {
-        self.clock.now_synced(&self.docker)?;
-        self.docker
-            .volume_create(
-                &names::lease_volume_name(&self.instance, sequence),
-                &self.labels,
-            )
-            .map(drop)
+fn renew_until_stopped(ownership: &Ownership, stopped: &crossbeam_channel::Receiver<()>) {
+    let every = ownership.ttl / 3;
+    let mut failing: Option<String> = None;
+    let mut renewed = Instant::now();
+    let mut wait = every;
+    loop {
+        match stopped.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        match ownership.renew() {
+            Ok(()) => {
+                if failing.take().is_some() {
+                    let gap = renewed.elapsed();
+                    if gap >= ownership.ttl {
+                        log::warn!(
+                            "this worker's lease was not renewed for {}s (longer than its {}s expiry): it checks each task's claim again before acting on it",
+                            gap.as_secs(),
+                            ownership.ttl.as_secs()
+                        );
+                    } else {
+                        log::info!("renewed this worker's lease again");
+                    }
+                }
+                renewed = Instant::now();
+                wait = every;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if failing.as_deref() != Some(text.as_str()) {
+                    log::warn!("could not renew this worker's lease: {text}");
+                    failing = Some(text);
+                }
+                wait = RETRY_AFTER_FAILURE.min(every);
+            }
+        }
     }
 }
 

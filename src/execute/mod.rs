@@ -13,8 +13,10 @@
 //! own thread. A detach (the worker stops, the task goes on) leaves a started
 //! container running and labelled for the next process to adopt.
 
+mod assigned;
 pub mod claims;
 pub mod cleanup;
+pub mod drive;
 mod follow;
 pub mod image;
 pub mod lease;
@@ -31,20 +33,21 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ContainerLogs};
 use crate::container_spec::{self, Limits, SpecInputs};
+use crate::docker::Docker;
 use crate::docker::auth::CredentialEnv;
-use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::logging;
 use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
-use crate::telemetry::{self, AttrValue};
 use crate::wire::{FailureReason, TaskAssignment};
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
-use sidecar::task_copy::{TaskRef, TaskVolumes};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
+use assigned::AssignedWork;
 use cleanup::{Cleanups, Leftover};
-use lease::DaemonClock;
+use drive::{Executor, TaskIds};
+use lease::{DaemonClock, Ownership};
+use ownership::machine::{Origin, Outcome, Silence, Step, TaskMachine};
 
 /// Lines of container output logged when a task ends.
 const LOG_TAIL_LINES: u32 = 100;
@@ -76,6 +79,8 @@ pub struct RunnerSettings {
     pub remove_after_delivery: bool,
     /// Bounds on container logs on the host.
     pub container_logs: ContainerLogs,
+    /// How long this process's lease lasts after its last renewal.
+    pub lease_ttl: Duration,
 }
 
 impl RunnerSettings {
@@ -97,18 +102,22 @@ impl RunnerSettings {
             instance,
             remove_after_delivery: true,
             container_logs: cfg.docker.container_logs,
+            lease_ttl: cfg.upkeep.lease_ttl,
         }
     }
 }
 
 /// Runs tasks in Docker containers. Share one per worker (its sidecar volume
-/// record and active-task set are process-wide).
+/// record, active-task set and ownership state are process-wide).
 pub struct DockerRunner {
     docker: Docker,
     settings: RunnerSettings,
     volumes: Arc<SidecarVolumes>,
     active: Arc<Mutex<HashSet<String>>>,
+    /// Execution keys this process runs, follows or adopts now.
+    keys: Mutex<HashSet<String>>,
     clock: Arc<DaemonClock>,
+    executor: Executor,
     cleanups: Arc<Cleanups>,
     logs: logconf::HostLogs,
 }
@@ -119,10 +128,15 @@ impl DockerRunner {
         let worker_id = settings.spec.worker_id.clone();
         let volumes =
             SidecarVolumes::new(docker.clone(), worker_id.clone(), settings.instance.clone());
-        let cleanups = Arc::new(Cleanups::new(
+        let ownership = Ownership::new(
             docker.clone(),
-            worker_id,
-            settings.instance.clone(),
+            &worker_id,
+            &settings.instance,
+            settings.lease_ttl,
+        );
+        let executor = Executor::new(docker.clone(), ownership, settings.stop_grace);
+        let cleanups = Arc::new(Cleanups::new(
+            executor.clone(),
             settings.remove_after_delivery,
         ));
         let logs = logconf::HostLogs::new(settings.container_logs);
@@ -131,10 +145,17 @@ impl DockerRunner {
             settings,
             volumes,
             active: Arc::default(),
+            keys: Mutex::default(),
             clock: DaemonClock::new(),
+            executor,
             cleanups,
             logs,
         }
+    }
+
+    /// This process's ownership state (its lease is [`lease::acquire`]d on it).
+    pub fn ownership(&self) -> &Arc<Ownership> {
+        self.executor.ownership()
     }
 
     /// The sidecar volumes (fill count, observer; the reaper asks which are busy).
@@ -176,14 +197,6 @@ impl DockerRunner {
             Ok(spec) => spec,
             Err(e) => return TaskOutcome::failed(e.failure_reason(), e.to_string()),
         };
-        // This very execution has a container already: an earlier worker
-        // process started it and the orchestrator sent the task again.
-        // Watch that one; a task never runs twice.
-        match self.existing(task) {
-            Ok(Some(found)) => return self.follow(&task.task_id, found, cancel),
-            Ok(None) => {}
-            Err(e) => log::warn!("could not look for an earlier container of this task: {e}"),
-        }
         if let Some(env) = container_spec::environment_without_image(task) {
             log::warn!(
                 "task names environment {} but no image came with it; using {}",
@@ -199,125 +212,25 @@ impl DockerRunner {
             .values()
             .map(|v| logging::register_secret(v))
             .collect();
-
-        let image = match image::ensure(&self.docker, &self.settings.images, &spec.image, cancel) {
-            Ok(image) => image,
-            Err(e) => return TaskOutcome::failed(FailureReason::ImagePull, e.to_string()),
+        let key = names::exec_key(
+            &self.settings.spec.worker_id,
+            &task.task_id,
+            &task.execution_id,
+        );
+        let ids = TaskIds {
+            key: &key,
+            task_id: &task.task_id,
+            execution_id: &task.execution_id,
         };
-        let mut sidecar_volumes = Vec::with_capacity(spec.sidecars.len());
-        let mut sidecar_images = Vec::with_capacity(spec.sidecars.len());
-        // A read_write sidecar's own volumes; the task container takes them over.
-        let mut task_volumes = TaskVolumes::new(Arc::clone(&self.volumes));
-        for sidecar in &spec.sidecars {
-            if cancel.is_cancelled() {
-                return TaskOutcome::failed(FailureReason::SidecarPrep, "cancelled");
-            }
-            // Ends when this iteration does; marked ok only at its end.
-            let mut span = Phase(telemetry::phase(
-                "oz_worker.sidecar_prep",
-                vec![
-                    ("sidecar.image", AttrValue::Str(sidecar.image.clone())),
-                    (
-                        "sidecar.mount_path",
-                        AttrValue::Str(sidecar.mount_path.clone()),
-                    ),
-                ],
-            ));
-            let prepared =
-                match image::ensure(&self.docker, &self.settings.images, &sidecar.image, cancel) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let detail = format!("sidecar {}: {e}", sidecar.mount_path);
-                        return span.fail(TaskOutcome::failed(FailureReason::SidecarPrep, detail));
-                    }
-                };
-            let shared = self.volumes.ensure(
-                &sidecar.image,
-                &prepared.reference,
-                &prepared.info.repo_digests,
-                &prepared.info.id,
-                cancel,
-            );
-            let volume = match shared {
-                Ok(shared) if !sidecar.read_only => {
-                    // A shared volume is never mounted writable: this task gets its own.
-                    let owner = TaskRef {
-                        task_id: &task.task_id,
-                        execution_id: &task.execution_id,
-                    };
-                    let reference = &prepared.reference;
-                    (self.volumes).task_copy(&shared, reference, owner, &mut task_volumes, cancel)
-                }
-                other => other,
-            };
-            match volume {
-                Ok(v) => sidecar_volumes.push(v),
-                Err(e) => {
-                    return span.fail(TaskOutcome::failed(
-                        FailureReason::SidecarPrep,
-                        e.to_string(),
-                    ));
-                }
-            }
-            sidecar_images.push(prepared);
-            span.ok();
-        }
-        if cancel.is_cancelled() {
-            return TaskOutcome::failed(FailureReason::ContainerCreate, "cancelled");
-        }
-
-        let mut spec = spec;
-        if let Some(limits) = self.settings.limits_override {
-            spec.limits = limits;
-        }
-        let mut body = container_spec::create_body(&spec, &image.reference, &sidecar_volumes);
-        let deadline = cancel.deadline().map(|t| self.clock.to_daemon(t));
-        let keep = !self.settings.cleanup;
-        for (key, value) in names::lifecycle_labels(&self.settings.instance, deadline, keep) {
-            body["Labels"][key] = value.into();
-        }
-        let name = names::container_name(&task.task_id, &task.execution_id, names::nonce());
-        let id = match self.logs.create(&self.docker, &name, &mut body) {
-            Ok(id) => id,
-            Err(e) => {
-                let detail = format!("failed to create container: {e}");
-                return TaskOutcome::failed(FailureReason::ContainerCreate, detail);
-            }
-        };
-        let mut container = self.container(&task.task_id, id, keep);
-        container.volumes = task_volumes.hand_over();
-        log::debug!("created container {name} ({})", container.id);
-
-        // The musl probe runs on the real task container (created, not
-        // started) after the sidecars because its body names their volumes,
-        // and a bind to a missing volume would make Docker create it empty.
-        let loader = names::musl_loader(&self.settings.images.platform);
-        match self.docker.head_archive(&container.id, loader) {
-            Ok(true) => {
-                container.keep = false;
-                let detail = format!(
-                    "image {} uses musl libc (for example Alpine Linux); the Warp agent needs a glibc-based image such as Debian or Ubuntu",
-                    Shown(&spec.image)
-                );
-                return TaskOutcome::failed(FailureReason::ImagePull, detail);
-            }
-            Ok(false) => {}
-            Err(e) => log::warn!(
-                "could not check image {} for musl libc: {e}",
-                Shown(&spec.image)
-            ),
-        }
-        let mut span = Phase(telemetry::phase(
-            "oz_worker.container_run",
-            vec![("container.id", AttrValue::Str(container.id.clone()))],
-        ));
-        let outcome = match self.run_container(&mut container, cancel) {
-            TaskOutcome::Completed => {
-                span.ok();
-                TaskOutcome::Completed
-            }
-            other => span.fail(other),
-        };
+        let dedupe = !task.execution_id.is_empty();
+        let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, &key);
+        let mut work = AssignedWork::new(self, task, spec, &key, cancel);
+        self.busy(&key, true);
+        let step = self.executor.drive(&mut machine, &ids, &mut work, cancel);
+        let volumes = work.task_volumes.hand_over();
+        let failure = work.failure.take();
+        let sidecars = std::mem::take(&mut work.sidecar_volumes);
+        let outcome = self.finish(step, &ids, failure, volumes, cancel);
         if let TaskOutcome::Failed {
             reason: FailureReason::ContainerStart,
             ..
@@ -325,82 +238,122 @@ impl DockerRunner {
         {
             // A volume replaced or emptied behind the worker's back shows here:
             // the next task checks them again rather than trusting the record.
-            self.volumes.forget(&sidecar_volumes);
+            self.volumes.forget(&sidecars);
         }
         outcome
     }
 
-    /// The guard of a task container of `task_id` this process owns.
-    fn container<'a>(&'a self, task_id: &str, id: String, keep: bool) -> TaskContainer<'a> {
-        TaskContainer {
-            cleanups: &self.cleanups,
-            task_id: task_id.to_owned(),
-            id,
-            keep,
-            generation: 0,
-            has_claims: false,
-            detached: false,
-            volumes: Vec::new(),
-        }
-    }
-
-    /// Start, then watch to the end.
-    fn run_container(
+    /// The task outcome of a machine's last step; hands a held container
+    /// (or the execution's records) to the cleanup that follows delivery.
+    fn finish(
         &self,
-        container: &mut TaskContainer<'_>,
+        step: Step,
+        ids: &TaskIds<'_>,
+        failure: Option<TaskOutcome>,
+        volumes: Vec<String>,
         cancel: &CancelToken,
     ) -> TaskOutcome {
-        if cancel.is_cancelled() {
-            return TaskOutcome::failed(FailureReason::ContainerStart, "cancelled");
+        let key = ids.key.to_owned();
+        match step {
+            Step::Report { outcome, container } => {
+                let cancelled = cancel.is_cancelled();
+                let (result, keep) = match (outcome, &container) {
+                    (Outcome::Exited(code), Some((id, _))) => {
+                        let keep = !self.settings.cleanup && !(code != 0 && cancelled);
+                        (self.exit_outcome(id, code), keep)
+                    }
+                    (Outcome::Exited(code), None) => (exited(code, false), false),
+                    (Outcome::Failed, _) => (
+                        failure.unwrap_or_else(|| {
+                            TaskOutcome::failed(
+                                FailureReason::ContainerWait,
+                                "the Docker daemon did not answer",
+                            )
+                        }),
+                        false,
+                    ),
+                    (Outcome::Cancelled, _) => (
+                        TaskOutcome::failed(FailureReason::ContainerWait, "cancelled"),
+                        false,
+                    ),
+                    (Outcome::Interrupted, _) => (TaskOutcome::Interrupted, false),
+                    (Outcome::Vanished, _) => (
+                        TaskOutcome::failed(
+                            FailureReason::ContainerWait,
+                            "the task's container disappeared (removed outside the worker)",
+                        ),
+                        false,
+                    ),
+                };
+                self.cleanups.hold(
+                    ids.task_id,
+                    Leftover {
+                        container,
+                        key,
+                        keep,
+                        volumes,
+                    },
+                );
+                // The cleanup keeps the execution busy from here on.
+                self.busy(ids.key, false);
+                result
+            }
+            Step::Silent(why) => {
+                let line = match why {
+                    Silence::OwnerReports => {
+                        "another worker process with this worker id owns its container and reports it"
+                    }
+                    Silence::Lost => {
+                        "another worker process took it over while this one could not act on it; that process reports it"
+                    }
+                    Silence::Detached => {
+                        "leaving its container running for the next worker process"
+                    }
+                    Silence::AlreadyDone => "it was reported already",
+                };
+                log::info!("task {}: {line}", Shown(ids.task_id));
+                self.executor.ownership().forget_exec(&key);
+                self.busy(&key, false);
+                for v in volumes.iter().rev() {
+                    let _ = self.docker.volume_remove(v);
+                }
+                TaskOutcome::Detached
+            }
+            Step::Cleanup {
+                container,
+                generation,
+            } => {
+                log::info!(
+                    "task {}: removing container {container}, whose task was reported by a worker process that ended before removing it",
+                    Shown(ids.task_id)
+                );
+                self.cleanups.now(Leftover {
+                    container: Some((container, generation)),
+                    key,
+                    keep: false,
+                    volumes,
+                });
+                self.busy(ids.key, false);
+                TaskOutcome::Detached
+            }
+            Step::Call(_) => TaskOutcome::Detached,
         }
-        if let Err(e) = self.docker.start(&container.id) {
-            let detail = format!("failed to start container: {e}");
-            return TaskOutcome::failed(FailureReason::ContainerStart, detail);
-        }
-        log::info!("started container {}", container.id);
-        self.watch(container, cancel)
     }
 
-    /// Waits for a started container to stop, reads its exit status; on a
-    /// cancel stops it, on a detach leaves it running.
-    fn watch(&self, container: &mut TaskContainer<'_>, cancel: &CancelToken) -> TaskOutcome {
-        let slot = AbortSlot::new();
-        let hook_slot = slot.clone();
-        let hook = cancel.on_cancel(move |_| hook_slot.abort());
-        let waited = self.docker.wait(&container.id, &slot);
-        drop(hook);
-        let status = match waited {
-            Ok(result) => {
-                if let Some(error) = result.error {
-                    log::warn!("waiting for container {}: {error}", container.id);
-                }
-                result.status_code
-            }
-            Err(_) if cancel.cause() == Some(CancelCause::Detach) => {
-                log::info!(
-                    "leaving container {} running for the next worker process",
-                    container.id
-                );
-                container.detached = true;
-                return TaskOutcome::Detached;
-            }
-            Err(_) if cancel.is_cancelled() => {
-                self.stop(container, cancel);
-                return TaskOutcome::failed(FailureReason::ContainerWait, "cancelled");
-            }
-            Err(e) => match self.docker.inspect(&container.id) {
-                Ok(state) if !state.running && state.status != "created" => state.exit_code,
-                _ => {
-                    let detail = format!("error waiting for container: {e}");
-                    return TaskOutcome::failed(FailureReason::ContainerWait, detail);
-                }
-            },
-        };
-        if status != 0 && cancel.is_cancelled() {
-            // Ended by our cancel (e.g. SIGTERM during shutdown): no copy to keep.
-            container.keep = false;
+    /// Marks execution `key` as handled by this process (the reaper leaves
+    /// it alone) or not.
+    fn busy(&self, key: &str, on: bool) {
+        let mut keys = lock(&self.keys);
+        if on {
+            keys.insert(key.to_owned());
+        } else {
+            keys.remove(key);
         }
-        self.exit_outcome(&container.id, status)
+    }
+
+    /// Whether this process runs, follows or cleans up execution `key`.
+    pub fn is_busy(&self, key: &str) -> bool {
+        lock(&self.keys).contains(key) || self.cleanups.is_busy(key)
     }
 
     /// The outcome of a container that exited with `status`, its output
@@ -419,28 +372,6 @@ impl DockerRunner {
             }
         };
         exited(status, oom)
-    }
-
-    /// SIGTERM, the grace (cut to what the canceller's stop deadline
-    /// leaves), SIGKILL; the container is then removed whatever `cleanup` says.
-    fn stop(&self, container: &mut TaskContainer<'_>, cancel: &CancelToken) {
-        let grace = match cancel.stop_by() {
-            Some(by) => self
-                .settings
-                .stop_grace
-                .min(by.saturating_duration_since(Instant::now())),
-            None => self.settings.stop_grace,
-        };
-        log::info!(
-            "stopping container {} ({}s before SIGKILL)",
-            container.id,
-            grace.as_secs()
-        );
-        match self.docker.stop(&container.id, grace) {
-            Ok(()) | Err(DockerError::Api { status: 404, .. }) => {}
-            Err(e) => log::warn!("stopping container {}: {e}", container.id),
-        }
-        container.keep = false;
     }
 
     fn log_tail(&self, id: &str, status: i64) {
@@ -525,68 +456,6 @@ impl TaskRunner for DockerRunner {
 
     fn settle(&self, until: Instant) {
         self.cleanups.settle(until);
-    }
-}
-
-/// A step's child span (when traces are on), failed with the outcome's words.
-struct Phase(Option<telemetry::ChildSpan>);
-
-impl Phase {
-    fn ok(&mut self) {
-        if let Some(s) = &mut self.0 {
-            s.ok();
-        }
-    }
-
-    fn fail(&mut self, outcome: TaskOutcome) -> TaskOutcome {
-        if let (
-            Some(s),
-            TaskOutcome::Failed {
-                reason, exit_code, ..
-            },
-        ) = (&mut self.0, &outcome)
-        {
-            s.error(reason.as_str());
-            if *exit_code != 0 {
-                s.attribute("container.exit_code", AttrValue::Int(*exit_code));
-            }
-        }
-        outcome
-    }
-}
-
-/// A task container of this process; when dropped it goes to [`Cleanups`]
-/// (removed once its task's terminal message is read, or kept when
-/// `keep`), unless it was detached to run on under the next process.
-struct TaskContainer<'a> {
-    cleanups: &'a Cleanups,
-    task_id: String,
-    id: String,
-    keep: bool,
-    /// The generation this process owns it at (0: it created it).
-    generation: u64,
-    /// Claim volumes exist for it.
-    has_claims: bool,
-    detached: bool,
-    /// Its private sidecar volumes, removed after it.
-    volumes: Vec<String>,
-}
-
-impl Drop for TaskContainer<'_> {
-    fn drop(&mut self) {
-        if self.detached {
-            return;
-        }
-        self.cleanups.hold(
-            &self.task_id,
-            Leftover {
-                id: std::mem::take(&mut self.id),
-                keep: self.keep,
-                generation: self.generation,
-                has_claims: self.has_claims,
-                volumes: std::mem::take(&mut self.volumes),
-            },
-        );
     }
 }
 

@@ -44,6 +44,85 @@ pub const LABEL_CONTAINER: &str = "dev.warp.oz-agent-worker.container";
 pub const LABEL_GENERATION: &str = "dev.warp.oz-agent-worker.generation";
 /// Label (`true`) on a claim whose owner sent the task's terminal message.
 pub const LABEL_REPORTED: &str = "dev.warp.oz-agent-worker.reported";
+/// Label on task containers and execution claims: the execution's key
+/// ([`exec_key`]), which also names the task container.
+pub const LABEL_EXEC_KEY: &str = "dev.warp.oz-agent-worker.exec-key";
+/// Label on lease volumes: the renewal's sequence number.
+pub const LABEL_LEASE_SEQ: &str = "dev.warp.oz-agent-worker.lease-seq";
+/// Role of the volumes that claim an execution (see `ownership`).
+pub const ROLE_EXEC: &str = "exec";
+/// Role of the tombstone of a reported execution.
+pub const ROLE_EXEC_DONE: &str = "exec-done";
+/// Role of the marker a cleanly stopped instance leaves instead of its lease.
+pub const ROLE_RELEASED: &str = "released";
+/// Every label under the worker's prefix that the worker reads from a
+/// container. Each is written at create (empty where it has no value), so
+/// an image's labels can never set one: Docker copies an image's labels
+/// into the container only where the create request sets none.
+pub const CONTAINER_LABELS: [&str; 16] = [
+    LABEL_MANAGED,
+    LABEL_WORKER_ID,
+    LABEL_TASK_ID,
+    LABEL_EXECUTION_ID,
+    LABEL_ROLE,
+    LABEL_KEEP,
+    LABEL_VOLUME,
+    LABEL_SIDECAR_IMAGE,
+    LABEL_FILL_ID,
+    LABEL_INSTANCE,
+    LABEL_DEADLINE,
+    LABEL_LEASE_TTL,
+    LABEL_CONTAINER,
+    LABEL_GENERATION,
+    LABEL_REPORTED,
+    LABEL_EXEC_KEY,
+];
+
+/// `labels` with every label of [`CONTAINER_LABELS`] it lacks added empty.
+pub fn explicit_labels(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for key in CONTAINER_LABELS {
+        labels.entry(key.to_owned()).or_default();
+    }
+    labels
+}
+
+/// The key of an execution: 32 hex digits of SHA-256 over the worker id,
+/// task id and execution id (length-prefixed, so no two triples collide),
+/// or 32 random hex digits when the execution id is empty (such a run
+/// never matches another).
+pub fn exec_key(worker_id: &str, task_id: &str, execution_id: &str) -> String {
+    if execution_id.is_empty() {
+        return format!(
+            "{:08x}{:08x}{:08x}{:08x}",
+            nonce(),
+            nonce(),
+            nonce(),
+            nonce()
+        );
+    }
+    let mut input = Vec::new();
+    for part in [worker_id, task_id, execution_id] {
+        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    crate::docker::sha256::hex_digest(&input)[..32].to_owned()
+}
+
+/// `oz-exec-<key>-<generation>`: a claim on an execution.
+pub fn exec_claim_name(key: &str, generation: u64) -> String {
+    format!("oz-exec-{key}-{generation}")
+}
+
+/// `oz-exec-<key>-done`: the tombstone of a reported execution.
+pub fn exec_done_name(key: &str) -> String {
+    format!("oz-exec-{key}-done")
+}
+
+/// `oz-lease-<instance>-released`: a cleanly stopped instance's marker.
+pub fn released_name(instance: &str) -> String {
+    format!("oz-lease-{}-released", sanitise(instance))
+}
+
 /// Role of a task's private copy of a `read_write` sidecar (a volume
 /// removed with the task's container).
 pub const ROLE_TASK_SIDECAR: &str = "task-sidecar";
@@ -59,16 +138,19 @@ pub const FILL_PATH: &str = "/oz-fill";
 /// Longest task-id part of a container name (Docker allows long names, people read them).
 const NAME_TASK_MAX: usize = 40;
 
-/// `oz-task-<task id>-<first 8 of the execution id>-<nonce>`, with every
-/// character Docker refuses in a name turned into `-`.
-pub fn container_name(task_id: &str, execution_id: &str, nonce: u32) -> String {
+/// `oz-task-<task id>-<first 8 of the execution id>-<key>`, with every
+/// character Docker refuses in a name turned into `-`. The execution's key
+/// makes the name the execution's own: the daemon refuses a second
+/// container of the same execution (409), whatever happened to the claims.
+pub fn container_name(task_id: &str, execution_id: &str, key: &str) -> String {
     let task: String = sanitise(task_id).chars().take(NAME_TASK_MAX).collect();
     let exec: String = sanitise(execution_id).chars().take(8).collect();
     let task = if task.is_empty() { "task".into() } else { task };
+    let key: String = sanitise(key).chars().take(32).collect();
     if exec.is_empty() {
-        format!("oz-task-{task}-{nonce:08x}")
+        format!("oz-task-{task}-{key}")
     } else {
-        format!("oz-task-{task}-{exec}-{:04x}", nonce & 0xffff)
+        format!("oz-task-{task}-{exec}-{key}")
     }
 }
 
@@ -221,25 +303,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn container_names() {
+    fn container_names_are_the_executions_own() {
+        let key = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            container_name("T-1", "abcdef0123", 0x1234_5678),
-            "oz-task-T-1-abcdef01-5678"
+            container_name("T-1", "abcdef0123", key),
+            "oz-task-T-1-abcdef01-0123456789abcdef0123456789abcdef"
         );
         assert_eq!(
-            container_name("a/b c", "", 0xdead_beef),
-            "oz-task-a-b-c-deadbeef"
+            container_name("a/b c", "", key),
+            format!("oz-task-a-b-c-{key}")
         );
-        assert_eq!(container_name("", "e", 1), "oz-task-task-e-0001");
-        assert_eq!(container_name(&"x".repeat(90), "", 0).len(), 8 + 40 + 9);
+        assert_eq!(container_name("", "e", "k"), "oz-task-task-e-k");
         assert_eq!(
-            helper_name("oz-test-agent-sidecar-0123456789ab", "src", 255),
-            "oz-fill-oz-test-agent-sidecar-0123456789ab-src-000000ff"
+            container_name(&"x".repeat(90), "", key).len(),
+            8 + 40 + 1 + 32
         );
-        assert_eq!(
-            task_sidecar_volume_name("T/1", 0xab),
-            "oz-task-T-1-sidecar-000000ab"
-        );
+    }
+
+    #[test]
+    fn execution_keys_are_stable_distinct_and_random_without_an_execution_id() {
+        let a = exec_key("w", "t", "e");
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, exec_key("w", "t", "e"));
+        // Length-prefixed: moving a character between fields changes the key.
+        assert_ne!(exec_key("w", "te", ""), exec_key("w", "t", "e"));
+        assert_ne!(exec_key("w", "t", "e"), exec_key("w2", "t", "e"));
+        assert_ne!(exec_key("w", "t", ""), exec_key("w", "t", ""));
+    }
+
+    #[test]
+    fn explicit_labels_fill_every_worker_label() {
+        let l = explicit_labels(BTreeMap::from([(LABEL_ROLE.to_owned(), "x".to_owned())]));
+        assert_eq!(l.len(), CONTAINER_LABELS.len());
+        assert_eq!(l[LABEL_ROLE], "x");
+        assert_eq!(l[LABEL_DEADLINE], "");
     }
 
     #[test]

@@ -1,307 +1,520 @@
-//! Who owns each of a worker id's objects on the Docker daemon, and what this
-//! worker process should do about each: a pure function of one snapshot of
-//! the daemon (its containers, its volumes, its clock) and of what this
-//! process is doing.
+//! Who owns each of a worker id's objects on the Docker daemon, and the
+//! protocol by which several worker processes share one daemon without
+//! ever running a task twice, losing one, or acting on one another holds.
 //!
-//! # Design
+//! # The objects (all labelled with the worker id; the daemon is the only
+//! thing the processes share)
 //!
-//! Several worker processes may share one worker id and one daemon: two
-//! replicas, a start-first upgrade, a restart after a crash, possibly on
-//! different hosts through `DOCKER_HOST`. The daemon is the only thing they
-//! share, so every fact they need lives there as labels, which nobody can
-//! change after creation:
+//! - **Instance.** Each process has a random instance id.
+//! - **Lease** `oz-lease-<instance>-<seq>`: renewed every `ttl / 3` by
+//!   creating `seq + 1` and removing `seq`; at each renewal the process also
+//!   makes again every claim it holds (a `docker volume prune` removes them
+//!   all). A clean stop replaces the lease with a *released* marker: the
+//!   process never acts again, so others may take over at once.
+//! - **Execution claim** `oz-exec-<key>-<gen>` (`key` hashes worker, task
+//!   and execution id): made *before anything is pulled*. Creating a volume
+//!   whose name exists returns the first creator's labels, so of two
+//!   processes given the same execution exactly one holds it; the other
+//!   follows. The task container's name is derived from the key too, so a
+//!   second create of the same execution fails on the daemon (409) even if
+//!   a prune removed the claim. An empty execution id gets a random key: it
+//!   never matches another run. After the task's terminal message was read,
+//!   the execution is marked *done* (a tombstone kept for a while, so a
+//!   late duplicate of the assignment does not run it again).
+//! - **Container claim** `oz-claim-<container>-<gen>`: how a container
+//!   moves from a gone process to a live one. The owner is the highest
+//!   generation's creator, else the creator named in the container's
+//!   labels (generation 0).
 //!
-//! - **Instances.** Every process has a random *instance* id. Each task
-//!   container, and each sidecar helper container, names its instance in a
-//!   label, with the task's deadline (daemon clock) and cleanup policy.
-//! - **Leases.** A live instance keeps a *lease volume* (`oz-lease-<instance>-<n>`,
-//!   no content, no image needed): every `ttl / 3` it creates the next one,
-//!   then removes the previous one. An instance is alive while one of its
-//!   lease volumes is younger than its `lease-ttl` label, by the daemon's
-//!   `CreatedAt` against the daemon's `Date`: no two hosts' clocks are ever
-//!   compared. A stopping instance removes its leases, so its successor need
-//!   not wait for the expiry. Default expiry: 30 s after the last renewal.
-//! - **Claims.** Ownership moves only by a *claim volume*
-//!   `oz-claim-<container id>-<generation>` naming the new owner. The effective
-//!   owner of a container is its highest-generation claim, else its own
-//!   instance label (generation 0). Creating a volume whose name exists
-//!   returns the existing one with its first creator's labels, so two
-//!   instances racing for generation g+1 both read back one winner. A claim
-//!   labelled `reported` says the terminal message was sent (kept containers
-//!   stay after they end; this keeps them from being reported again).
+//! # Liveness ([`liveness`])
 //!
-//! Only the objects of an instance that is neither this one nor alive are
-//! adopted or reaped. In a race (an instance that stalls past its expiry and
-//! then carries on; a crash between sending a terminal message and removing
-//! the container) a task may be reported twice — at least once, never zero
-//! times — but it is never run twice: adoption only ever watches a container
-//! that exists, it never creates one.
+//! A process judges another gone only after *it* has seen that process's
+//! lease, and the record in question (the container's owner, the
+//! execution's holder), unchanged for a whole ttl of its own monotonic
+//! clock, while it reached the daemon all along — never by comparing two
+//! clocks, never while it was itself cut off (a failed call or a pause
+//! restarts every window), never because a volume vanished (a vanished
+//! record is a change; its live holder makes it again within `ttl / 3`).
+//! The last sight must be fresh ([`liveness::FRESH`]) when it acts on the
+//! judgement.
 //!
-//! This module must not do I/O: the reaper takes the snapshot and carries
-//! out the verdicts.
+//! # Fencing ([`machine`])
+//!
+//! A process starts, stops or removes a container, or sends its terminal
+//! message, only right after reading its owner record and finding itself
+//! the holder, and only while its own lease is *safe*: before `ttl -
+//! margin` after the start of its last successful renewal. No observer can
+//! have seen that renewal unchanged for a whole ttl by then, so nobody else
+//! can have judged it gone. A process whose lease lapsed (frozen, cut off)
+//! renews, waits half a ttl (every live holder re-makes a pruned claim
+//! meanwhile), reads again, and gives up what it lost. A taker, once its
+//! claim is written, reads the previous holder's lease again: unchanged
+//! means every later read by that holder sees the claim; changed means the
+//! holder came back and may have read before the claim existed, so the
+//! taker waits one ttl first. A process that only follows another live
+//! process's container never stops, removes or reports it.
+//!
+//! # Invariants (checked by the simulator, [`sim`], after every step)
+//!
+//! 1. No execution's container is started twice.
+//! 2. No container is started after its task was reported.
+//! 3. No process starts, stops, removes or reports a container (or an
+//!    execution) that another live process holds.
+//! 4. At quiescence every claimed task was reported at least once — twice
+//!    only when its first reporter died, froze or was cut off after
+//!    reporting — and nothing is left on the daemon.
+//!
+//! What the daemon cannot give, the protocol does not claim: a request the
+//! daemon holds back longer than the lease margin (a stalled daemon that
+//! answers a start long after it was sent) can still land after a
+//! takeover; a process frozen for longer than the done-tombstone retention
+//! with an assignment in hand could run a finished execution again.
+//!
+//! This module and its children do no I/O: the executor (`follow`,
+//! `cleanup`, `reaper`) and the simulator drive them.
+
+pub mod liveness;
+pub mod machine;
+pub mod sim;
 
 use std::collections::{BTreeMap, HashMap};
 
+use liveness::{Liveness, Mono, lease_subject, owner_subject};
+use machine::{ExecView, OwnerView, RELEASED, Stage, gone, observe_lease, observe_owner};
+
 use super::names::{
-    LABEL_CONTAINER, LABEL_GENERATION, LABEL_INSTANCE, LABEL_KEEP, LABEL_LEASE_TTL, LABEL_REPORTED,
-    LABEL_ROLE, ROLE_CLAIM, ROLE_FILL, ROLE_LEASE,
+    LABEL_CONTAINER, LABEL_EXEC_KEY, LABEL_GENERATION, LABEL_INSTANCE, LABEL_KEEP, LABEL_LEASE_SEQ,
+    LABEL_LEASE_TTL, LABEL_REPORTED, LABEL_ROLE, ROLE_CLAIM, ROLE_EXEC, ROLE_EXEC_DONE, ROLE_FILL,
+    ROLE_LEASE, ROLE_RELEASED,
 };
-use crate::calendar::parse_rfc3339;
-use crate::container_spec::LABEL_TASK_ID;
+use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::docker::{ContainerSummary, VolumeInfo};
 
-/// The owner recorded for objects made before instances existed (or by a
-/// worker that does not label them): never alive, so always adoptable.
-const NO_INSTANCE: &str = "";
+/// How long a done tombstone is kept, in ttls.
+pub const DONE_RETENTION_TTLS: u64 = 10;
 
-/// When each instance's lease runs out, daemon clock (Unix seconds).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Leases {
-    expiries: HashMap<String, u64>,
+/// A label's value; an empty value is no value (the worker writes every
+/// label it reads, empty where it has none, so an image cannot set them).
+pub fn label<'a>(labels: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    labels
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
 }
 
-impl Leases {
-    /// Reads every lease volume among `volumes`; a lease without a readable
-    /// creation time or ttl counts as already expired.
-    pub fn from_volumes(volumes: &[VolumeInfo]) -> Self {
-        let mut expiries: HashMap<String, u64> = HashMap::new();
-        for v in volumes
+/// A task container as the reaper sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Container id.
+    pub id: String,
+    /// Its execution key.
+    pub key: String,
+    /// Its owner record.
+    pub owner: OwnerView,
+    /// Cleanup was off when it was made.
+    pub keep: bool,
+}
+
+/// An execution's claims as the reaper sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRecord {
+    /// The execution key.
+    pub key: String,
+    /// The highest claim: holder and generation (`None`: only a tombstone).
+    pub holder: Option<(String, u64)>,
+    /// The holder's lease.
+    pub holder_lease: Option<String>,
+    /// Marked done.
+    pub done: bool,
+    /// Every volume of it (claims and tombstone).
+    pub volumes: Vec<String>,
+    /// The task id its claims name.
+    pub task_id: String,
+    /// The execution id its claims name.
+    pub execution_id: String,
+}
+
+/// One look at the daemon's records of a worker id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Task containers.
+    pub tasks: Vec<TaskRecord>,
+    /// Executions.
+    pub execs: Vec<ExecRecord>,
+    /// Each instance's lease value and its lease volumes.
+    pub leases: BTreeMap<String, (String, Vec<String>)>,
+    /// Claim volumes: name and the container they are about.
+    pub claims: Vec<(String, String)>,
+    /// Each instance's lease ttl as its lease says, milliseconds.
+    pub lease_ttls: BTreeMap<String, Mono>,
+}
+
+impl Snapshot {
+    /// The execution record of `key`, as an [`ExecView`] with `container`.
+    pub fn exec_view(&self, key: &str) -> ExecView {
+        let exec = self.execs.iter().find(|e| e.key == key);
+        let container = self
+            .tasks
             .iter()
-            .filter(|v| role(&v.labels) == Some(ROLE_LEASE))
-        {
-            let Some(instance) = v.labels.get(LABEL_INSTANCE) else {
+            .filter(|t| t.key == key)
+            .max_by_key(|t| t.owner.stage == Stage::Running)
+            .map(|t| (t.id.clone(), t.owner.clone()));
+        ExecView {
+            holder: exec.and_then(|e| e.holder.clone()),
+            holder_lease: exec.and_then(|e| e.holder_lease.clone()),
+            done: exec.is_some_and(|e| e.done),
+            container,
+        }
+    }
+
+    /// The owner record of container `id`.
+    pub fn owner_view(&self, id: &str) -> Option<OwnerView> {
+        self.tasks
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.owner.clone())
+    }
+
+    /// An instance's lease value (`None`: none seen).
+    pub fn lease(&self, instance: &str) -> Option<String> {
+        self.leases.get(instance).map(|(v, _)| v.clone())
+    }
+
+    /// Builds a snapshot from the daemon's lists of one worker id's
+    /// containers and volumes. Objects with unreadable labels are skipped.
+    pub fn from_daemon(containers: &[ContainerSummary], volumes: &[VolumeInfo]) -> Self {
+        let mut snap = Snapshot::default();
+        let mut best_lease: HashMap<String, u64> = HashMap::new();
+        for v in volumes {
+            let Some(instance) = label(&v.labels, LABEL_INSTANCE) else {
                 continue;
             };
-            let created = parse_rfc3339(&v.created_at).unwrap_or(0);
-            let ttl: u64 = v
-                .labels
-                .get(LABEL_LEASE_TTL)
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            let expiry = created.saturating_add(ttl);
-            let e = expiries.entry(instance.clone()).or_insert(expiry);
-            *e = (*e).max(expiry);
-        }
-        Self { expiries }
-    }
-
-    /// Whether `instance` held a lease at `now`.
-    pub fn is_alive(&self, instance: &str, now: u64) -> bool {
-        instance != NO_INSTANCE && self.expiries.get(instance).is_some_and(|&e| e > now)
-    }
-
-    /// When `instance`'s lease runs out, if it has one.
-    pub fn expiry(&self, instance: &str) -> Option<u64> {
-        self.expiries.get(instance).copied()
-    }
-}
-
-/// Who owns a task container now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// The owning instance (empty for containers made before instances).
-    pub instance: String,
-    /// 0 for the creator; each claim adds one.
-    pub generation: u64,
-    /// The owner sent the task's terminal message.
-    pub reported: bool,
-}
-
-/// The effective owner of `container` given every claim volume in `volumes`.
-pub fn owner(container: &ContainerSummary, volumes: &[VolumeInfo]) -> Owner {
-    let mut best = Owner {
-        instance: container
-            .labels
-            .get(LABEL_INSTANCE)
-            .cloned()
-            .unwrap_or_default(),
-        generation: 0,
-        reported: false,
-    };
-    for claim in claims_of(&container.id, volumes) {
-        let generation = claim
-            .labels
-            .get(LABEL_GENERATION)
-            .and_then(|g| g.parse().ok())
-            .unwrap_or(0);
-        if generation > best.generation {
-            best = Owner {
-                instance: claim
-                    .labels
-                    .get(LABEL_INSTANCE)
-                    .cloned()
-                    .unwrap_or_default(),
-                generation,
-                reported: claim
-                    .labels
-                    .get(LABEL_REPORTED)
-                    .is_some_and(|r| r == "true"),
-            };
-        }
-    }
-    best
-}
-
-/// The claim volumes about container `id`.
-pub fn claims_of<'a>(
-    id: &'a str,
-    volumes: &'a [VolumeInfo],
-) -> impl Iterator<Item = &'a VolumeInfo> {
-    volumes.iter().filter(move |v| {
-        role(&v.labels) == Some(ROLE_CLAIM)
-            && v.labels.get(LABEL_CONTAINER).is_some_and(|c| c == id)
-    })
-}
-
-/// Where an orphaned task container is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrphanState {
-    /// Running (or paused): watch it to its end.
-    Running,
-    /// Ended while nobody watched: report it from the daemon's record.
-    Exited,
-    /// Created but never started: the task never began; remove it.
-    NeverStarted,
-}
-
-/// What to do about one task container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskVerdict {
-    /// This process owns it.
-    Mine,
-    /// A live instance owns it: hands off.
-    Theirs,
-    /// Ended and reported, kept because cleanup was off: leave it.
-    Kept,
-    /// Ended and reported, but still here (its owner died before removing it).
-    RemoveReported,
-    /// Its owner is gone: claim it at `generation`, then act on `state`.
-    Orphan {
-        /// The generation of the claim to create.
-        generation: u64,
-        /// What the container is doing.
-        state: OrphanState,
-        /// The instance that owned it.
-        previous: String,
-    },
-    /// The daemon is removing it already.
-    Gone,
-}
-
-/// The verdict on one task container.
-pub fn task_verdict(
-    container: &ContainerSummary,
-    owner: &Owner,
-    leases: &Leases,
-    me: &str,
-    now: u64,
-) -> TaskVerdict {
-    if container.state == "removing" {
-        return TaskVerdict::Gone;
-    }
-    let running = matches!(
-        container.state.as_str(),
-        "running" | "paused" | "restarting"
-    );
-    if owner.reported {
-        let keep = container
-            .labels
-            .get(LABEL_KEEP)
-            .is_some_and(|k| k == "true");
-        return match (keep, running) {
-            (_, true) if owner.instance == me || leases.is_alive(&owner.instance, now) => {
-                TaskVerdict::Theirs
+            match label(&v.labels, LABEL_ROLE) {
+                Some(ROLE_LEASE) => {
+                    let Some(seq) = label(&v.labels, LABEL_LEASE_SEQ).and_then(|s| s.parse().ok())
+                    else {
+                        continue;
+                    };
+                    if let Some(ttl) = label(&v.labels, LABEL_LEASE_TTL)
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .and_then(|t| t.checked_mul(1000))
+                    {
+                        snap.lease_ttls.insert(instance.to_owned(), ttl);
+                    }
+                    let e = snap
+                        .leases
+                        .entry(instance.to_owned())
+                        .or_insert_with(|| (String::new(), Vec::new()));
+                    e.1.push(v.name.clone());
+                    let best = best_lease.entry(instance.to_owned()).or_insert(0);
+                    if e.0 != RELEASED && seq >= *best {
+                        *best = seq;
+                        e.0 = seq.to_string();
+                    }
+                }
+                Some(ROLE_RELEASED) => {
+                    let e = snap
+                        .leases
+                        .entry(instance.to_owned())
+                        .or_insert_with(|| (String::new(), Vec::new()));
+                    e.1.push(v.name.clone());
+                    e.0 = RELEASED.to_owned();
+                }
+                _ => {}
             }
-            (true, false) => TaskVerdict::Kept,
-            _ => TaskVerdict::RemoveReported,
+        }
+        // Claims and executions.
+        let mut claims: HashMap<&str, Vec<(u64, &str, bool)>> = HashMap::new();
+        let mut execs: BTreeMap<String, ExecRecord> = BTreeMap::new();
+        for v in volumes {
+            let role = label(&v.labels, LABEL_ROLE);
+            let instance = label(&v.labels, LABEL_INSTANCE).unwrap_or("");
+            let generation: Option<u64> =
+                label(&v.labels, LABEL_GENERATION).and_then(|g| g.parse().ok());
+            match role {
+                Some(ROLE_CLAIM) => {
+                    let Some(container) = label(&v.labels, LABEL_CONTAINER) else {
+                        continue;
+                    };
+                    snap.claims.push((v.name.clone(), container.to_owned()));
+                    if let Some(g) = generation {
+                        let reported = label(&v.labels, LABEL_REPORTED) == Some("true");
+                        claims
+                            .entry(container)
+                            .or_default()
+                            .push((g, instance, reported));
+                    }
+                }
+                Some(ROLE_EXEC) | Some(ROLE_EXEC_DONE) => {
+                    let Some(key) = label(&v.labels, LABEL_EXEC_KEY) else {
+                        continue;
+                    };
+                    let e = execs.entry(key.to_owned()).or_insert_with(|| ExecRecord {
+                        key: key.to_owned(),
+                        holder: None,
+                        holder_lease: None,
+                        done: false,
+                        volumes: Vec::new(),
+                        task_id: label(&v.labels, LABEL_TASK_ID).unwrap_or("").to_owned(),
+                        execution_id: label(&v.labels, LABEL_EXECUTION_ID)
+                            .unwrap_or("")
+                            .to_owned(),
+                    });
+                    e.volumes.push(v.name.clone());
+                    if role == Some(ROLE_EXEC_DONE) {
+                        e.done = true;
+                    } else if let Some(g) = generation
+                        && e.holder.as_ref().is_none_or(|(_, best)| g > *best)
+                    {
+                        e.holder = Some((instance.to_owned(), g));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for e in execs.values_mut() {
+            e.holder_lease = e.holder.as_ref().and_then(|(h, _)| snap.lease(h));
+        }
+        snap.execs = execs.into_values().collect();
+        let done: Vec<&str> = snap
+            .execs
+            .iter()
+            .filter(|e| e.done)
+            .map(|e| e.key.as_str())
+            .collect();
+        for c in containers.iter().filter(|c| is_task(c)) {
+            // A container of an earlier version has no key: its execution's
+            // own, or (no execution id) one of its own.
+            let key = match label(&c.labels, LABEL_EXEC_KEY) {
+                Some(key) => key.to_owned(),
+                None => match label(&c.labels, LABEL_EXECUTION_ID) {
+                    Some(e) => super::names::exec_key(
+                        label(&c.labels, LABEL_WORKER_ID).unwrap_or(""),
+                        label(&c.labels, LABEL_TASK_ID).unwrap_or(""),
+                        e,
+                    ),
+                    None => format!("legacy-{}", c.id),
+                },
+            };
+            let key = key.as_str();
+            let mut instance = label(&c.labels, LABEL_INSTANCE).unwrap_or("").to_owned();
+            let mut generation = 0;
+            let mut reported = false;
+            for (g, i, r) in claims.get(c.id.as_str()).into_iter().flatten() {
+                reported |= *r;
+                if *g > generation {
+                    generation = *g;
+                    instance = (*i).to_owned();
+                }
+            }
+            reported |= done.contains(&key);
+            let stage = match c.state.as_str() {
+                "created" => Stage::Created,
+                "running" | "paused" | "restarting" | "removing" => Stage::Running,
+                // The summary has no exit code; readers that need it inspect.
+                _ => Stage::Exited(0),
+            };
+            let lease = snap.lease(&instance);
+            snap.tasks.push(TaskRecord {
+                id: c.id.clone(),
+                key: key.to_owned(),
+                owner: OwnerView {
+                    instance,
+                    generation,
+                    reported,
+                    stage,
+                    lease,
+                },
+                keep: label(&c.labels, LABEL_KEEP) == Some("true"),
+            });
+        }
+        snap
+    }
+}
+
+/// What the reaper should do, from one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Take over container `id` from `previous` (gone) at `generation`.
+    Adopt {
+        /// The container.
+        id: String,
+        /// Its execution key.
+        key: String,
+        /// The claim to create.
+        generation: u64,
+        /// The owner judged gone.
+        previous: String,
+        /// Its lease when judged.
+        seen: Option<String>,
+    },
+    /// An execution whose holder is gone without a container: report it
+    /// interrupted after claiming it at `generation`.
+    Abandoned {
+        /// The execution key.
+        key: String,
+        /// The claim to create.
+        generation: u64,
+        /// The holder judged gone.
+        previous: String,
+        /// Its lease when judged.
+        seen: Option<String>,
+    },
+    /// Remove this volume (a record nobody needs any more).
+    RemoveVolume(String),
+}
+
+/// Feeds one snapshot into `live` (taken at `now`, after a successful list).
+pub fn observe(snap: &Snapshot, live: &mut Liveness, now: Mono) {
+    live.reached(now);
+    for (instance, ttl) in &snap.lease_ttls {
+        live.observe_ttl(instance, *ttl);
+    }
+    for (instance, (value, _)) in &snap.leases {
+        observe_lease(live, instance, Some(value), now);
+    }
+    for t in &snap.tasks {
+        observe_owner(live, &t.id, &t.owner, now);
+    }
+    for e in &snap.execs {
+        let value = match &e.holder {
+            Some((h, g)) => format!("{h}/{g}"),
+            None => "absent".to_owned(),
         };
-    }
-    if owner.instance == me {
-        return TaskVerdict::Mine;
-    }
-    if leases.is_alive(&owner.instance, now) {
-        return TaskVerdict::Theirs;
-    }
-    let state = match container.state.as_str() {
-        "created" => OrphanState::NeverStarted,
-        _ if running => OrphanState::Running,
-        _ => OrphanState::Exited,
-    };
-    TaskVerdict::Orphan {
-        generation: owner.generation + 1,
-        state,
-        previous: owner.instance.clone(),
+        live.observe(&exec_subject(&e.key), &value, now);
+        live.observe(
+            &done_subject(&e.key),
+            if e.done { "done" } else { "open" },
+            now,
+        );
+        if let Some((h, _)) = &e.holder {
+            observe_lease(live, h, e.holder_lease.as_deref(), now);
+        }
     }
 }
 
-/// Whether a sidecar helper container belongs to a live instance (this one
-/// included): helpers of a gone instance are leftovers of an interrupted fill.
-pub fn helper_is_live(container: &ContainerSummary, leases: &Leases, me: &str, now: u64) -> bool {
-    let instance = container
-        .labels
-        .get(LABEL_INSTANCE)
-        .map_or(NO_INSTANCE, String::as_str);
-    instance == me || leases.is_alive(instance, now)
+/// The subject of an execution's holder record.
+pub fn exec_subject(key: &str) -> String {
+    format!("exec:{key}")
 }
 
-/// The lease volumes of other instances that have run out, and claim
-/// volumes whose container is gone: both safe to remove.
-pub fn stale_records<'a>(
-    containers: &[ContainerSummary],
-    volumes: &'a [VolumeInfo],
-    leases: &Leases,
+fn done_subject(key: &str) -> String {
+    format!("done:{key}")
+}
+
+/// The reaper's decisions about tasks and records. `busy(key)`: this
+/// process runs, follows or finishes that execution (hands off: its own
+/// machine decides). Call [`observe`] with the same snapshot first.
+pub fn plan(
+    snap: &Snapshot,
+    live: &Liveness,
     me: &str,
-    now: u64,
-) -> Vec<&'a str> {
-    volumes
-        .iter()
-        .filter(|v| match role(&v.labels) {
-            Some(ROLE_LEASE) => v
-                .labels
-                .get(LABEL_INSTANCE)
-                .is_some_and(|i| i != me && !leases.is_alive(i, now)),
-            Some(ROLE_CLAIM) => v
-                .labels
-                .get(LABEL_CONTAINER)
-                .is_none_or(|id| !containers.iter().any(|c| &c.id == id)),
-            _ => false,
-        })
-        .map(|v| v.name.as_str())
-        .collect()
-}
-
-/// The earliest moment after `now` at which some other instance's lease
-/// runs out while it still owns a task container here: the reaper looks
-/// again then rather than a whole interval later.
-pub fn next_expiry(
-    containers: &[ContainerSummary],
-    volumes: &[VolumeInfo],
-    leases: &Leases,
-    me: &str,
-    now: u64,
-) -> Option<u64> {
-    containers
-        .iter()
-        .filter(|c| is_task(c))
-        .map(|c| owner(c, volumes))
-        .filter(|o| o.instance != me && !o.reported)
-        .filter_map(|o| leases.expiry(&o.instance))
-        .filter(|&e| e > now)
-        .min()
+    now: Mono,
+    ttl: Mono,
+    busy: &dyn Fn(&str) -> bool,
+) -> Vec<Plan> {
+    let mut plans = Vec::new();
+    for t in &snap.tasks {
+        let o = &t.owner;
+        if o.instance == me || busy(&t.key) || (o.reported && t.keep) {
+            continue;
+        }
+        if gone(live, &o.instance, &owner_subject(&t.id), now) {
+            plans.push(Plan::Adopt {
+                id: t.id.clone(),
+                key: t.key.clone(),
+                generation: o.generation + 1,
+                previous: o.instance.clone(),
+                seen: o.lease.clone(),
+            });
+        }
+    }
+    for e in &snap.execs {
+        let has_container = snap.tasks.iter().any(|t| t.key == e.key);
+        if e.done {
+            // The tombstone and every claim go once it was kept long enough.
+            if !has_container
+                && !busy(&e.key)
+                && live.unchanged_for(&done_subject(&e.key), now, ttl * DONE_RETENTION_TTLS)
+            {
+                plans.extend(e.volumes.iter().cloned().map(Plan::RemoveVolume));
+            }
+            continue;
+        }
+        let Some((holder, generation)) = &e.holder else {
+            continue;
+        };
+        if has_container || holder == me || busy(&e.key) {
+            continue;
+        }
+        if gone(live, holder, &exec_subject(&e.key), now) {
+            plans.push(Plan::Abandoned {
+                key: e.key.clone(),
+                generation: generation + 1,
+                previous: holder.clone(),
+                seen: e.holder_lease.clone(),
+            });
+        }
+    }
+    // Leases of gone instances; released markers once nothing names them.
+    for (instance, (value, names)) in &snap.leases {
+        if instance == me {
+            continue;
+        }
+        let named = snap.tasks.iter().any(|t| &t.owner.instance == instance)
+            || snap
+                .execs
+                .iter()
+                .any(|e| e.holder.as_ref().is_some_and(|(h, _)| h == instance) && !e.done);
+        let remove = if value == RELEASED {
+            !named
+        } else {
+            live.unchanged_for(&lease_subject(instance), now, live.ttl_of(instance)) && !named
+        };
+        if remove {
+            plans.extend(names.iter().cloned().map(Plan::RemoveVolume));
+        }
+    }
+    // Claims of containers that are gone.
+    for (name, container) in &snap.claims {
+        if !snap.tasks.iter().any(|t| &t.id == container) {
+            plans.push(Plan::RemoveVolume(name.clone()));
+        }
+    }
+    plans
 }
 
 /// A task container (not a helper) of this worker id.
 pub fn is_task(c: &ContainerSummary) -> bool {
-    c.labels.contains_key(LABEL_TASK_ID) && role(&c.labels).is_none()
+    label(&c.labels, LABEL_TASK_ID).is_some() && label(&c.labels, LABEL_ROLE).is_none()
 }
 
 /// A sidecar fill or probe container.
 pub fn is_helper(c: &ContainerSummary) -> bool {
-    role(&c.labels) == Some(ROLE_FILL)
+    label(&c.labels, LABEL_ROLE) == Some(ROLE_FILL)
 }
 
-fn role(labels: &BTreeMap<String, String>) -> Option<&str> {
-    labels.get(LABEL_ROLE).map(String::as_str)
+/// Whether `instance` (the owner of a helper or a private sidecar volume)
+/// is this process or not yet judged gone. Objects without an owner are
+/// not live.
+pub fn instance_is_live(live: &Liveness, instance: Option<&str>, me: &str, now: Mono) -> bool {
+    match instance {
+        None => false,
+        Some(i) if i == me => true,
+        Some(i) => {
+            !(live.is_released(i) || live.unchanged_for(&lease_subject(i), now, live.ttl_of(i)))
+        }
+    }
+}
+
+/// The task and execution ids of a task container.
+pub fn task_ids(c: &ContainerSummary) -> (String, String) {
+    (
+        label(&c.labels, LABEL_TASK_ID).unwrap_or("").to_owned(),
+        label(&c.labels, LABEL_EXECUTION_ID)
+            .unwrap_or("")
+            .to_owned(),
+    )
 }
 
 #[cfg(test)]

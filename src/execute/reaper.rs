@@ -21,10 +21,12 @@ use crossbeam_channel::{Sender, bounded};
 use serde_json::json;
 
 use super::names::{
-    self, FILL_PATH, LABEL_INSTANCE, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME, MARKER,
-    ROLE_TASK_SIDECAR,
+    self, FILL_PATH, LABEL_EXEC_KEY, LABEL_INSTANCE, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME,
+    MARKER, ROLE_TASK_SIDECAR,
 };
-use super::ownership::{self, Leases, TaskVerdict};
+use super::ownership::liveness;
+use super::ownership::machine::observe_lease;
+use super::ownership::{self, Plan, Snapshot, label};
 use super::{DockerRunner, claims};
 use crate::calendar::parse_rfc3339;
 use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_TASK_ID, LABEL_WORKER_ID};
@@ -57,26 +59,50 @@ pub fn pass(
     grace: Duration,
 ) -> Result<ReapReport, DockerError> {
     let docker = &runner.docker;
+    let ownership = runner.executor.ownership().clone();
     let worker_id = &runner.settings.spec.worker_id;
     let me = runner.settings.instance.as_str();
     let volumes_record = &runner.volumes;
-    let now = runner.clock.now_synced(docker)?;
-    let young = |created: u64| now.saturating_sub(created) < grace.as_secs();
+    let daemon_now = runner.clock.now_synced(docker)?;
+    let young = |created: u64| daemon_now.saturating_sub(created) < grace.as_secs();
     let worker = names::label(LABEL_WORKER_ID, worker_id);
     let containers = docker.list_by_label(&[&worker])?;
     let volumes = docker.volume_list_by_label(&[&worker])?;
-    let leases = Leases::from_volumes(&volumes);
+    let snap = Snapshot::from_daemon(&containers, &volumes);
+    let now = ownership.now();
+    let ttl = liveness::millis(ownership.ttl());
+    let plans = ownership.with(|s| {
+        ownership::observe(&snap, &mut s.live, now);
+        // Owners named only by helpers and private volumes, with no lease
+        // seen: absent is what is seen of them.
+        for instance in containers
+            .iter()
+            .filter_map(|c| label(&c.labels, LABEL_INSTANCE))
+            .chain(
+                volumes
+                    .iter()
+                    .filter_map(|v| label(&v.labels, LABEL_INSTANCE)),
+            )
+        {
+            if !snap.leases.contains_key(instance) {
+                observe_lease(&mut s.live, instance, None, now);
+            }
+        }
+        ownership::plan(&snap, &s.live, me, now, ttl, &|k| runner.is_busy(k))
+    });
+    let live = |instance: Option<&str>| {
+        ownership.with(|s| ownership::instance_is_live(&s.live, instance, me, now))
+    };
     let mut report = ReapReport::default();
     let mut doomed_volumes = Vec::new();
     let mut filling: HashSet<&str> = HashSet::new();
 
     for c in &containers {
         if ownership::is_helper(c) {
-            let volume = c.labels.get(LABEL_VOLUME).map_or("", String::as_str);
-            let mine = c.labels.get(LABEL_INSTANCE).is_some_and(|i| i == me);
-            if volumes_record.is_busy(volume)
-                || (ownership::helper_is_live(c, &leases, me, now)
-                    && (!mine || young(c.created as u64)))
+            let volume = label(&c.labels, LABEL_VOLUME).unwrap_or("");
+            let owner = label(&c.labels, LABEL_INSTANCE);
+            let mine = owner == Some(me);
+            if volumes_record.is_busy(volume) || (live(owner) && (!mine || young(c.created as u64)))
             {
                 filling.insert(volume);
                 continue;
@@ -90,43 +116,60 @@ pub fn pass(
         if !ownership::is_task(c) {
             continue;
         }
-        let owner = ownership::owner(c, &volumes);
-        match ownership::task_verdict(c, &owner, &leases, me, now) {
-            TaskVerdict::Mine => {
-                // A stray of this process: one it created (not one it
-                // adopted, whose work may not have started yet) that no
-                // task of it runs or waits on.
-                let task = c.labels.get(LABEL_TASK_ID).map_or("", String::as_str);
-                if owner.generation > 0 || runner.is_active(task) || young(c.created as u64) {
-                    continue;
-                }
+        // A stray of this process: one it created that no task of it runs,
+        // follows or cleans up (a task that went silent after creating it).
+        let key = label(&c.labels, LABEL_EXEC_KEY).unwrap_or("");
+        let mine = snap
+            .owner_view(&c.id)
+            .is_some_and(|o| o.instance == me && o.generation == 0);
+        if mine && !runner.is_busy(key) && !young(c.created as u64) {
+            let task = label(&c.labels, LABEL_TASK_ID).unwrap_or("");
+            if !runner.is_active(task) {
                 log::info!("removing leftover container {} ({:?})", c.id, c.names);
                 remove_task_container(docker, worker_id, &c.id)?;
                 report.containers += 1;
             }
-            TaskVerdict::RemoveReported => {
-                log::info!(
-                    "removing container {} ({:?}): its task was reported but its worker process ended before removing it",
-                    c.id,
-                    c.names
-                );
-                remove_task_container(docker, worker_id, &c.id)?;
-                report.containers += 1;
-            }
-            TaskVerdict::Orphan {
+        }
+    }
+
+    for p in plans {
+        match p {
+            Plan::Adopt {
+                id,
+                key,
                 generation,
-                state,
                 previous,
-            } => match runner.adopt(c, generation, state, &previous) {
-                Ok(Some(task)) => {
+                seen,
+            } => match runner.adopt(&id, &key, generation, &previous, seen) {
+                Ok(task) => {
                     if adopt(task) {
                         report.adopted += 1;
                     }
                 }
-                Ok(None) => {}
-                Err(e) => log::warn!("could not adopt the task in container {}: {e}", c.id),
+                Err(e) => log::warn!("could not adopt the task in container {id}: {e}"),
             },
-            TaskVerdict::Theirs | TaskVerdict::Kept | TaskVerdict::Gone => {}
+            Plan::Abandoned {
+                key,
+                generation,
+                previous,
+                seen,
+            } => {
+                let ids = snap
+                    .execs
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map(|e| (e.task_id.clone(), e.execution_id.clone()))
+                    .unwrap_or_default();
+                let task = runner.abandoned(&key, (&ids.0, &ids.1), generation, &previous, seen);
+                if adopt(task) {
+                    report.adopted += 1;
+                }
+            }
+            Plan::RemoveVolume(name) => {
+                if remove_volume(docker, &name)? {
+                    report.volumes += 1;
+                }
+            }
         }
     }
 
@@ -149,10 +192,9 @@ pub fn pass(
         }
     }
     for v in &volumes {
-        if v.labels
-            .get(LABEL_ROLE)
-            .is_some_and(|r| r == ROLE_TASK_SIDECAR)
+        if label(&v.labels, LABEL_ROLE) == Some(ROLE_TASK_SIDECAR)
             && !parse_rfc3339(&v.created_at).is_some_and(young)
+            && !live(label(&v.labels, LABEL_INSTANCE))
             && !has_task_container(&containers, &v.labels)
         {
             log::info!("removing sidecar volume {} of a task that is gone", v.name);
@@ -161,13 +203,10 @@ pub fn pass(
             }
         }
     }
-    for name in ownership::stale_records(&containers, &volumes, &leases, me, now) {
-        if remove_volume(docker, name)? {
-            report.volumes += 1;
-        }
-    }
-    report.look_again_in = ownership::next_expiry(&containers, &volumes, &leases, me, now)
-        .map(|at| Duration::from_secs(at.saturating_sub(now) + 1));
+    // Look again soon while another process's task containers are here:
+    // a judgement needs observations all along its window.
+    let others = snap.tasks.iter().any(|t| t.owner.instance != me);
+    report.look_again_in = others.then(|| ownership.ttl() / 3);
     Ok(report)
 }
 

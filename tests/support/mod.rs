@@ -46,6 +46,9 @@ pub struct Fixture {
     pub out: PathBuf,
     pub platform: String,
     tags: Vec<String>,
+    /// The leases of the runners made here (a runner acts only while its
+    /// lease is safe, as in the worker).
+    leases: std::sync::Mutex<Vec<oz_agent_worker::execute::lease::LeaseHandle>>,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -67,6 +70,7 @@ impl Fixture {
             out,
             platform,
             tags: Vec::new(),
+            leases: Default::default(),
         }
     }
 
@@ -93,6 +97,7 @@ impl Fixture {
             // Driven without a dispatcher: nothing would say "delivered".
             remove_after_delivery: false,
             container_logs: Default::default(),
+            lease_ttl: std::time::Duration::from_secs(30),
         }
     }
 
@@ -107,8 +112,29 @@ impl Fixture {
         }
     }
 
+    /// A runner with its lease taken, as the worker takes it at start.
     pub fn runner(&self, settings: RunnerSettings) -> DockerRunner {
-        DockerRunner::new(self.docker.clone(), settings)
+        let runner = DockerRunner::new(self.docker.clone(), settings);
+        let lease = oz_agent_worker::execute::lease::acquire(runner.ownership()).unwrap();
+        self.leases.lock().unwrap().push(lease);
+        runner
+    }
+
+    /// Releases the lease of the runner of `instance`, as its clean stop
+    /// does: another process may take over what it left at once.
+    pub fn release_lease(&self, instance: &str) {
+        let mut leases = self.leases.lock().unwrap();
+        if let Some(i) = leases.iter().position(|l| l.instance() == instance) {
+            leases.remove(i).release();
+        }
+    }
+
+    /// Releases every runner's lease as a clean stop does (a released
+    /// marker, the records tidied).
+    pub fn release_leases(&self) {
+        for lease in self.leases.lock().unwrap().drain(..) {
+            lease.release();
+        }
     }
 
     /// A private tag of the agent sidecar, so parallel tests never share a volume.
@@ -263,7 +289,10 @@ impl Fixture {
         assert_eq!(self.leftovers().0, Vec::<String>::new(), "containers left");
     }
 
+    /// Releases the runners' leases (a clean stop), then asserts that no
+    /// container or volume of this worker id is left.
     pub fn assert_nothing_left(&self) {
+        self.release_leases();
         assert_eq!(self.leftovers(), (vec![], vec![]), "worker objects left");
         assert_eq!(self.leases(), Vec::<String>::new(), "leases left");
     }
@@ -271,6 +300,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        self.leases.lock().unwrap().clear();
         let label = self.worker_label();
         if let Ok(list) = self.docker.list_by_label(&[&label]) {
             for c in list {

@@ -1,7 +1,7 @@
+use super::machine::Stage;
 use super::*;
 use crate::container_spec::LABEL_WORKER_ID;
-
-const NOW: u64 = 1_796_217_143; // 2026-12-02T13:12:23Z
+use std::time::Duration;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -10,257 +10,216 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn task(id: &str, state: &str, instance: Option<&str>, keep: bool) -> ContainerSummary {
-    let mut l = labels(&[
-        (LABEL_WORKER_ID, "w"),
-        (LABEL_TASK_ID, "T"),
-        (LABEL_KEEP, if keep { "true" } else { "false" }),
-    ]);
-    if let Some(i) = instance {
-        l.insert(LABEL_INSTANCE.into(), i.into());
-    }
+fn task(id: &str, state: &str, key: &str, instance: &str) -> ContainerSummary {
     ContainerSummary {
         id: id.into(),
         names: vec![format!("/oz-task-{id}")],
         image: "img".into(),
         state: state.into(),
-        labels: l,
+        labels: labels(&[
+            (LABEL_WORKER_ID, "w"),
+            (LABEL_TASK_ID, "T"),
+            (LABEL_EXEC_KEY, key),
+            (LABEL_INSTANCE, instance),
+            (LABEL_ROLE, ""),
+            (LABEL_KEEP, "false"),
+        ]),
         created: 0,
     }
 }
 
-fn volume(name: &str, created_at: &str, pairs: &[(&str, &str)]) -> VolumeInfo {
+fn volume(name: &str, pairs: &[(&str, &str)]) -> VolumeInfo {
     VolumeInfo {
         name: name.into(),
         labels: labels(pairs),
-        created_at: created_at.into(),
+        created_at: String::new(),
         mountpoint: String::new(),
     }
 }
 
-fn lease(instance: &str, created_at: &str, ttl: &str) -> VolumeInfo {
+fn lease(instance: &str, seq: &str) -> VolumeInfo {
     volume(
-        &format!("oz-lease-{instance}"),
-        created_at,
+        &format!("oz-lease-{instance}-{seq}"),
         &[
             (LABEL_ROLE, ROLE_LEASE),
             (LABEL_INSTANCE, instance),
-            (LABEL_LEASE_TTL, ttl),
+            (LABEL_LEASE_SEQ, seq),
         ],
     )
 }
 
 fn claim(container: &str, generation: &str, instance: &str, reported: bool) -> VolumeInfo {
-    let mut pairs = vec![
-        (LABEL_ROLE, ROLE_CLAIM),
-        (LABEL_CONTAINER, container),
-        (LABEL_GENERATION, generation),
-        (LABEL_INSTANCE, instance),
-    ];
-    if reported {
-        pairs.push((LABEL_REPORTED, "true"));
-    }
     volume(
         &format!("oz-claim-{container}-{generation}"),
-        "2026-12-02T13:00:00Z",
-        &pairs,
+        &[
+            (LABEL_ROLE, ROLE_CLAIM),
+            (LABEL_CONTAINER, container),
+            (LABEL_GENERATION, generation),
+            (LABEL_INSTANCE, instance),
+            (LABEL_REPORTED, if reported { "true" } else { "" }),
+        ],
+    )
+}
+
+fn exec(key: &str, generation: &str, instance: &str) -> VolumeInfo {
+    volume(
+        &format!("oz-exec-{key}-{generation}"),
+        &[
+            (LABEL_ROLE, ROLE_EXEC),
+            (LABEL_EXEC_KEY, key),
+            (LABEL_GENERATION, generation),
+            (LABEL_INSTANCE, instance),
+            (LABEL_TASK_ID, "T"),
+            (LABEL_EXECUTION_ID, "E"),
+        ],
     )
 }
 
 #[test]
-fn a_lease_lives_ttl_seconds_after_its_newest_volume() {
-    let leases = Leases::from_volumes(&[
-        lease("a", "2026-12-02T13:12:00Z", "30"), // until 13:12:30
-        lease("a", "2026-12-02T13:11:00Z", "30"), // older renewal, superseded
-        lease("b", "2026-12-02T13:11:50Z", "30"), // until 13:12:20: expired
-        lease("c", "not a time", "30"),
-        lease("d", "2026-12-02T13:12:20Z", "ttl?"),
-        volume("x", "2026-12-02T13:12:20Z", &[(LABEL_ROLE, ROLE_LEASE)]),
-    ]);
-    assert!(leases.is_alive("a", NOW));
-    assert_eq!(leases.expiry("a"), Some(NOW + 7));
-    assert!(
-        !leases.is_alive("a", NOW + 7),
-        "the expiry instant itself is past"
-    );
-    assert!(!leases.is_alive("b", NOW));
-    assert!(!leases.is_alive("c", NOW));
-    assert!(!leases.is_alive("d", NOW));
-    assert!(!leases.is_alive("never-seen", NOW));
-    assert!(!leases.is_alive("", NOW));
+fn empty_labels_are_no_labels() {
+    let l = labels(&[("a", ""), ("b", "x")]);
+    assert_eq!(label(&l, "a"), None);
+    assert_eq!(label(&l, "b"), Some("x"));
+    assert_eq!(label(&l, "c"), None);
 }
 
 #[test]
-fn the_highest_claim_owns_the_container() {
-    let c = task("c1", "running", Some("a"), false);
-    let none: Vec<VolumeInfo> = vec![claim("other", "5", "z", false)];
-    assert_eq!(
-        owner(&c, &none),
-        Owner {
-            instance: "a".into(),
-            generation: 0,
-            reported: false
-        }
+fn the_owner_is_the_highest_claim_and_reported_sticks() {
+    let snap = Snapshot::from_daemon(
+        &[task("c1", "running", "k1", "a")],
+        &[
+            lease("a", "3"),
+            lease("a", "4"),
+            lease("b", "9"),
+            claim("c1", "1", "b", false),
+            claim("c1", "2", "a", true),
+            claim("c1", "x", "z", false),
+        ],
     );
-    let claims = vec![
-        claim("c1", "1", "b", false),
-        claim("c1", "3", "d", true),
-        claim("c1", "2", "c", false),
-        claim("c1", "junk", "e", false),
+    let view = snap.owner_view("c1").unwrap();
+    assert_eq!(view.instance, "a");
+    assert_eq!(view.generation, 2);
+    assert!(view.reported);
+    assert_eq!(view.stage, Stage::Running);
+    assert_eq!(view.lease.as_deref(), Some("4"));
+    assert_eq!(snap.lease("b").as_deref(), Some("9"));
+}
+
+#[test]
+fn an_executions_record_names_its_holder_container_and_done() {
+    let containers = [task("c1", "exited", "k1", "a")];
+    let volumes = [
+        lease("a", "2"),
+        exec("k1", "1", "a"),
+        exec("k1", "2", "b"),
+        exec("k2", "1", "a"),
+        volume(
+            "oz-exec-k2-done",
+            &[
+                (LABEL_ROLE, ROLE_EXEC_DONE),
+                (LABEL_EXEC_KEY, "k2"),
+                (LABEL_INSTANCE, "a"),
+            ],
+        ),
     ];
+    let snap = Snapshot::from_daemon(&containers, &volumes);
+    let v = snap.exec_view("k1");
+    assert_eq!(v.holder, Some(("b".to_owned(), 2)));
+    assert_eq!(v.holder_lease, None);
+    assert!(!v.done);
+    assert_eq!(v.container.as_ref().map(|c| c.0.as_str()), Some("c1"));
+    assert!(snap.exec_view("k2").done);
+    let none = snap.exec_view("k3");
     assert_eq!(
-        owner(&c, &claims),
-        Owner {
-            instance: "d".into(),
-            generation: 3,
-            reported: true
-        }
-    );
-    let legacy = task("c2", "running", None, false);
-    assert_eq!(owner(&legacy, &[]).instance, "");
-}
-
-#[test]
-fn verdicts_for_every_owner_and_state() {
-    let leases = Leases::from_volumes(&[lease("alive", "2026-12-02T13:12:20Z", "30")]);
-    let verdict = |c: &ContainerSummary, claims: &[VolumeInfo]| {
-        task_verdict(c, &owner(c, claims), &leases, "me", NOW)
-    };
-    assert_eq!(
-        verdict(&task("1", "running", Some("me"), false), &[]),
-        TaskVerdict::Mine
-    );
-    assert_eq!(
-        verdict(&task("1", "exited", Some("me"), false), &[]),
-        TaskVerdict::Mine
-    );
-    assert_eq!(
-        verdict(&task("1", "running", Some("alive"), false), &[]),
-        TaskVerdict::Theirs
-    );
-    let orphan = |generation, state, previous: &str| TaskVerdict::Orphan {
-        generation,
-        state,
-        previous: previous.into(),
-    };
-    assert_eq!(
-        verdict(&task("1", "running", Some("dead"), false), &[]),
-        orphan(1, OrphanState::Running, "dead")
-    );
-    assert_eq!(
-        verdict(&task("1", "paused", Some("dead"), false), &[]),
-        orphan(1, OrphanState::Running, "dead")
-    );
-    assert_eq!(
-        verdict(&task("1", "exited", Some("dead"), false), &[]),
-        orphan(1, OrphanState::Exited, "dead")
-    );
-    assert_eq!(
-        verdict(&task("1", "dead", Some("dead"), false), &[]),
-        orphan(1, OrphanState::Exited, "dead")
-    );
-    assert_eq!(
-        verdict(&task("1", "created", None, false), &[]),
-        orphan(1, OrphanState::NeverStarted, "")
-    );
-    assert_eq!(
-        verdict(&task("1", "removing", Some("dead"), false), &[]),
-        TaskVerdict::Gone
-    );
-    // A live adopter keeps what it claimed; a dead one passes it on.
-    let adopted = [claim("1", "1", "alive", false)];
-    assert_eq!(
-        verdict(&task("1", "running", Some("dead"), false), &adopted),
-        TaskVerdict::Theirs
-    );
-    let mine = [claim("1", "1", "me", false)];
-    assert_eq!(
-        verdict(&task("1", "running", Some("dead"), false), &mine),
-        TaskVerdict::Mine
-    );
-    let chain = [claim("1", "1", "dead2", false)];
-    assert_eq!(
-        verdict(&task("1", "running", Some("dead"), false), &chain),
-        orphan(2, OrphanState::Running, "dead2")
-    );
-    // Reported: kept ones stay, others are removed once their owner is gone.
-    let reported = [claim("1", "1", "dead", true)];
-    assert_eq!(
-        verdict(&task("1", "exited", Some("dead"), true), &reported),
-        TaskVerdict::Kept
-    );
-    assert_eq!(
-        verdict(&task("1", "exited", Some("dead"), false), &reported),
-        TaskVerdict::RemoveReported
-    );
-    assert_eq!(
-        verdict(&task("1", "running", Some("dead"), true), &reported),
-        TaskVerdict::RemoveReported
-    );
-    let reported_alive = [claim("1", "1", "alive", true)];
-    assert_eq!(
-        verdict(&task("1", "running", Some("alive"), false), &reported_alive),
-        TaskVerdict::Theirs
+        (none.holder, none.done, none.container),
+        (None, false, None)
     );
 }
 
 #[test]
-fn helpers_live_with_their_instance() {
-    let leases = Leases::from_volumes(&[lease("alive", "2026-12-02T13:12:20Z", "30")]);
-    let helper = |instance: Option<&str>| {
-        let mut c = task("h", "created", instance, false);
-        c.labels.remove(LABEL_TASK_ID);
-        c.labels.insert(LABEL_ROLE.into(), ROLE_FILL.into());
-        c
-    };
-    assert!(is_helper(&helper(None)) && !is_task(&helper(None)));
-    assert!(helper_is_live(&helper(Some("me")), &leases, "me", NOW));
-    assert!(helper_is_live(&helper(Some("alive")), &leases, "me", NOW));
-    assert!(!helper_is_live(&helper(Some("dead")), &leases, "me", NOW));
-    assert!(!helper_is_live(&helper(None), &leases, "me", NOW));
+fn a_label_baked_into_an_image_cannot_make_a_task_a_helper_or_hide_it() {
+    let mut c = task("c1", "running", "k1", "a");
+    c.labels.insert(LABEL_ROLE.into(), String::new());
+    assert!(is_task(&c));
+    c.labels.insert(LABEL_ROLE.into(), ROLE_FILL.into());
+    assert!(!is_task(&c));
+    assert!(is_helper(&c));
+}
+
+/// Observes `snap` every 5 s from 0 to `until` and plans at the end.
+fn plan_after(snap: &Snapshot, until: Mono) -> Vec<Plan> {
+    let mut live = Liveness::new(Duration::from_secs(30));
+    let mut t = 0;
+    while t <= until {
+        observe(snap, &mut live, t);
+        t += 5_000;
+    }
+    plan(snap, &live, "me", until, 30_000, &|_| false)
 }
 
 #[test]
-fn stale_leases_and_claims_are_listed_for_removal() {
-    let volumes = vec![
-        lease("alive", "2026-12-02T13:12:20Z", "30"),
-        lease("dead", "2026-12-02T13:00:00Z", "30"),
-        lease("me", "2026-12-02T13:00:00Z", "30"),
-        claim("present", "1", "x", false),
-        claim("gone", "1", "x", false),
-        volume("sidecar", "2026-12-02T13:00:00Z", &[]),
-    ];
-    let containers = vec![task("present", "running", Some("dead"), false)];
-    let leases = Leases::from_volumes(&volumes);
+fn a_container_is_adopted_only_after_a_whole_ttl_unchanged() {
+    let snap = Snapshot::from_daemon(
+        &[task("c1", "running", "k1", "gone")],
+        &[lease("gone", "7"), exec("k1", "1", "gone")],
+    );
+    assert_eq!(plan_after(&snap, 25_000), vec![]);
+    let plans = plan_after(&snap, 30_000);
+    assert!(plans.contains(&Plan::Adopt {
+        id: "c1".into(),
+        key: "k1".into(),
+        generation: 1,
+        previous: "gone".into(),
+        seen: Some("7".into()),
+    }));
+}
+
+#[test]
+fn a_released_instance_is_taken_over_at_once_and_its_marker_goes_last() {
+    let released = volume(
+        "oz-lease-r-released",
+        &[(LABEL_ROLE, ROLE_RELEASED), (LABEL_INSTANCE, "r")],
+    );
+    let snap = Snapshot::from_daemon(&[task("c1", "running", "k1", "r")], &[released.clone()]);
+    let plans = plan_after(&snap, 0);
+    assert!(matches!(
+        plans.as_slice(),
+        [Plan::Adopt { generation: 1, .. }]
+    ));
+    // Nothing names it any more: the marker goes.
+    let empty = Snapshot::from_daemon(&[], &[released]);
     assert_eq!(
-        stale_records(&containers, &volumes, &leases, "me", NOW),
-        vec!["oz-lease-dead", "oz-claim-gone-1"]
+        plan_after(&empty, 0),
+        vec![Plan::RemoveVolume("oz-lease-r-released".into())]
     );
 }
 
 #[test]
-fn the_next_look_is_when_an_owner_of_a_task_expires() {
-    let volumes = vec![
-        lease("soon", "2026-12-02T13:12:20Z", "10"),  // NOW + 7
-        lease("later", "2026-12-02T13:12:20Z", "30"), // NOW + 27
-        lease("me", "2026-12-02T13:12:20Z", "1"),
-    ];
-    let leases = Leases::from_volumes(&volumes);
-    let containers = vec![
-        task("1", "running", Some("later"), false),
-        task("2", "running", Some("soon"), false),
-        task("3", "running", Some("me"), false),
-    ];
-    assert_eq!(
-        next_expiry(&containers, &volumes, &leases, "me", NOW),
-        Some(NOW + 7)
+fn an_execution_whose_holder_is_gone_without_a_container_is_abandoned() {
+    let snap = Snapshot::from_daemon(&[], &[lease("gone", "3"), exec("k1", "1", "gone")]);
+    let plans = plan_after(&snap, 30_000);
+    assert!(plans.contains(&Plan::Abandoned {
+        key: "k1".into(),
+        generation: 2,
+        previous: "gone".into(),
+        seen: Some("3".into()),
+    }));
+    assert_eq!(snap.execs[0].task_id, "T");
+}
+
+#[test]
+fn own_busy_and_kept_reported_containers_are_left_alone() {
+    let snap = Snapshot::from_daemon(
+        &[
+            task("c1", "running", "k1", "me"),
+            task("c2", "running", "k2", "gone"),
+        ],
+        &[lease("gone", "1")],
     );
-    assert_eq!(
-        next_expiry(&containers[..1], &volumes, &leases, "me", NOW),
-        Some(NOW + 27)
-    );
-    assert_eq!(
-        next_expiry(&containers[2..], &volumes, &leases, "me", NOW),
-        None
-    );
+    let mut live = Liveness::new(Duration::from_secs(30));
+    for t in (0..=30_000).step_by(5_000) {
+        observe(&snap, &mut live, t);
+    }
+    let plans = plan(&snap, &live, "me", 30_000, 30_000, &|k| k == "k2");
+    assert!(!plans.iter().any(|p| matches!(p, Plan::Adopt { .. })));
 }

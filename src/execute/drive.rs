@@ -1,0 +1,430 @@
+//! The thin executor of the ownership protocol: performs each call a
+//! [`TaskMachine`] or [`CleanupMachine`] asks for against the Engine API
+//! and feeds the answer back. Every decision is the machine's
+//! (`ownership::machine`); this module only maps calls to requests and
+//! errors to replies: no answer → [`Reply::Unreachable`], 404 →
+//! [`Reply::Gone`], any other error → [`Reply::Failed`].
+//!
+//! Owns [`Executor`] and the [`TaskWork`] seam through which an assigned
+//! task pulls, creates and checks its container; it must not choose what
+//! to do next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::claims;
+use super::lease::Ownership;
+use super::names::{self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_ROLE, ROLE_LEASE, ROLE_RELEASED};
+use super::ownership::Snapshot;
+use super::ownership::label;
+use super::ownership::machine::{
+    Call, Cancel, CleanupMachine, CleanupStep, Env, FOLLOW_POLL, OwnerView, RELEASED, Reply, Stage,
+    Step, TaskMachine,
+};
+use crate::container_spec::LABEL_WORKER_ID;
+use crate::docker::{AbortSlot, Docker, DockerError};
+use crate::task::{CancelCause, CancelToken, TaskOutcome};
+
+/// Why a create did not make a container.
+pub(super) enum CreateFailure {
+    /// A container of this execution exists already (409).
+    NameTaken,
+    /// The daemon did not answer.
+    Unreachable,
+    /// Anything else: the task fails with this.
+    Failed(TaskOutcome),
+}
+
+/// What only a task with its assignment can do.
+pub(super) trait TaskWork {
+    /// Pulls images and prepares sidecar volumes.
+    fn prepare(&mut self, cancel: &CancelToken) -> Result<(), TaskOutcome>;
+    /// Creates the task container; returns its id.
+    fn create(&mut self) -> Result<String, CreateFailure>;
+    /// Checks the created container before it starts (the musl probe).
+    fn check(&mut self, id: &str) -> Result<(), TaskOutcome>;
+    /// Remembers why the task failed, for its terminal message.
+    fn fail(&mut self, outcome: TaskOutcome);
+}
+
+/// A task that has no assignment (adopted): it never prepares or creates.
+pub(super) struct NoWork;
+
+impl TaskWork for NoWork {
+    fn prepare(&mut self, _: &CancelToken) -> Result<(), TaskOutcome> {
+        Err(TaskOutcome::Interrupted)
+    }
+    fn create(&mut self) -> Result<String, CreateFailure> {
+        Err(CreateFailure::Failed(TaskOutcome::Interrupted))
+    }
+    fn check(&mut self, _: &str) -> Result<(), TaskOutcome> {
+        Ok(())
+    }
+    fn fail(&mut self, _: TaskOutcome) {}
+}
+
+/// The Engine API side of the protocol.
+#[derive(Clone)]
+pub struct Executor {
+    docker: Docker,
+    ownership: Arc<Ownership>,
+    stop_grace: Duration,
+}
+
+/// The calls of one task: its execution key and ids.
+pub(super) struct TaskIds<'a> {
+    /// The execution key.
+    pub key: &'a str,
+    /// The task id.
+    pub task_id: &'a str,
+    /// The execution id.
+    pub execution_id: &'a str,
+}
+
+/// Whether `e` means the daemon gave no answer (down, restarting, cut off).
+pub fn no_answer(e: &DockerError) -> bool {
+    !matches!(
+        e,
+        DockerError::Api { .. }
+            | DockerError::Decode { .. }
+            | DockerError::PullFailed { .. }
+            | DockerError::PermissionDenied { .. }
+    )
+}
+
+fn reply_of(e: &DockerError) -> Reply {
+    match e {
+        DockerError::Api { status: 404, .. } => Reply::Gone,
+        e if no_answer(e) => Reply::Unreachable,
+        _ => Reply::Failed,
+    }
+}
+
+fn cancel_of(cancel: &CancelToken) -> Option<Cancel> {
+    match cancel.cause()? {
+        CancelCause::Detach => Some(Cancel::Detach),
+        _ => Some(Cancel::Stop),
+    }
+}
+
+impl Executor {
+    /// An executor on `docker` for `ownership`; stops give `stop_grace`.
+    pub fn new(docker: Docker, ownership: Arc<Ownership>, stop_grace: Duration) -> Self {
+        Self {
+            docker,
+            ownership,
+            stop_grace,
+        }
+    }
+
+    /// This process's ownership state.
+    pub fn ownership(&self) -> &Arc<Ownership> {
+        &self.ownership
+    }
+
+    /// Runs `f` with the machine's environment.
+    fn env<R>(&self, cancel: Option<Cancel>, f: impl FnOnce(&mut Env<'_>) -> R) -> R {
+        let o = &self.ownership;
+        let now = o.now();
+        let me = o.instance().to_owned();
+        o.with(|s| {
+            let mut env = Env {
+                me: &me,
+                now,
+                lease: &s.own,
+                live: &mut s.live,
+                cancel,
+            };
+            f(&mut env)
+        })
+    }
+
+    /// Drives `machine` until it reports, goes silent or hands a container
+    /// to cleanup.
+    pub(super) fn drive(
+        &self,
+        machine: &mut TaskMachine,
+        ids: &TaskIds<'_>,
+        work: &mut dyn TaskWork,
+        cancel: &CancelToken,
+    ) -> Step {
+        let mut step = self.env(cancel_of(cancel), |env| machine.start(env));
+        loop {
+            let Step::Call(call) = step else {
+                return step;
+            };
+            let decided = self.ownership.epoch();
+            let reply = self.fenced(&call, decided, || self.perform(&call, ids, work, cancel));
+            step = self.env(cancel_of(cancel), |env| machine.step(reply, env));
+        }
+    }
+
+    /// Drives a cleanup to its end.
+    pub(super) fn clean(
+        &self,
+        machine: &mut CleanupMachine,
+        mut done: impl FnMut(&CleanupStep) -> Reply,
+    ) {
+        let never = CancelToken::new();
+        let ids = TaskIds {
+            key: "",
+            task_id: "",
+            execution_id: "",
+        };
+        let mut step = self.env(None, |env| machine.start(env));
+        loop {
+            let reply = match &step {
+                CleanupStep::Finished => return,
+                CleanupStep::Call(call) => {
+                    let decided = self.ownership.epoch();
+                    self.fenced(call, decided, || {
+                        self.perform(call, &ids, &mut NoWork, &never)
+                    })
+                }
+                other => {
+                    let reply = done(other);
+                    if !matches!(other, CleanupStep::MarkDone { .. }) {
+                        return;
+                    }
+                    reply
+                }
+            };
+            step = self.env(None, |env| machine.step(reply, env));
+        }
+    }
+
+    /// A fenced call is made only while the lease is safe and has not
+    /// lapsed since the machine chose it.
+    fn fenced(&self, call: &Call, decided: u64, perform: impl FnOnce() -> Reply) -> Reply {
+        let o = &self.ownership;
+        if call.is_fenced() && (!o.safe() || o.epoch() != decided) {
+            return Reply::Lapsed;
+        }
+        let reply = perform();
+        if !matches!(reply, Reply::Unreachable) && !matches!(call, Call::Pause(_) | Call::Prepare) {
+            o.reached();
+        }
+        reply
+    }
+
+    fn perform(
+        &self,
+        call: &Call,
+        ids: &TaskIds<'_>,
+        work: &mut dyn TaskWork,
+        cancel: &CancelToken,
+    ) -> Reply {
+        let o = &self.ownership;
+        let d = &self.docker;
+        match call {
+            Call::ClaimExecution { generation } => {
+                match claims::claim_exec(
+                    o,
+                    ids.key,
+                    *generation,
+                    Some((ids.task_id, ids.execution_id)),
+                ) {
+                    Ok(holder) => Reply::Holder(holder),
+                    Err(e) => reply_of(&e),
+                }
+            }
+            Call::ReadExecution => match self.snapshot() {
+                Ok(snap) => {
+                    let mut view = snap.exec_view(ids.key);
+                    if let Some((id, owner)) = &mut view.container {
+                        self.exit_code(id, owner);
+                        if owner.instance == o.instance() {
+                            o.hold(id, owner.generation);
+                        }
+                    }
+                    if let Some((h, g)) = &view.holder
+                        && h == o.instance()
+                    {
+                        o.hold_exec(ids.key, *g, (ids.task_id, ids.execution_id));
+                    }
+                    Reply::Execution(view)
+                }
+                Err(e) => reply_of(&e),
+            },
+            Call::Prepare => match work.prepare(cancel) {
+                Ok(()) => Reply::Done,
+                Err(outcome) => {
+                    work.fail(outcome);
+                    Reply::Failed
+                }
+            },
+            Call::Create => match work.create() {
+                Ok(id) => {
+                    o.hold(&id, 0);
+                    Reply::Created(id)
+                }
+                Err(CreateFailure::NameTaken) => Reply::NameTaken,
+                Err(CreateFailure::Unreachable) => Reply::Unreachable,
+                Err(CreateFailure::Failed(outcome)) => {
+                    work.fail(outcome);
+                    Reply::Failed
+                }
+            },
+            Call::Check { id } => match work.check(id) {
+                Ok(()) => Reply::Done,
+                Err(outcome) => {
+                    work.fail(outcome);
+                    Reply::Failed
+                }
+            },
+            Call::Renew => match o.renew() {
+                Ok(()) => Reply::Done,
+                Err(e) => reply_of(&e),
+            },
+            Call::ReadOwner { id } => match self.snapshot() {
+                Ok(snap) => match snap.owner_view(id) {
+                    Some(mut view) => {
+                        self.exit_code(id, &mut view);
+                        if view.instance == o.instance() && view.generation > 0 {
+                            o.hold(id, view.generation);
+                        }
+                        Reply::Owner(view)
+                    }
+                    None => Reply::Gone,
+                },
+                Err(e) => reply_of(&e),
+            },
+            Call::Claim { id, generation } => {
+                match claims::try_claim(d, o.worker_id(), o.instance(), id, *generation) {
+                    Ok(true) => {
+                        o.hold(id, *generation);
+                        Reply::Holder(o.instance().to_owned())
+                    }
+                    Ok(false) => Reply::Holder(String::new()),
+                    Err(e) => reply_of(&e),
+                }
+            }
+            Call::ReadLease { instance } => match self.lease_of(instance) {
+                Ok(value) => Reply::Lease(value),
+                Err(e) => reply_of(&e),
+            },
+            Call::Start { id } => match d.start(id) {
+                Ok(()) => {
+                    log::info!("started container {id}");
+                    Reply::Done
+                }
+                Err(e) => {
+                    if !no_answer(&e) {
+                        work.fail(TaskOutcome::failed(
+                            crate::wire::FailureReason::ContainerStart,
+                            format!("failed to start container: {e}"),
+                        ));
+                    }
+                    reply_of(&e)
+                }
+            },
+            Call::Wait { id, poll: true } => match d.inspect(id) {
+                Ok(state) if !state.running && state.status != "created" => {
+                    Reply::Exited(state.exit_code)
+                }
+                Ok(_) => match cancel.wait_timeout(Duration::from_millis(FOLLOW_POLL)) {
+                    Some(_) => Reply::Cancelled,
+                    None => Reply::StillRunning,
+                },
+                Err(e) => reply_of(&e),
+            },
+            Call::Wait { id, poll: false } => self.wait(id, cancel),
+            Call::Stop { id } => {
+                let grace = match cancel.stop_by() {
+                    Some(by) => self
+                        .stop_grace
+                        .min(by.saturating_duration_since(std::time::Instant::now())),
+                    None => self.stop_grace,
+                };
+                log::info!(
+                    "stopping container {id} ({}s before SIGKILL)",
+                    grace.as_secs()
+                );
+                match d.stop(id, grace) {
+                    Ok(()) => Reply::Done,
+                    Err(e) => reply_of(&e),
+                }
+            }
+            Call::Remove { id } => match d.remove(id) {
+                Ok(()) => Reply::Done,
+                Err(e) => reply_of(&e),
+            },
+            Call::Pause(ms) => {
+                let _ = cancel.wait_timeout(Duration::from_millis(*ms));
+                Reply::Done
+            }
+        }
+    }
+
+    /// Waits for a started container to end (a cancel cuts the wait short).
+    fn wait(&self, id: &str, cancel: &CancelToken) -> Reply {
+        if cancel.is_cancelled() {
+            return Reply::Cancelled;
+        }
+        let slot = AbortSlot::new();
+        let hook_slot = slot.clone();
+        let hook = cancel.on_cancel(move |_| hook_slot.abort());
+        let waited = self.docker.wait(id, &slot);
+        drop(hook);
+        match waited {
+            Ok(result) => {
+                if let Some(error) = result.error {
+                    log::warn!("waiting for container {id}: {error}");
+                }
+                Reply::Exited(result.status_code)
+            }
+            Err(_) if cancel.is_cancelled() => Reply::Cancelled,
+            Err(e) => {
+                let reply = reply_of(&e);
+                if reply == Reply::Unreachable {
+                    log::warn!(
+                        "lost the Docker daemon while waiting for container {id} ({e}); waiting again once it answers"
+                    );
+                }
+                reply
+            }
+        }
+    }
+
+    /// One look at every record of this worker id.
+    fn snapshot(&self) -> Result<Snapshot, DockerError> {
+        let worker = names::label(LABEL_WORKER_ID, self.ownership.worker_id());
+        let containers = self.docker.list_by_label(&[&worker])?;
+        let volumes = self.docker.volume_list_by_label(&[&worker])?;
+        Ok(Snapshot::from_daemon(&containers, &volumes))
+    }
+
+    /// The real exit code of an ended container (a list has none).
+    fn exit_code(&self, id: &str, view: &mut OwnerView) {
+        if let Stage::Exited(_) = view.stage
+            && let Ok(state) = self.docker.inspect(id)
+        {
+            view.stage = match state.status.as_str() {
+                "created" => Stage::Created,
+                _ if state.running => Stage::Running,
+                _ => Stage::Exited(state.exit_code),
+            };
+        }
+    }
+
+    /// `instance`'s lease value: its newest sequence number, or released.
+    fn lease_of(&self, instance: &str) -> Result<Option<String>, DockerError> {
+        let worker = names::label(LABEL_WORKER_ID, self.ownership.worker_id());
+        let of = names::label(LABEL_INSTANCE, instance);
+        let mut best: Option<u64> = None;
+        for v in self.docker.volume_list_by_label(&[&worker, &of])? {
+            match label(&v.labels, LABEL_ROLE) {
+                Some(ROLE_RELEASED) => return Ok(Some(RELEASED.to_owned())),
+                Some(ROLE_LEASE) => {
+                    if let Some(seq) =
+                        label(&v.labels, LABEL_LEASE_SEQ).and_then(|s| s.parse().ok())
+                    {
+                        best = Some(best.map_or(seq, |b: u64| b.max(seq)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(best.map(|s| s.to_string()))
+    }
+}
