@@ -113,6 +113,9 @@ fn running(active: &HashMap<String, Active>) -> usize {
 }
 
 enum Work {
+    /// Nothing to run: the task fails with these words (a thread for it
+    /// could not be started).
+    Failed(String),
     Assignment(Box<TaskAssignment>),
     Adopted {
         image: String,
@@ -375,11 +378,26 @@ impl Dispatcher {
 
     fn spawn(&self, job: Job) {
         let shared = self.shared.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("task-{}", job.task_id))
-            .spawn(move || run_job(&shared, job));
+        let name = format!("task-{}", job.task_id);
+        // Kept here too, so a thread that cannot start still ends its task:
+        // one terminal message, the slot freed.
+        let slot = Arc::new(std::sync::Mutex::new(Some(job)));
+        let taken = Arc::clone(&slot);
+        let spawned = thread::Builder::new().name(name).spawn(move || {
+            let job = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(job) = job {
+                run_job(&shared, job);
+            }
+        });
         if let Err(e) = spawned {
             error!("could not start a thread for a task: {e}");
+            let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(mut job) = job {
+                job.work = Work::Failed(format!(
+                    "the worker could not start a thread for the task: {e}"
+                ));
+                run_job(&self.shared, job);
+            }
         }
     }
 
@@ -488,9 +506,10 @@ impl Dispatcher {
     pub fn report_all_now(&self, outcome: &TaskOutcome) -> usize {
         let ids: Vec<(String, Instant)> = {
             let mut active = self.shared.lock_active();
+            let runner = &self.shared.runner;
             active
                 .iter_mut()
-                .filter(|(_, a)| !a.finishing && !a.reported)
+                .filter(|(id, a)| !a.finishing && !a.reported && runner.reports(id))
                 .map(|(id, a)| {
                     a.reported = true;
                     (id.clone(), a.started)
@@ -585,9 +604,14 @@ fn run_job(shared: &Shared, job: Job) {
         started,
         bytes,
     } = job;
+    let mut failed = None;
     let (assignment, adopted) = match work {
         Work::Assignment(a) => (Some(Arc::<TaskAssignment>::from(a)), None),
         Work::Adopted { image, watch } => (None, Some((image, watch))),
+        Work::Failed(words) => {
+            failed = Some(words);
+            (None, None)
+        }
     };
     // env_vars values are secrets: from here on, any line this task logs
     // that would carry one has it masked.
@@ -606,7 +630,10 @@ fn run_job(shared: &Shared, job: Job) {
     let outcome = catch_unwind(AssertUnwindSafe(|| match (adopted, &assignment) {
         (Some((_, watch)), _) => watch(&cancel),
         (None, Some(a)) => shared.runner.run(a, &cancel),
-        (None, None) => TaskOutcome::failed(FailureReason::Unknown, "the task has nothing to run"),
+        (None, None) => TaskOutcome::failed(
+            FailureReason::Unknown,
+            failed.take().unwrap_or_else(|| "the task has nothing to run".into()),
+        ),
     }))
     .unwrap_or_else(|_| {
         error!("task {task_id}: the worker hit an internal error while running it");

@@ -30,6 +30,13 @@ pub trait TaskRunner: Send + Sync + 'static {
     /// Finishes, until `until` at the latest, what [`TaskRunner::delivered`]
     /// set in motion; called once at the end of a shutdown.
     fn settle(&self, _until: Instant) {}
+
+    /// Whether this process reports `task_id` itself if it ends now: false
+    /// while it only follows a task another live process owns (a shutdown
+    /// then reports nothing for it ahead of time).
+    fn reports(&self, _task_id: &str) -> bool {
+        true
+    }
 }
 
 /// How a task ended.

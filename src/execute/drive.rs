@@ -147,9 +147,11 @@ impl Executor {
         ids: &TaskIds<'_>,
         work: &mut dyn TaskWork,
         cancel: &CancelToken,
+        following: &dyn Fn(bool),
     ) -> Step {
         let mut step = self.env(cancel_of(cancel), |env| machine.start(env));
         loop {
+            following(machine.following());
             let Step::Call(call) = step else {
                 return step;
             };

@@ -84,7 +84,7 @@ impl DockerRunner {
             // Its environment is masked in its own lines, as a task's env_vars are.
             let _scope = logging::TaskScope::with_secrets(&t, Arc::new(EnvSecrets(secrets)));
             log::info!(
-                "adopting task {} from {from} (container {short}, {what})",
+                "adopted task {} from {from} (container {short}, {what})",
                 crate::outside::Shown(&t)
             );
             runner.as_active(&t, cancel, || {
@@ -157,7 +157,9 @@ impl DockerRunner {
             .note_exec_ids(key, (task_id, execution_id));
         self.busy(key, true);
         let mut machine = TaskMachine::new(origin, key);
-        let step = self.executor.drive(&mut machine, &ids, &mut NoWork, cancel);
+        let step = self.executor.drive(&mut machine, &ids, &mut NoWork, cancel, &|f| {
+            self.following(task_id, f)
+        });
         self.finish(step, &ids, None, Vec::new(), cancel)
     }
 

@@ -116,6 +116,8 @@ pub struct DockerRunner {
     active: Arc<Mutex<HashSet<String>>>,
     /// Execution keys this process runs, follows or adopts now.
     keys: Mutex<HashSet<String>>,
+    /// Tasks that only follow another process's execution now.
+    followers: Mutex<HashSet<String>>,
     clock: Arc<DaemonClock>,
     executor: Executor,
     cleanups: Arc<Cleanups>,
@@ -146,6 +148,7 @@ impl DockerRunner {
             volumes,
             active: Arc::default(),
             keys: Mutex::default(),
+            followers: Mutex::default(),
             clock: DaemonClock::new(),
             executor,
             cleanups,
@@ -226,7 +229,9 @@ impl DockerRunner {
         let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, &key);
         let mut work = AssignedWork::new(self, task, spec, &key, cancel);
         self.busy(&key, true);
-        let step = self.executor.drive(&mut machine, &ids, &mut work, cancel);
+        let step = self.executor.drive(&mut machine, &ids, &mut work, cancel, &|f| {
+            self.following(&task.task_id, f)
+        });
         let volumes = work.task_volumes.hand_over();
         let failure = work.failure.take();
         let sidecars = std::mem::take(&mut work.sidecar_volumes);
@@ -310,6 +315,9 @@ impl DockerRunner {
                         "leaving its container running for the next worker process"
                     }
                     Silence::AlreadyDone => "it was reported already",
+                    Silence::NotMine => {
+                        "stopping to follow it: its container belongs to another live worker process, which reports it"
+                    }
                 };
                 log::info!("task {}: {line}", Shown(ids.task_id));
                 self.executor.ownership().forget_exec(&key);
@@ -348,6 +356,16 @@ impl DockerRunner {
             keys.insert(key.to_owned());
         } else {
             keys.remove(key);
+        }
+    }
+
+    /// Records whether task `task_id` only follows now.
+    fn following(&self, task_id: &str, on: bool) {
+        let mut f = lock(&self.followers);
+        if on {
+            f.insert(task_id.to_owned());
+        } else {
+            f.remove(task_id);
         }
     }
 
@@ -413,6 +431,7 @@ impl DockerRunner {
         lock(&self.active).insert(task_id.to_owned());
         let outcome = work();
         lock(&self.active).remove(task_id);
+        lock(&self.followers).remove(task_id);
         self.cleanups.forget_delivery(task_id);
         settle(outcome, cancel.cause())
     }
@@ -456,6 +475,10 @@ impl TaskRunner for DockerRunner {
 
     fn settle(&self, until: Instant) {
         self.cleanups.settle(until);
+    }
+
+    fn reports(&self, task_id: &str) -> bool {
+        !lock(&self.followers).contains(task_id)
     }
 }
 

@@ -75,6 +75,7 @@
 
 pub mod liveness;
 pub mod machine;
+#[doc(hidden)]
 pub mod sim;
 
 use std::collections::{BTreeMap, HashMap};

@@ -234,6 +234,9 @@ pub enum Silence {
     Detached,
     /// The execution was reported already (by another process).
     AlreadyDone,
+    /// This process only followed another live process's container and was
+    /// stopped or cancelled: it leaves the container to that process.
+    NotMine,
 }
 
 /// What the machine does next.
@@ -485,6 +488,15 @@ impl TaskMachine {
     /// Whether the machine has ended.
     pub fn ended(&self) -> bool {
         self.phase == Phase::Ended
+    }
+
+    /// Whether the task only follows an execution another process holds
+    /// (it reports nothing of its own then).
+    pub fn following(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Follow | Phase::FollowPause | Phase::FollowWait { .. }
+        )
     }
 
     /// The container this process acts on or watches now, if any.
@@ -821,7 +833,7 @@ impl TaskMachine {
                     poll: false,
                 },
             },
-            Phase::Follow if env.cancel.is_some() => return self.silent(Silence::Detached),
+            Phase::Follow if env.cancel.is_some() => return self.silent(Silence::NotMine),
             Phase::Follow => Call::ReadExecution,
             Phase::FollowPause => Call::Pause(FOLLOW_POLL),
             Phase::FollowWait { id } => Call::Wait {
@@ -933,7 +945,7 @@ impl TaskMachine {
                     );
                 }
                 if env.cancel.is_some() {
-                    return self.silent(Silence::Detached);
+                    return self.silent(Silence::NotMine);
                 }
                 match owner.stage {
                     Stage::Exited(_) => self.silent(Silence::OwnerReports),
@@ -984,7 +996,7 @@ impl TaskMachine {
                         return self.goto(Phase::Prepare, env);
                     }
                     if env.cancel.is_some() {
-                        return self.silent(Silence::Detached);
+                        return self.silent(Silence::NotMine);
                     }
                     self.goto(Phase::FollowPause, env)
                 }
