@@ -58,7 +58,10 @@ fn main() -> ExitCode {
         total.reports,
         total.duplicates,
         if prune {
-            format!(", {} starts after a prune erased a record", total.after_prune)
+            format!(
+                ", {} starts after a prune erased a record",
+                total.after_prune
+            )
         } else {
             String::new()
         },

@@ -632,7 +632,9 @@ fn run_job(shared: &Shared, job: Job) {
         (None, Some(a)) => shared.runner.run(a, &cancel),
         (None, None) => TaskOutcome::failed(
             FailureReason::Unknown,
-            failed.take().unwrap_or_else(|| "the task has nothing to run".into()),
+            failed
+                .take()
+                .unwrap_or_else(|| "the task has nothing to run".into()),
         ),
     }))
     .unwrap_or_else(|_| {

@@ -17,8 +17,16 @@ fn every_invariant_holds_under_kills_freezes_cuts_restarts_and_resends() {
         Ok(stats) => {
             assert_eq!(stats.schedules, 1_500);
             // The faults did happen: a run without them would prove nothing.
-            for fault in ["sigkill", "freeze past ttl", "process cut off", "daemon restart"] {
-                assert!(stats.faults.get(fault).copied().unwrap_or(0) > 100, "{fault}: {stats:?}");
+            for fault in [
+                "sigkill",
+                "freeze past ttl",
+                "process cut off",
+                "daemon restart",
+            ] {
+                assert!(
+                    stats.faults.get(fault).copied().unwrap_or(0) > 100,
+                    "{fault}: {stats:?}"
+                );
             }
             assert!(stats.reports > 3_000, "{stats:?}");
         }

@@ -150,6 +150,8 @@ impl Executor {
         following: &dyn Fn(bool),
     ) -> Step {
         let mut step = self.env(cancel_of(cancel), |env| machine.start(env));
+        // One line per outage, not one per retry.
+        let mut away = false;
         loop {
             following(machine.following());
             let Step::Call(call) = step else {
@@ -157,6 +159,21 @@ impl Executor {
             };
             let decided = self.ownership.epoch();
             let reply = self.fenced(&call, decided, || self.perform(&call, ids, work, cancel));
+            match (&call, &reply) {
+                (Call::Pause(_), _) => {}
+                (Call::Wait { id, .. }, Reply::Unreachable) if !away => {
+                    away = true;
+                    log::warn!(
+                        "lost the Docker daemon while waiting for container {id}; waiting again once it answers"
+                    );
+                }
+                (_, Reply::Unreachable) => away = true,
+                _ if away => {
+                    away = false;
+                    log::info!("the Docker daemon answers again");
+                }
+                _ => {}
+            }
             step = self.env(cancel_of(cancel), |env| machine.step(reply, env));
         }
     }
@@ -379,9 +396,7 @@ impl Executor {
             Err(e) => {
                 let reply = reply_of(&e);
                 if reply == Reply::Unreachable {
-                    log::warn!(
-                        "lost the Docker daemon while waiting for container {id} ({e}); waiting again once it answers"
-                    );
+                    log::debug!("waiting for container {id}: {e}");
                 }
                 reply
             }

@@ -157,9 +157,11 @@ impl DockerRunner {
             .note_exec_ids(key, (task_id, execution_id));
         self.busy(key, true);
         let mut machine = TaskMachine::new(origin, key);
-        let step = self.executor.drive(&mut machine, &ids, &mut NoWork, cancel, &|f| {
-            self.following(task_id, f)
-        });
+        let step = self
+            .executor
+            .drive(&mut machine, &ids, &mut NoWork, cancel, &|f| {
+                self.following(task_id, f)
+            });
         self.finish(step, &ids, None, Vec::new(), cancel)
     }
 

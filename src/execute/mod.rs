@@ -229,9 +229,11 @@ impl DockerRunner {
         let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, &key);
         let mut work = AssignedWork::new(self, task, spec, &key, cancel);
         self.busy(&key, true);
-        let step = self.executor.drive(&mut machine, &ids, &mut work, cancel, &|f| {
-            self.following(&task.task_id, f)
-        });
+        let step = self
+            .executor
+            .drive(&mut machine, &ids, &mut work, cancel, &|f| {
+                self.following(&task.task_id, f)
+            });
         let volumes = work.task_volumes.hand_over();
         let failure = work.failure.take();
         let sidecars = std::mem::take(&mut work.sidecar_volumes);

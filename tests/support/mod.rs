@@ -336,6 +336,7 @@ pub fn docker_cli(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+pub mod dockerd;
 pub mod otlp;
 pub mod process;
 pub mod stall_proxy;
