@@ -156,9 +156,10 @@ fn promtool_checks_the_rules_and_every_alert_has_a_firing_and_a_silent_unit_test
     }
 }
 
-/// What the files promise people: every alert says what it means, how long
-/// it waits and where its runbook is; every panel says what a bad value
-/// means; the dashboard's data source and filters are variables.
+/// What the files promise people: every alert has a summary, a
+/// description, a severity and a runbook under README's Troubleshooting;
+/// every panel says what a bad value means; the dashboard's data source and
+/// filters are variables, and its rows are the ones on call wants.
 #[test]
 fn every_alert_and_panel_explains_itself_and_runbooks_exist() {
     let readme = std::fs::read_to_string(repo("README.md")).unwrap();
