@@ -128,9 +128,22 @@ fn the_binaries_are_static_elf_for_their_platform_and_match_the_checksums() {
         format!("{NAME}-image-linux-amd64.tar"),
         format!("{NAME}-image-linux-arm64.tar"),
         format!("{NAME}-oci.tar"),
+        format!("{NAME}-grafana-dashboard.json"),
+        format!("{NAME}-prometheus-alerts.yaml"),
     ] {
         let bytes = std::fs::read(dist().join(&file)).unwrap();
         assert_eq!(sums.get(&file), Some(&hex_digest(&bytes)), "{file}");
+    }
+    for (file, source) in [
+        (
+            "grafana-dashboard.json",
+            "deploy/grafana/oz-agent-worker.json",
+        ),
+        ("prometheus-alerts.yaml", "deploy/prometheus/alerts.yaml"),
+    ] {
+        let shipped = std::fs::read(dist().join(format!("{NAME}-{file}"))).unwrap();
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(source);
+        assert_eq!(shipped, std::fs::read(repo).unwrap(), "{file}");
     }
 }
 
@@ -604,12 +617,26 @@ fn the_tarballs_hold_the_bundle_and_its_docs_work() {
                 "completions/oz-agent-worker.fish",
                 "compose.yaml",
                 "config.example.yaml",
+                "grafana/oz-agent-worker.json",
                 "oz-agent-worker",
                 "oz-agent-worker.1",
                 "oz-agent-worker.service",
+                "prometheus/alerts.yaml",
+                "prometheus/alerts_test.yaml",
             ],
             "{arch}"
         );
+        for (inside, source) in [
+            (
+                "./grafana/oz-agent-worker.json",
+                "/deploy/grafana/oz-agent-worker.json",
+            ),
+            ("./prometheus/alerts.yaml", "/deploy/prometheus/alerts.yaml"),
+        ] {
+            let file = filter("tar", &["-xO", inside], &tar);
+            let repo = std::fs::read(format!("{}{source}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            assert_eq!(file, repo, "{arch}: {inside}");
+        }
         let inside = filter("tar", &["-xO", "./oz-agent-worker"], &tar);
         assert_eq!(
             Some(&hex_digest(&inside)),

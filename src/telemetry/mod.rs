@@ -250,6 +250,10 @@ impl DispatchObserver for TaskTelemetry {
         DispatchObserver::claimed(&self.metrics);
     }
 
+    fn adopted(&self) {
+        DispatchObserver::adopted(&self.metrics);
+    }
+
     fn rejected(&self, reason: &str) {
         DispatchObserver::rejected(&self.metrics, reason);
     }
@@ -303,5 +307,45 @@ pub fn image_pulled(result: WorkResult, took: Duration, bytes: u64) {
 pub fn sidecar_copied(result: WorkResult, took: Duration, bytes: u64) {
     if let Some(hub) = HUB.get() {
         hub.metrics.sidecar_copied(result, took, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The running worker's observer is this one, not [`Metrics`]: every
+    /// lifecycle event must reach the metrics through it.
+    #[test]
+    fn the_dispatch_observer_forwards_every_count_to_the_metrics() {
+        let metrics = Metrics::new(
+            WorkerInfo {
+                version: "1".into(),
+                backend: "docker".into(),
+                worker_id: "w".into(),
+            },
+            0,
+        );
+        let obs = TaskTelemetry {
+            metrics: metrics.clone(),
+            tracer: None,
+        };
+        obs.claimed();
+        obs.adopted();
+        obs.rejected("worker at maximum concurrency");
+        obs.active(3);
+        let scrape = metrics.render();
+        for line in [
+            "oz_worker_tasks_claimed_total{",
+            "oz_worker_tasks_adopted_total{",
+            "oz_worker_tasks_active{",
+        ] {
+            let sample = scrape
+                .lines()
+                .find(|l| l.starts_with(line))
+                .unwrap_or_else(|| panic!("{line} missing:\n{scrape}"));
+            assert!(!sample.ends_with(" 0"), "{sample}");
+        }
+        assert!(scrape.contains("reason=\"at_capacity\"} 1\n"), "{scrape}");
     }
 }
