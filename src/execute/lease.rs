@@ -20,7 +20,7 @@ use super::names::{
     self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_LEASE_TTL, LABEL_ROLE, ROLE_LEASE, ROLE_RELEASED,
 };
 use super::ownership::Snapshot;
-use super::ownership::liveness::{self, Liveness, Mono, OwnLease};
+use super::ownership::liveness::{self, Liveness, Mono, OwnLease, lease_subject};
 use super::ownership::machine::RELEASED;
 use crate::container_spec::{LABEL_MANAGED, LABEL_WORKER_ID};
 use crate::docker::{Docker, DockerError};
@@ -448,10 +448,26 @@ fn tidy_after_release(o: &Ownership) -> Result<(), DockerError> {
     let containers = o.docker.list_by_label(&[&worker])?;
     let volumes = o.docker.volume_list_by_label(&[&worker])?;
     let snap = Snapshot::from_daemon(&containers, &volumes);
-    let others_live = snap
-        .leases
-        .iter()
-        .any(|(i, (v, _))| i != &o.instance && v != RELEASED);
+    let now = o.now();
+    // Another instance is live unless released, or seen unchanged for its
+    // whole ttl by this process (then its lease goes too, if nothing names it).
+    let mut others_live = false;
+    for (instance, (value, lease_volumes)) in &snap.leases {
+        if instance == &o.instance || value == RELEASED {
+            continue;
+        }
+        let gone = o.with(|s| {
+            s.live
+                .unchanged_for(&lease_subject(instance), now, s.live.ttl_of(instance))
+        });
+        if !gone {
+            others_live = true;
+        } else if !named(&snap, instance) {
+            for v in lease_volumes {
+                o.docker.volume_remove(v)?;
+            }
+        }
+    }
     if !others_live {
         for e in snap.execs.iter().filter(|e| e.done) {
             for v in &e.volumes {
@@ -460,18 +476,22 @@ fn tidy_after_release(o: &Ownership) -> Result<(), DockerError> {
         }
     }
     for (instance, (value, markers)) in &snap.leases {
-        let named = snap.tasks.iter().any(|t| &t.owner.instance == instance)
-            || snap
-                .execs
-                .iter()
-                .any(|e| !e.done && e.holder.as_ref().is_some_and(|(h, _)| h == instance));
-        if value == RELEASED && !named {
+        if value == RELEASED && !named(&snap, instance) {
             for m in markers {
                 o.docker.volume_remove(m)?;
             }
         }
     }
     Ok(())
+}
+
+/// Whether a task container or an open execution names `instance`.
+fn named(snap: &Snapshot, instance: &str) -> bool {
+    snap.tasks.iter().any(|t| t.owner.instance == instance)
+        || snap
+            .execs
+            .iter()
+            .any(|e| !e.done && e.holder.as_ref().is_some_and(|(h, _)| h == instance))
 }
 
 fn renew_until_stopped(ownership: &Ownership, stopped: &crossbeam_channel::Receiver<()>) {

@@ -205,30 +205,35 @@ pub fn fill_id() -> String {
     format!("{:08x}{:08x}", nonce(), nonce())
 }
 
-/// Labels of a task's private sidecar volume.
+/// Labels of a task's private sidecar volume, made by `instance`: only
+/// reaped once that instance is gone (it may be filling it still).
 pub fn task_sidecar_labels(
     worker_id: &str,
+    instance: &str,
     task_id: &str,
     execution_id: &str,
 ) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
+        (LABEL_INSTANCE.to_owned(), instance.to_owned()),
         (LABEL_TASK_ID.to_owned(), task_id.to_owned()),
         (LABEL_EXECUTION_ID.to_owned(), execution_id.to_owned()),
         (LABEL_ROLE.to_owned(), ROLE_TASK_SIDECAR.to_owned()),
     ])
 }
 
-/// Labels of a fill or probe container working on `volume` for `instance`.
+/// Labels of a fill or probe container working on `volume` for `instance`
+/// (every worker label written: its image is the sidecar's, whose labels
+/// must not set any).
 pub fn helper_labels(worker_id: &str, instance: &str, volume: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    explicit_labels(BTreeMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
         (LABEL_INSTANCE.to_owned(), instance.to_owned()),
         (LABEL_ROLE.to_owned(), ROLE_FILL.to_owned()),
         (LABEL_VOLUME.to_owned(), volume.to_owned()),
-    ])
+    ]))
 }
 
 /// The labels that let any later worker process finish a task container's
@@ -404,7 +409,8 @@ mod tests {
         assert_eq!(labels[LABEL_SIDECAR_IMAGE], "img");
         assert_eq!(labels[LABEL_FILL_ID], "f1");
         assert_eq!(fill_id().len(), 16);
-        let private = task_sidecar_labels("w", "T", "E");
+        let private = task_sidecar_labels("w", "i1", "T", "E");
+        assert_eq!(private[LABEL_INSTANCE], "i1");
         assert_eq!(private[LABEL_ROLE], "task-sidecar");
         assert_eq!(private[LABEL_TASK_ID], "T");
         assert_eq!(private[LABEL_EXECUTION_ID], "E");

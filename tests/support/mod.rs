@@ -16,7 +16,7 @@ use oz_agent_worker::container_spec::{LABEL_WORKER_ID, SpecInputs};
 use oz_agent_worker::docker::auth::CredentialEnv;
 use oz_agent_worker::docker::discovery::{Source, Target};
 use oz_agent_worker::docker::{Docker, Endpoint};
-use oz_agent_worker::execute::names::{LABEL_ROLE, ROLE_LEASE};
+use oz_agent_worker::execute::names::{LABEL_ROLE, ROLE_EXEC_DONE, ROLE_LEASE};
 use oz_agent_worker::execute::{DockerRunner, ImageSettings, RunnerSettings};
 use oz_agent_worker::wire::TaskAssignment;
 use serde_json::{Value, json};
@@ -214,13 +214,20 @@ impl Fixture {
             containers.into_iter().flat_map(|c| c.names).collect(),
             volumes
                 .into_iter()
-                .filter(|v| v.labels.get(LABEL_ROLE).map(String::as_str) != Some(ROLE_LEASE))
+                .filter(|v| {
+                    !matches!(
+                        v.labels.get(LABEL_ROLE).map(String::as_str),
+                        Some(ROLE_LEASE | ROLE_EXEC_DONE)
+                    )
+                })
                 .map(|v| v.name)
                 .collect(),
         )
     }
 
-    /// Names of the lease volumes of this worker id's processes.
+    /// Names of the lease volumes of this worker id's processes (a running
+    /// worker's own state, like the tombstones of reported executions,
+    /// which [`Fixture::leftovers`] leaves out too).
     pub fn leases(&self) -> Vec<String> {
         let role = format!("{LABEL_ROLE}={ROLE_LEASE}");
         self.docker
@@ -294,6 +301,15 @@ impl Fixture {
     pub fn assert_nothing_left(&self) {
         self.release_leases();
         assert_eq!(self.leftovers(), (vec![], vec![]), "worker objects left");
+        let tombstones = format!("{LABEL_ROLE}={ROLE_EXEC_DONE}");
+        let left = self
+            .docker
+            .volume_list_by_label(&[&self.worker_label(), &tombstones])
+            .unwrap();
+        assert!(
+            left.is_empty(),
+            "tombstones left after a clean stop: {left:?}"
+        );
         assert_eq!(self.leases(), Vec::<String>::new(), "leases left");
     }
 }

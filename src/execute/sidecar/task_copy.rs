@@ -48,7 +48,12 @@ impl SidecarVolumes {
         cancel: &CancelToken,
     ) -> Result<String, SidecarError> {
         let volume = names::task_sidecar_volume_name(task.task_id, names::nonce());
-        let labels = names::task_sidecar_labels(&self.worker_id, task.task_id, task.execution_id);
+        let labels = names::task_sidecar_labels(
+            &self.worker_id,
+            &self.instance,
+            task.task_id,
+            task.execution_id,
+        );
         if self.overlay_usable() != Some(false) {
             let mark = keep.mark();
             match self.overlay(shared, &volume, &labels, keep)? {
