@@ -31,6 +31,9 @@ pub struct Leftover {
     pub keep: bool,
     /// Its task's private sidecar volumes, removed after it (last made first).
     pub volumes: Vec<String>,
+    /// The lease epoch in which its task was reported (the cleanup gives
+    /// up a vanished claim after a lapse since).
+    pub epoch: u64,
 }
 
 enum Slot {
@@ -225,7 +228,7 @@ fn clean(executor: &Executor, leftover: &Leftover) {
         remove_volumes(&docker, &leftover.volumes, None);
         return;
     };
-    let mut machine = CleanupMachine::new(id.clone(), *generation, leftover.keep);
+    let mut machine = CleanupMachine::new(id.clone(), *generation, leftover.keep, leftover.epoch);
     executor.clean(&mut machine, |step| match step {
         CleanupStep::MarkDone { .. } => match claims::mark_done(&o, key) {
             Ok(()) => Reply::Done,

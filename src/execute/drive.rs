@@ -17,6 +17,7 @@ use super::lease::Ownership;
 use super::names::{self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_ROLE, ROLE_LEASE, ROLE_RELEASED};
 use super::ownership::Snapshot;
 use super::ownership::label;
+use super::ownership::liveness::{FRESH, Mono};
 use super::ownership::machine::{
     Call, Cancel, CleanupMachine, CleanupStep, Env, FOLLOW_POLL, OwnerView, RELEASED, Reply, Stage,
     Step, TaskMachine,
@@ -103,6 +104,7 @@ fn reply_of(e: &DockerError) -> Reply {
 fn cancel_of(cancel: &CancelToken) -> Option<Cancel> {
     match cancel.cause()? {
         CancelCause::Detach => Some(Cancel::Detach),
+        CancelCause::Shutdown => Some(Cancel::Shutdown),
         _ => Some(Cancel::Stop),
     }
 }
@@ -158,7 +160,10 @@ impl Executor {
                 return step;
             };
             let decided = self.ownership.epoch();
-            let reply = self.fenced(&call, decided, || self.perform(&call, ids, work, cancel));
+            let chosen = self.ownership.now();
+            let reply = self.fenced_at(&call, decided, chosen, || {
+                self.perform(&call, ids, work, cancel)
+            });
             match (&call, &reply) {
                 (Call::Pause(_), _) => {}
                 (Call::Wait { id, .. }, Reply::Unreachable) if !away => {
@@ -215,8 +220,22 @@ impl Executor {
     /// A fenced call is made only while the lease is safe and has not
     /// lapsed since the machine chose it.
     fn fenced(&self, call: &Call, decided: u64, perform: impl FnOnce() -> Reply) -> Reply {
+        self.fenced_at(call, decided, self.ownership.now(), perform)
+    }
+
+    /// [`Executor::fenced`] for a call chosen at `chosen` (own clock).
+    fn fenced_at(
+        &self,
+        call: &Call,
+        decided: u64,
+        chosen: Mono,
+        perform: impl FnOnce() -> Reply,
+    ) -> Reply {
         let o = &self.ownership;
         if call.is_fenced() && (!o.safe() || o.epoch() != decided) {
+            return Reply::Lapsed;
+        }
+        if call.needs_fresh() && o.now().saturating_sub(chosen) > FRESH {
             return Reply::Lapsed;
         }
         let reply = perform();
@@ -249,7 +268,7 @@ impl Executor {
             }
             Call::ReadExecution => match self.snapshot() {
                 Ok(snap) => {
-                    let mut view = snap.exec_view(ids.key);
+                    let mut view = snap.exec_view(ids.key, o.instance());
                     if let Some((id, owner)) = &mut view.container {
                         self.exit_code(id, owner);
                         if owner.instance == o.instance() {
@@ -296,7 +315,7 @@ impl Executor {
                 Err(e) => reply_of(&e),
             },
             Call::ReadOwner { id } => match self.snapshot() {
-                Ok(snap) => match snap.owner_view(id) {
+                Ok(snap) => match snap.owner_view(id, o.instance()) {
                     Some(mut view) => {
                         self.exit_code(id, &mut view);
                         if view.instance == o.instance() && view.generation > 0 {
@@ -319,7 +338,10 @@ impl Executor {
                 }
             }
             Call::ReadLease { instance } => match self.lease_of(instance) {
-                Ok(value) => Reply::Lease(value),
+                Ok(value) => match d.volume_inspect(&names::ping_name(o.instance(), instance)) {
+                    Ok(ping) => Reply::Lease(value, ping.is_some()),
+                    Err(e) => reply_of(&e),
+                },
                 Err(e) => reply_of(&e),
             },
             Call::Start { id } => match d.start(id) {

@@ -17,7 +17,8 @@ use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 
 use super::claims;
 use super::names::{
-    self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_LEASE_TTL, LABEL_ROLE, ROLE_LEASE, ROLE_RELEASED,
+    self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_LEASE_TTL, LABEL_ROLE, LABEL_TARGET, ROLE_LEASE,
+    ROLE_PING, ROLE_RELEASED,
 };
 use super::ownership::Snapshot;
 use super::ownership::liveness::{self, Liveness, Mono, OwnLease, lease_subject};
@@ -318,6 +319,18 @@ impl Ownership {
                 .volume_remove(&names::lease_volume_name(&self.instance, *seq));
         }
         *seq = next;
+        // Answer every ping: this process is alive.
+        let pings = [
+            names::label(LABEL_WORKER_ID, &self.worker_id),
+            names::label(LABEL_ROLE, ROLE_PING),
+            names::label(LABEL_TARGET, &self.instance),
+        ];
+        let refs: Vec<&str> = pings.iter().map(String::as_str).collect();
+        if let Ok(list) = self.docker.volume_list_by_label(&refs) {
+            for v in list {
+                let _ = self.docker.volume_remove(&v.name);
+            }
+        }
         let (claims, execs) = self.with(|s| {
             s.own.renewed(started);
             s.live.reached(boottime_ms());
@@ -457,8 +470,7 @@ fn tidy_after_release(o: &Ownership) -> Result<(), DockerError> {
             continue;
         }
         let gone = o.with(|s| {
-            s.live
-                .unchanged_for(&lease_subject(instance), now, s.live.ttl_of(instance))
+            super::ownership::machine::gone(&s.live, instance, &lease_subject(instance), now)
         });
         if !gone {
             others_live = true;

@@ -292,6 +292,7 @@ impl DockerRunner {
                         false,
                     ),
                 };
+                let epoch = self.executor.ownership().epoch();
                 self.cleanups.hold(
                     ids.task_id,
                     Leftover {
@@ -299,6 +300,7 @@ impl DockerRunner {
                         key,
                         keep,
                         volumes,
+                        epoch,
                     },
                 );
                 // The cleanup keeps the execution busy from here on.
@@ -342,6 +344,7 @@ impl DockerRunner {
                     key,
                     keep: false,
                     volumes,
+                    epoch: self.executor.ownership().epoch(),
                 });
                 self.busy(ids.key, false);
                 TaskOutcome::Detached

@@ -53,6 +53,11 @@ pub const LABEL_LEASE_SEQ: &str = "dev.warp.oz-agent-worker.lease-seq";
 pub const ROLE_EXEC: &str = "exec";
 /// Role of the tombstone of a reported execution.
 pub const ROLE_EXEC_DONE: &str = "exec-done";
+/// Role of a ping: one process asking another to show it is alive (the
+/// target removes it at its next renewal).
+pub const ROLE_PING: &str = "ping";
+/// Label on a ping: the instance pinged.
+pub const LABEL_TARGET: &str = "dev.warp.oz-agent-worker.target";
 /// Role of the marker a cleanly stopped instance leaves instead of its lease.
 pub const ROLE_RELEASED: &str = "released";
 /// Every label under the worker's prefix that the worker reads from a
@@ -116,6 +121,11 @@ pub fn exec_claim_name(key: &str, generation: u64) -> String {
 /// `oz-exec-<key>-done`: the tombstone of a reported execution.
 pub fn exec_done_name(key: &str) -> String {
     format!("oz-exec-{key}-done")
+}
+
+/// `oz-ping-<from>-<to>`: `from`'s ping to `to`.
+pub fn ping_name(from: &str, to: &str) -> String {
+    format!("oz-ping-{}-{}", sanitise(from), sanitise(to))
 }
 
 /// `oz-lease-<instance>-released`: a cleanly stopped instance's marker.

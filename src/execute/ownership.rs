@@ -85,8 +85,8 @@ use machine::{ExecView, OwnerView, RELEASED, Stage, gone, observe_lease, observe
 
 use super::names::{
     LABEL_CONTAINER, LABEL_EXEC_KEY, LABEL_GENERATION, LABEL_INSTANCE, LABEL_KEEP, LABEL_LEASE_SEQ,
-    LABEL_LEASE_TTL, LABEL_REPORTED, LABEL_ROLE, ROLE_CLAIM, ROLE_EXEC, ROLE_EXEC_DONE, ROLE_FILL,
-    ROLE_LEASE, ROLE_RELEASED,
+    LABEL_LEASE_TTL, LABEL_REPORTED, LABEL_ROLE, LABEL_TARGET, ROLE_CLAIM, ROLE_EXEC,
+    ROLE_EXEC_DONE, ROLE_FILL, ROLE_LEASE, ROLE_PING, ROLE_RELEASED, ROLE_TASK_SIDECAR,
 };
 use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::docker::{ContainerSummary, VolumeInfo};
@@ -148,32 +148,48 @@ pub struct Snapshot {
     pub claims: Vec<(String, String)>,
     /// Each instance's lease ttl as its lease says, milliseconds.
     pub lease_ttls: BTreeMap<String, Mono>,
+    /// Pings: from, to, volume name.
+    pub pings: Vec<(String, String, String)>,
+    /// Instances named by helper containers and private sidecar volumes.
+    pub others: Vec<String>,
 }
 
 impl Snapshot {
-    /// The execution record of `key`, as an [`ExecView`] with `container`.
-    pub fn exec_view(&self, key: &str) -> ExecView {
+    /// The execution record of `key`, as `me` sees it (its pings).
+    pub fn exec_view(&self, key: &str, me: &str) -> ExecView {
         let exec = self.execs.iter().find(|e| e.key == key);
         let container = self
             .tasks
             .iter()
             .filter(|t| t.key == key)
             .max_by_key(|t| t.owner.stage == Stage::Running)
-            .map(|t| (t.id.clone(), t.owner.clone()));
+            .map(|t| (t.id.clone(), self.seen_by(t.owner.clone(), me)));
+        let holder = exec.and_then(|e| e.holder.clone());
         ExecView {
-            holder: exec.and_then(|e| e.holder.clone()),
+            holder_pinged: holder.as_ref().is_some_and(|(h, _)| self.pinged(me, h)),
+            holder,
             holder_lease: exec.and_then(|e| e.holder_lease.clone()),
             done: exec.is_some_and(|e| e.done),
             container,
         }
     }
 
-    /// The owner record of container `id`.
-    pub fn owner_view(&self, id: &str) -> Option<OwnerView> {
+    /// The owner record of container `id`, as `me` sees it.
+    pub fn owner_view(&self, id: &str, me: &str) -> Option<OwnerView> {
         self.tasks
             .iter()
             .find(|t| t.id == id)
-            .map(|t| t.owner.clone())
+            .map(|t| self.seen_by(t.owner.clone(), me))
+    }
+
+    fn seen_by(&self, mut view: OwnerView, me: &str) -> OwnerView {
+        view.pinged = self.pinged(me, &view.instance);
+        view
+    }
+
+    /// Whether `from`'s ping to `to` is there.
+    pub fn pinged(&self, from: &str, to: &str) -> bool {
+        self.pings.iter().any(|(f, t, _)| f == from && t == to)
     }
 
     /// An instance's lease value (`None`: none seen).
@@ -213,6 +229,12 @@ impl Snapshot {
                         e.0 = seq.to_string();
                     }
                 }
+                Some(ROLE_PING) => {
+                    if let Some(to) = label(&v.labels, LABEL_TARGET) {
+                        snap.pings
+                            .push((instance.to_owned(), to.to_owned(), v.name.clone()));
+                    }
+                }
                 Some(ROLE_RELEASED) => {
                     let e = snap
                         .leases
@@ -222,6 +244,21 @@ impl Snapshot {
                     e.0 = RELEASED.to_owned();
                 }
                 _ => {}
+            }
+        }
+        for instance in containers
+            .iter()
+            .filter(|c| is_helper(c))
+            .filter_map(|c| label(&c.labels, LABEL_INSTANCE))
+            .chain(
+                volumes
+                    .iter()
+                    .filter(|v| label(&v.labels, LABEL_ROLE) == Some(ROLE_TASK_SIDECAR))
+                    .filter_map(|v| label(&v.labels, LABEL_INSTANCE)),
+            )
+        {
+            if !snap.others.iter().any(|o| o == instance) {
+                snap.others.push(instance.to_owned());
             }
         }
         // Claims and executions.
@@ -325,6 +362,7 @@ impl Snapshot {
                     reported,
                     stage,
                     lease,
+                    pinged: false,
                 },
                 keep: label(&c.labels, LABEL_KEEP) == Some("true"),
             });
@@ -363,19 +401,31 @@ pub enum Plan {
     },
     /// Remove this volume (a record nobody needs any more).
     RemoveVolume(String),
+    /// Ping this instance (make `oz-ping-<me>-<it>`): it is named by a
+    /// record here and no ping of this process to it is there.
+    Ping(String),
 }
 
 /// Feeds one snapshot into `live` (taken at `now`, after a successful list).
-pub fn observe(snap: &Snapshot, live: &mut Liveness, now: Mono) {
+pub fn observe(snap: &Snapshot, live: &mut Liveness, me: &str, now: Mono) {
     live.reached(now);
     for (instance, ttl) in &snap.lease_ttls {
         live.observe_ttl(instance, *ttl);
     }
     for (instance, (value, _)) in &snap.leases {
-        observe_lease(live, instance, Some(value), now);
+        observe_lease(
+            live,
+            instance,
+            Some(value),
+            Some(snap.pinged(me, instance)),
+            now,
+        );
     }
     for t in &snap.tasks {
-        observe_owner(live, &t.id, &t.owner, now);
+        observe_owner(live, &t.id, &snap.seen_by(t.owner.clone(), me), now);
+    }
+    for instance in snap.others.iter().filter(|i| !snap.leases.contains_key(*i)) {
+        observe_lease(live, instance, None, Some(snap.pinged(me, instance)), now);
     }
     for e in &snap.execs {
         let value = match &e.holder {
@@ -389,7 +439,13 @@ pub fn observe(snap: &Snapshot, live: &mut Liveness, now: Mono) {
             now,
         );
         if let Some((h, _)) = &e.holder {
-            observe_lease(live, h, e.holder_lease.as_deref(), now);
+            observe_lease(
+                live,
+                h,
+                e.holder_lease.as_deref(),
+                Some(snap.pinged(me, h)),
+                now,
+            );
         }
     }
 }
@@ -417,10 +473,13 @@ pub fn plan(
     let mut plans = Vec::new();
     for t in &snap.tasks {
         let o = &t.owner;
-        if o.instance == me || busy(&t.key) || (o.reported && t.keep) {
+        if busy(&t.key) || (o.reported && t.keep) {
             continue;
         }
-        if gone(live, &o.instance, &owner_subject(&t.id), now) {
+        // A container the record says is this process's, that no task of
+        // it watches (it gave it up, and a prune handed it back): it is
+        // taken up again like any orphan, so nothing claimed is orphaned.
+        if o.instance == me || gone(live, &o.instance, &owner_subject(&t.id), now) {
             plans.push(Plan::Adopt {
                 id: t.id.clone(),
                 key: t.key.clone(),
@@ -470,7 +529,7 @@ pub fn plan(
         let remove = if value == RELEASED {
             !named
         } else {
-            live.unchanged_for(&lease_subject(instance), now, live.ttl_of(instance)) && !named
+            gone(live, instance, &lease_subject(instance), now) && !named
         };
         if remove {
             plans.extend(names.iter().cloned().map(Plan::RemoveVolume));
@@ -479,6 +538,36 @@ pub fn plan(
     // Claims of containers that are gone.
     for (name, container) in &snap.claims {
         if !snap.tasks.iter().any(|t| &t.id == container) {
+            plans.push(Plan::RemoveVolume(name.clone()));
+        }
+    }
+    // Every other instance a record names is pinged; pings to an instance
+    // nothing names any more (and without a lease) go.
+    let mut named: Vec<&str> = snap
+        .tasks
+        .iter()
+        .map(|t| t.owner.instance.as_str())
+        .chain(
+            snap.execs
+                .iter()
+                .filter(|e| !e.done)
+                .filter_map(|e| e.holder.as_ref().map(|(h, _)| h.as_str())),
+        )
+        .chain(snap.leases.keys().map(String::as_str))
+        .chain(snap.others.iter().map(String::as_str))
+        .filter(|i| *i != me && !i.is_empty())
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    for instance in &named {
+        let released = snap.lease(instance).as_deref() == Some(RELEASED);
+        if !released && !snap.pinged(me, instance) {
+            plans.push(Plan::Ping((*instance).to_owned()));
+        }
+    }
+    for (_, to, name) in &snap.pings {
+        let released = snap.lease(to).as_deref() == Some(RELEASED);
+        if released || !named.contains(&to.as_str()) && to != me {
             plans.push(Plan::RemoveVolume(name.clone()));
         }
     }

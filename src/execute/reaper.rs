@@ -13,23 +13,22 @@
 //! id, never those of a live instance, and nothing of this process's own
 //! but stray task containers no task of it runs or waits on.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded};
 use serde_json::json;
 
+use super::DockerRunner;
 use super::names::{
-    self, FILL_PATH, LABEL_EXEC_KEY, LABEL_INSTANCE, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME,
-    MARKER, ROLE_TASK_SIDECAR,
+    self, FILL_PATH, LABEL_INSTANCE, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_TARGET, LABEL_VOLUME,
+    MARKER, ROLE_PING, ROLE_TASK_SIDECAR,
 };
 use super::ownership::liveness;
-use super::ownership::machine::observe_lease;
 use super::ownership::{self, Plan, Snapshot, label};
-use super::{DockerRunner, claims};
 use crate::calendar::parse_rfc3339;
-use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_TASK_ID, LABEL_WORKER_ID};
+use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_MANAGED, LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::dispatch::AdoptedTask;
 use crate::docker::{Docker, DockerError};
 
@@ -72,22 +71,7 @@ pub fn pass(
     let now = ownership.now();
     let ttl = liveness::millis(ownership.ttl());
     let plans = ownership.with(|s| {
-        ownership::observe(&snap, &mut s.live, now);
-        // Owners named only by helpers and private volumes, with no lease
-        // seen: absent is what is seen of them.
-        for instance in containers
-            .iter()
-            .filter_map(|c| label(&c.labels, LABEL_INSTANCE))
-            .chain(
-                volumes
-                    .iter()
-                    .filter_map(|v| label(&v.labels, LABEL_INSTANCE)),
-            )
-        {
-            if !snap.leases.contains_key(instance) {
-                observe_lease(&mut s.live, instance, None, now);
-            }
-        }
+        ownership::observe(&snap, &mut s.live, me, now);
         ownership::plan(&snap, &s.live, me, now, ttl, &|k| runner.is_busy(k))
     });
     let live = |instance: Option<&str>| {
@@ -112,23 +96,6 @@ pub fn pass(
             report.containers += 1;
             doomed_volumes.push(volume.to_owned());
             continue;
-        }
-        if !ownership::is_task(c) {
-            continue;
-        }
-        // A stray of this process: one it created that no task of it runs,
-        // follows or cleans up (a task that went silent after creating it).
-        let key = label(&c.labels, LABEL_EXEC_KEY).unwrap_or("");
-        let mine = snap
-            .owner_view(&c.id)
-            .is_some_and(|o| o.instance == me && o.generation == 0);
-        if mine && !runner.is_busy(key) && !young(c.created as u64) {
-            let task = label(&c.labels, LABEL_TASK_ID).unwrap_or("");
-            if !runner.is_active(task) {
-                log::info!("removing leftover container {} ({:?})", c.id, c.names);
-                remove_task_container(docker, worker_id, &c.id)?;
-                report.containers += 1;
-            }
         }
     }
 
@@ -169,6 +136,16 @@ pub fn pass(
                 if remove_volume(docker, &name)? {
                     report.volumes += 1;
                 }
+            }
+            Plan::Ping(to) => {
+                let labels = BTreeMap::from([
+                    (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                    (LABEL_WORKER_ID.to_owned(), worker_id.clone()),
+                    (LABEL_ROLE.to_owned(), ROLE_PING.to_owned()),
+                    (LABEL_INSTANCE.to_owned(), me.to_owned()),
+                    (LABEL_TARGET.to_owned(), to.clone()),
+                ]);
+                docker.volume_create(&names::ping_name(me, &to), &labels)?;
             }
         }
     }
@@ -221,11 +198,6 @@ fn has_task_container(
     containers
         .iter()
         .any(|c| ownership::is_task(c) && same(c, LABEL_TASK_ID) && same(c, LABEL_EXECUTION_ID))
-}
-
-fn remove_task_container(docker: &Docker, worker_id: &str, id: &str) -> Result<(), DockerError> {
-    docker.remove(id)?;
-    claims::remove_all(docker, worker_id, id)
 }
 
 /// Removes a volume; false when a container still uses it (then it is not

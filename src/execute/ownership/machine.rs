@@ -27,9 +27,13 @@ pub const RETRY: Mono = 1_000;
 /// Why a task is being cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancel {
-    /// The orchestrator asked, or the task timed out, or the worker stops
-    /// in `cancel` mode: stop the container.
+    /// The orchestrator asked, or the task timed out: stop the container.
+    /// A process that only follows the task cannot, so it keeps following
+    /// until it can act (the owner reports, or is gone and it takes over).
     Stop,
+    /// The worker stops in `cancel` mode: stop the containers it holds; a
+    /// follower leaves the task to its owner.
+    Shutdown,
     /// The worker stops in `detach` mode: leave the container running.
     Detach,
 }
@@ -74,6 +78,9 @@ pub struct OwnerView {
     /// The owner's lease as seen in the same read (`None`: no lease volume;
     /// `Some("released")` after a clean stop).
     pub lease: Option<String>,
+    /// The reader's ping to the owner is there (unanswered), as seen in the
+    /// same read.
+    pub pinged: bool,
 }
 
 /// An execution's record on the daemon, read in one call.
@@ -83,6 +90,8 @@ pub struct ExecView {
     pub holder: Option<(String, u64)>,
     /// The holder's lease as seen in the same read.
     pub holder_lease: Option<String>,
+    /// The reader's ping to the holder is there (unanswered).
+    pub holder_pinged: bool,
     /// The execution was reported and its container removed.
     pub done: bool,
     /// Its task container, with its owner record.
@@ -129,7 +138,7 @@ pub enum Call {
         /// The generation to create.
         generation: u64,
     },
-    /// Read `instance`'s lease. Reply: [`Reply::Lease`].
+    /// Read `instance`'s lease and the reader's ping to it. Reply: [`Reply::Lease`].
     ReadLease {
         /// Whose.
         instance: String,
@@ -184,8 +193,9 @@ pub enum Reply {
     Created(String),
     /// A container with the execution's name exists already.
     NameTaken,
-    /// An instance's lease (`None`: none).
-    Lease(Option<String>),
+    /// An instance's lease (`None`: none), and whether the reader's ping
+    /// to it is still there (it has not renewed since the ping was seen).
+    Lease(Option<String>, bool),
     /// The container ended with this code.
     Exited(i64),
     /// A follower's wait ran out; the container still runs.
@@ -205,6 +215,14 @@ impl Call {
             self,
             Call::Start { .. } | Call::Stop { .. } | Call::Remove { .. } | Call::Create
         )
+    }
+
+    /// Whether this call acts on a judgement that must still be fresh when
+    /// it is made: the executor answers [`Reply::Lapsed`] instead when more
+    /// than [`super::liveness::FRESH`] passed since the machine chose it (the
+    /// process paused in between).
+    pub fn needs_fresh(&self) -> bool {
+        matches!(self, Call::Claim { .. } | Call::ClaimExecution { .. })
     }
 }
 
@@ -327,6 +345,8 @@ enum Phase {
     CreateGuard {
         renewing: bool,
     },
+    /// Making this process's vanished execution claim again before create.
+    CreateReclaim,
     Create,
     Check {
         id: String,
@@ -415,6 +435,11 @@ pub struct TaskMachine {
     /// The lease epoch its guards last settled in: after a lapse (another
     /// thread may have renewed already) a guard waits before it reads.
     validated: u64,
+    /// The lease epoch in which this process last saw itself hold its
+    /// container claim. A claim that vanished is made again only in that
+    /// same epoch: after a lapse another process may have claimed the
+    /// container once a prune erased the record, so it is given up.
+    claim_epoch: Option<u64>,
 }
 
 impl TaskMachine {
@@ -470,6 +495,7 @@ impl TaskMachine {
             held_generation: 1,
             epoch: None,
             validated: 0,
+            claim_epoch: None,
         }
     }
 
@@ -558,8 +584,8 @@ impl TaskMachine {
                 ),
             },
             Phase::ExecRecheck { takeover } => match reply {
-                Reply::Lease(now_seen) => {
-                    if settled(&takeover, now_seen.as_deref()) {
+                Reply::Lease(now_seen, pinged) => {
+                    if settled(&takeover, now_seen.as_deref(), pinged) {
                         let interrupted_only = takeover.interrupted_only;
                         self.goto(Phase::FindExisting { interrupted_only }, env)
                     } else {
@@ -603,12 +629,9 @@ impl TaskMachine {
                         Some((h, _)) if h == env.me => {
                             self.goto(Phase::CreateGuard { renewing: false }, env)
                         }
-                        // A vanished claim (a prune): follow, which makes
-                        // this process wait and look again.
-                        None => {
-                            self.phase = Phase::Follow;
-                            self.on_exec(view, env)
-                        }
+                        // This process's claim vanished (a prune): make it
+                        // again; whoever creates it first holds it.
+                        None => self.goto(Phase::CreateReclaim, env),
                         Some(_) => self.silent(Silence::Lost),
                     }
                 }
@@ -620,6 +643,12 @@ impl TaskMachine {
                     }
                 }
                 _ => self.goto(Phase::CreateGuard { renewing: false }, env),
+            },
+            Phase::CreateReclaim => match reply {
+                Reply::Holder(h) if h == env.me => {
+                    self.goto(Phase::CreateGuard { renewing: false }, env)
+                }
+                _ => self.goto(Phase::Follow, env),
             },
             Phase::Create => match reply {
                 Reply::Lapsed if self.dedupe => {
@@ -816,6 +845,9 @@ impl TaskMachine {
                 return self.exec_report(Outcome::Interrupted, env);
             }
             Phase::CreateGuard { .. } => Call::ReadExecution,
+            Phase::CreateReclaim => Call::ClaimExecution {
+                generation: self.held_generation,
+            },
             Phase::Create if env.cancel.is_some() => {
                 return self.exec_report(Outcome::Cancelled, env);
             }
@@ -833,7 +865,6 @@ impl TaskMachine {
                     poll: false,
                 },
             },
-            Phase::Follow if env.cancel.is_some() => return self.silent(Silence::NotMine),
             Phase::Follow => Call::ReadExecution,
             Phase::FollowPause => Call::Pause(FOLLOW_POLL),
             Phase::FollowWait { id } => Call::Wait {
@@ -847,7 +878,8 @@ impl TaskMachine {
                 stage,
             } => match stage {
                 AdoptStage::Claim
-                    if !gone(env.live, &takeover.previous, &owner_subject(id), env.now) =>
+                    if takeover.previous != env.me
+                        && !gone(env.live, &takeover.previous, &owner_subject(id), env.now) =>
                 {
                     // The judgement went stale before the claim: look again.
                     return self.goto(Phase::Follow, env);
@@ -944,7 +976,7 @@ impl TaskMachine {
                         env,
                     );
                 }
-                if env.cancel.is_some() {
+                if leaving(env) {
                     return self.silent(Silence::NotMine);
                 }
                 match owner.stage {
@@ -960,6 +992,10 @@ impl TaskMachine {
                     // it: whether it ended or its holder died, the daemon no
                     // longer knows, so it is reported interrupted — never run.
                     env.live.observe(&subject, "absent", env.now);
+                    if env.cancel.is_some() {
+                        // Cancelled, and nobody holds it: this process does.
+                        return self.exec_report(Outcome::Cancelled, env);
+                    }
                     if env.live.unchanged_for_ttl(&subject, env.now) {
                         return self.exec_report(Outcome::Interrupted, env);
                     }
@@ -968,7 +1004,13 @@ impl TaskMachine {
                 Some((holder, generation)) => {
                     env.live
                         .observe(&subject, &format!("{holder}/{generation}"), env.now);
-                    observe_lease(env.live, &holder, view.holder_lease.as_deref(), env.now);
+                    observe_lease(
+                        env.live,
+                        &holder,
+                        view.holder_lease.as_deref(),
+                        Some(view.holder_pinged),
+                        env.now,
+                    );
                     if holder != env.me && gone(env.live, &holder, &subject, env.now) {
                         // Its holder is gone before it made a container. It
                         // may have reported the task and died before marking
@@ -995,7 +1037,7 @@ impl TaskMachine {
                         }
                         return self.goto(Phase::Prepare, env);
                     }
-                    if env.cancel.is_some() {
+                    if leaving(env) {
                         return self.silent(Silence::NotMine);
                     }
                     self.goto(Phase::FollowPause, env)
@@ -1073,6 +1115,7 @@ impl TaskMachine {
             (GuardStage::Read, Reply::Owner(view)) => {
                 observe_owner(env.live, &id, &view, env.now);
                 if view.instance == env.me && view.generation >= generation {
+                    self.claim_epoch = Some(env.lease.epoch());
                     if !env.lease.safe(env.now) {
                         return self.goto(phase(GuardStage::Renew), env);
                     }
@@ -1095,9 +1138,10 @@ impl TaskMachine {
                     };
                     return self.act(id, generation, action, view.stage, env);
                 }
-                if view.generation < generation {
-                    // This process's claim vanished (a volume prune): make
-                    // it again; whoever creates it first holds it.
+                if view.generation < generation && self.claim_epoch == Some(env.lease.epoch()) {
+                    // This process's claim vanished (a volume prune) while
+                    // its lease held: make it again; whoever creates it
+                    // first holds it.
                     self.phase = phase(GuardStage::Reclaim);
                     return Step::Call(Call::Claim { id, generation });
                 }
@@ -1112,6 +1156,7 @@ impl TaskMachine {
                 Action::Start => self.exec_report(Outcome::Vanished, env),
             },
             (GuardStage::Reclaim, Reply::Holder(h)) if h == env.me => {
+                self.claim_epoch = Some(env.lease.epoch());
                 self.goto(phase(GuardStage::Read), env)
             }
             (GuardStage::Reclaim, Reply::Holder(_)) => self.silent(Silence::Lost),
@@ -1198,12 +1243,16 @@ impl TaskMachine {
         };
         match (stage, reply) {
             (AdoptStage::Claim, Reply::Holder(h)) if h == env.me => {
+                self.claim_epoch = Some(env.lease.epoch());
+                if from_self(&takeover, env.me) {
+                    return self.goto(phase(AdoptStage::Inspect), env);
+                }
                 self.goto(phase(AdoptStage::Recheck), env)
             }
             // Another process won: follow it like any live owner.
             (AdoptStage::Claim, Reply::Holder(_)) => self.goto(Phase::Follow, env),
-            (AdoptStage::Recheck, Reply::Lease(now_seen)) => {
-                if settled(&takeover, now_seen.as_deref()) {
+            (AdoptStage::Recheck, Reply::Lease(now_seen, pinged)) => {
+                if settled(&takeover, now_seen.as_deref(), pinged) {
                     self.goto(phase(AdoptStage::Inspect), env)
                 } else {
                     self.goto(phase(AdoptStage::Settle), env)
@@ -1248,13 +1297,26 @@ fn action_again() -> Action {
     Action::Report(Outcome::Failed)
 }
 
-/// Whether a takeover may act at once: the previous holder's lease is as it
-/// was when it was judged gone (so any check it makes from now on sees the
-/// new claim), or it released it. Otherwise it may have checked before the
+/// Whether a takeover may act at once: the taker's ping to the previous
+/// holder is still unanswered (it has not renewed since it was judged
+/// gone, so any check it makes from now on sees the new claim), or it
+/// released its lease. Otherwise it may have checked before the
 /// claim existed: the taker waits one ttl, by when whatever it did on that
 /// check is over.
-fn settled(takeover: &Takeover, now_seen: Option<&str>) -> bool {
-    now_seen == takeover.seen.as_deref() || now_seen == Some(RELEASED)
+fn settled(takeover: &Takeover, now_seen: Option<&str>, pinged: bool) -> bool {
+    let _ = &takeover.seen;
+    pinged || now_seen == Some(RELEASED)
+}
+
+/// Whether this process is stopping (a follower then leaves its task).
+fn leaving(env: &Env<'_>) -> bool {
+    matches!(env.cancel, Some(Cancel::Detach | Cancel::Shutdown))
+}
+
+/// A takeover from this very process (a container it gave up, handed back
+/// to it by a prune) has nobody to wait for.
+fn from_self(takeover: &Takeover, me: &str) -> bool {
+    takeover.previous == me
 }
 
 /// How long a process whose lease lapsed waits after renewing before it
@@ -1271,24 +1333,61 @@ pub fn observe_owner(live: &mut Liveness, id: &str, view: &OwnerView, now: Mono)
         &format!("{}/{}", view.instance, view.generation),
         now,
     );
-    observe_lease(live, &view.instance, view.lease.as_deref(), now);
+    observe_lease(
+        live,
+        &view.instance,
+        view.lease.as_deref(),
+        Some(view.pinged),
+        now,
+    );
 }
 
-/// Records an instance's lease value in `live`.
-pub fn observe_lease(live: &mut Liveness, instance: &str, lease: Option<&str>, now: Mono) {
+/// Records an instance's lease value in `live`, and whether the reader's
+/// ping to it is there (`None`: not read).
+pub fn observe_lease(
+    live: &mut Liveness,
+    instance: &str,
+    lease: Option<&str>,
+    pinged: Option<bool>,
+    now: Mono,
+) {
     if lease == Some(RELEASED) {
         live.observe_released(instance, now);
     }
     live.observe(&lease_subject(instance), lease.unwrap_or("absent"), now);
+    if let Some(pinged) = pinged {
+        live.observe(
+            &ping_subject(instance),
+            if pinged { PINGED } else { "absent" },
+            now,
+        );
+    }
 }
 
+/// The subject of this process's ping to `instance`.
+pub fn ping_subject(instance: &str) -> String {
+    format!("ping:{instance}")
+}
+
+const PINGED: &str = "pinged";
+
 /// Whether `instance` is gone, with `record` (its claim on something)
-/// unchanged for a ttl too: released, or its lease and the record both
-/// seen unchanged for a whole ttl.
+/// unchanged for as long: released (the record unchanged for half a ttl),
+/// or this process's ping to it seen
+/// unanswered for a whole ttl (the instance's own, if longer). A live
+/// instance removes the pings addressed to it at every renewal; only the
+/// pinging process makes its ping, and only after it saw none, so a ping
+/// seen all along is one ping never answered — a prune can remove it, never
+/// fake it.
 pub fn gone(live: &Liveness, instance: &str, record: &str, now: Mono) -> bool {
     let window = live.ttl_of(instance);
-    live.is_released(instance)
-        || (live.unchanged_for(&lease_subject(instance), now, window)
+    let ping = ping_subject(instance);
+    // A released instance never acts again, but a record naming it may be
+    // one a prune just reverted to it while a live holder has yet to make its
+    // claim again (within a renewal period): half a ttl of the same record.
+    (live.is_released(instance) && live.unchanged_for(record, now, window / 2))
+        || (live.value(&ping) == Some(PINGED)
+            && live.unchanged_for(&ping, now, window)
             && live.unchanged_for(record, now, window))
 }
 
@@ -1307,6 +1406,9 @@ pub struct CleanupMachine {
     removing: bool,
     /// The lease epoch of the last settle (see [`TaskMachine`]'s).
     validated: Option<u64>,
+    /// The lease epoch in which the claim was last seen held (see
+    /// [`TaskMachine`]'s).
+    claim_epoch: u64,
 }
 
 /// What a cleanup does next.
@@ -1338,8 +1440,9 @@ pub enum CleanupStep {
 }
 
 impl CleanupMachine {
-    /// Cleans up `id`, held at `generation`; `keep`: cleanup is off.
-    pub fn new(id: String, generation: u64, keep: bool) -> Self {
+    /// Cleans up `id`, held at `generation` as last seen in lease epoch
+    /// `epoch` (when its report was guarded); `keep`: cleanup is off.
+    pub fn new(id: String, generation: u64, keep: bool, epoch: u64) -> Self {
         Self {
             id,
             generation,
@@ -1348,7 +1451,8 @@ impl CleanupMachine {
             retrying: false,
             marked: false,
             removing: false,
-            validated: None,
+            validated: Some(epoch),
+            claim_epoch: epoch,
         }
     }
 
@@ -1418,6 +1522,7 @@ impl CleanupMachine {
             (GuardStage::Read, Reply::Owner(view)) => {
                 observe_owner(env.live, &self.id, &view, env.now);
                 if view.instance == env.me && view.generation >= self.generation {
+                    self.claim_epoch = env.lease.epoch();
                     if !env.lease.safe(env.now) {
                         self.stage = GuardStage::Renew;
                         return self.next(env);
@@ -1444,7 +1549,7 @@ impl CleanupMachine {
                         id: self.id.clone(),
                     };
                 }
-                if view.generation < self.generation {
+                if view.generation < self.generation && self.claim_epoch == env.lease.epoch() {
                     self.stage = GuardStage::Reclaim;
                     return CleanupStep::Call(Call::Claim {
                         id: self.id.clone(),
@@ -1465,6 +1570,10 @@ impl CleanupMachine {
             },
             (GuardStage::Reclaim, Reply::Holder(h)) if h == env.me => {
                 self.stage = GuardStage::Read;
+                self.next(env)
+            }
+            (GuardStage::Reclaim, Reply::Lapsed) => {
+                self.stage = GuardStage::Renew;
                 self.next(env)
             }
             (GuardStage::Reclaim, _) => CleanupStep::Finished,

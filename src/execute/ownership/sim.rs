@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::liveness::{Liveness, Mono, OwnLease};
+use super::liveness::{FRESH, Liveness, Mono, OwnLease};
 use super::machine::{
     Call, Cancel, CleanupMachine, CleanupStep, Env, ExecView, OwnerView, RELEASED, Reply, Stage,
     Step, TaskMachine,
@@ -182,6 +182,10 @@ enum Vol {
     Done {
         key: String,
     },
+    Ping {
+        from: String,
+        to: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +227,7 @@ impl Daemon {
                     e.0 = RELEASED.to_owned();
                 }
                 Vol::Claim { cid, .. } => snap.claims.push((name.clone(), cid.clone())),
+                Vol::Ping { from, to } => snap.pings.push((from.clone(), to.clone(), name.clone())),
                 _ => {}
             }
         }
@@ -282,6 +287,7 @@ impl Daemon {
                     reported,
                     stage,
                     lease,
+                    pinged: false,
                 },
                 keep: false,
             });
@@ -328,6 +334,8 @@ struct Actor {
     cancel: Option<Cancel>,
     /// The lease epoch when the machine chose `call`.
     decided: u64,
+    /// When the machine chose `call`.
+    chosen_at: Mono,
 }
 
 #[derive(Debug)]
@@ -345,6 +353,8 @@ struct Unacked {
     exec: usize,
     container: Option<(String, u64)>,
     ack_at: Mono,
+    /// The lease epoch when it was reported.
+    epoch: u64,
 }
 
 #[derive(Debug)]
@@ -624,7 +634,7 @@ impl World {
                 .daemon
                 .vols
                 .values()
-                .all(|v| matches!(v, Vol::Lease { .. }))
+                .all(|v| matches!(v, Vol::Lease { .. } | Vol::Ping { .. }))
     }
 
     /// Ends every fault: the run must now reach quiescence by itself.
@@ -688,9 +698,36 @@ impl World {
                     "daemon restart"
                 }
             }
-            4 if self.prune => {
-                // Engine 20.10: every volume no container uses.
+            4 if self.prune && self.now >= self.daemon.down_until => {
+                // Engine 20.10: every volume no container uses. The records
+                // of who holds what go with them: a holder whose lease held
+                // makes its claim again within a renewal; one whose lease
+                // lapsed gives it up.
                 self.daemon.vols.clear();
+                let now = self.now;
+                let holds = |inst: &str| {
+                    self.procs
+                        .iter()
+                        .any(|p| p.alive && p.inst == inst && p.own.safe(now + p.offset))
+                };
+                let mut reverted = Vec::new();
+                for (id, c) in &self.daemon.ctrs {
+                    if let Some((holder, _)) = self.ghost.get(id)
+                        && !holds(holder)
+                    {
+                        reverted.push((id.clone(), (c.creator.clone(), 0)));
+                    }
+                }
+                self.ghost.extend(reverted);
+                let lapsed: Vec<String> = self
+                    .ghost_exec
+                    .iter()
+                    .filter(|(_, (h, _))| !holds(h))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in lapsed {
+                    self.ghost_exec.remove(&k);
+                }
                 self.prunes.push(self.now);
                 self.log("FAULT docker volume prune".into());
                 "volume prune"
@@ -702,6 +739,9 @@ impl World {
                 for a in self.procs[slot].actors.values_mut() {
                     a.cancel = Some(Cancel::Detach);
                 }
+                // The orchestrator routes what it had sent there, and has no
+                // terminal message of yet, to another process.
+                self.resend_undelivered();
                 "clean stop"
             }
             6 => {
@@ -753,6 +793,12 @@ impl World {
         // The orchestrator sends what that process had, undelivered, again
         // (to whichever process; a volume prune may have removed the only
         // record of a task killed before its container existed).
+        self.resend_undelivered();
+        let at = self.now + 500 + self.rng.below(10_000);
+        self.restarts.push((at, slot));
+    }
+
+    fn resend_undelivered(&mut self) {
         for e in 0..self.execs.len() {
             if self.execs[e].delivered.is_empty() && self.execs[e].assigned {
                 let to = self.rng.below(self.procs.len() as u64) as usize;
@@ -760,8 +806,6 @@ impl World {
                 self.execs[e].sends.push((at, to));
             }
         }
-        let at = self.now + 500 + self.rng.below(10_000);
-        self.restarts.push((at, slot));
     }
 
     fn next_time(&self) -> Option<Mono> {
@@ -925,7 +969,7 @@ impl World {
                 let key = self.execs[u.exec].key.clone();
                 match u.container {
                     Some((id, generation)) => {
-                        let machine = CleanupMachine::new(id, generation, false);
+                        let machine = CleanupMachine::new(id, generation, false, u.epoch);
                         self.procs[i].cleanups.push(Cleaning {
                             exec: u.exec,
                             machine,
@@ -942,7 +986,7 @@ impl World {
                         let _ = key;
                         self.procs[i].cleanups.push(Cleaning {
                             exec: u.exec,
-                            machine: CleanupMachine::new(String::new(), 0, false),
+                            machine: CleanupMachine::new(String::new(), 0, false, 0),
                             next: CleanupStep::RemoveRecords { id: String::new() },
                             wake: self.now,
                             decided: 0,
@@ -985,6 +1029,8 @@ impl World {
             .vols
             .retain(|_, v| !matches!(v, Vol::Exec { key: k, .. } if k == key));
         self.procs[p].held_execs.remove(key);
+        // Done: nobody holds the execution any more.
+        self.ghost_exec.remove(key);
     }
 
     fn renew(&mut self, i: usize) {
@@ -1006,6 +1052,10 @@ impl World {
         self.daemon
             .vols
             .remove(&format!("lease-{inst}-{}", seq - 1));
+        // Every ping to this process is answered.
+        self.daemon
+            .vols
+            .retain(|_, v| !matches!(v, Vol::Ping { to, .. } if *to == inst));
         // Claims a prune removed are made again — only by a process whose
         // lease never lapsed (one that did re-checks each by its guards).
         let safe = self.procs[i].own.safe(mono);
@@ -1062,10 +1112,12 @@ impl World {
             _ => String::new(),
         };
         if !existed && holder == inst {
-            let g = self.ghost.get(cid).map_or(0, |g| g.1);
-            if generation >= g {
-                self.ghost
-                    .insert(cid.to_owned(), (inst.clone(), generation));
+            // The true holder is whoever the daemon's record names once a
+            // claim was made (after a prune erased the record, a new claim of
+            // any generation decides).
+            if let Some(c) = self.daemon.ctrs.get(cid) {
+                let (owner, g, _) = self.daemon.owner(cid, c);
+                self.ghost.insert(cid.to_owned(), (owner, g));
             }
         }
         if holder == inst {
@@ -1100,10 +1152,22 @@ impl World {
             if let Some(e) = self.execs.iter_mut().find(|e| e.key == key) {
                 e.claimed = true;
             }
-            let g = self.ghost_exec.get(key).map_or(0, |g| g.1);
-            if generation >= g {
-                self.ghost_exec
-                    .insert(key.to_owned(), (inst.clone(), generation));
+            // Likewise the execution's highest claim on the daemon now.
+            let best = self
+                .daemon
+                .vols
+                .values()
+                .filter_map(|v| match v {
+                    Vol::Exec {
+                        key: k,
+                        generation,
+                        inst,
+                    } if k == key => Some((inst.clone(), *generation)),
+                    _ => None,
+                })
+                .max_by_key(|(_, g)| *g);
+            if let Some(best) = best {
+                self.ghost_exec.insert(key.to_owned(), best);
             }
         }
         if holder == inst {
@@ -1137,13 +1201,22 @@ impl World {
         };
         let plans = {
             let p = &mut self.procs[i];
-            observe(&snap, &mut p.live, mono);
+            observe(&snap, &mut p.live, &me, mono);
             plan(&snap, &p.live, &me, mono, TTL, &|k| busy.contains(k))
         };
         for pl in plans {
             match pl {
                 Plan::RemoveVolume(name) => {
                     self.daemon.vols.remove(&name);
+                }
+                Plan::Ping(to) => {
+                    self.daemon.create_volume(
+                        format!("ping-{me}-{to}"),
+                        Vol::Ping {
+                            from: me.clone(),
+                            to,
+                        },
+                    );
                 }
                 Plan::Adopt {
                     id,
@@ -1210,6 +1283,7 @@ impl World {
                 None
             },
             decided: 0,
+            chosen_at: self.now,
         };
         let mono = self.now + self.procs[p].offset;
         let proc_ = &mut self.procs[p];
@@ -1231,8 +1305,10 @@ impl World {
         match step {
             Step::Call(call) => {
                 let epoch = self.procs[p].own.epoch();
+                let now = self.now;
                 let a = self.procs[p].actors.get_mut(&e).expect("actor");
                 a.decided = epoch;
+                a.chosen_at = now;
                 a.wait = None;
                 a.wake = self.now;
                 if let Call::Pause(d) = &call {
@@ -1261,10 +1337,12 @@ impl World {
                 }
                 self.execs[e].reports.push((inst, self.now));
                 let ack_at = self.now + self.rng.below(3_000);
+                let epoch = self.procs[p].own.epoch();
                 self.procs[p].unacked.push(Unacked {
                     exec: e,
                     container,
                     ack_at,
+                    epoch,
                 });
                 Ok(false)
             }
@@ -1285,7 +1363,8 @@ impl World {
                     .held
                     .insert(container.clone(), (generation, epoch));
                 self.log(format!("{inst} cleans up reported {container}"));
-                let machine = CleanupMachine::new(container, generation, false);
+                let epoch = self.procs[p].own.epoch();
+                let machine = CleanupMachine::new(container, generation, false, epoch);
                 self.procs[p].cleanups.push(Cleaning {
                     exec: e,
                     machine,
@@ -1326,8 +1405,10 @@ impl World {
         };
         let cancel = a.cancel;
         let decided = a.decided;
-        let reply = if call.is_fenced() && decided != self.procs[p].own.epoch() {
-            // Decided before a lapse: the guard must look again.
+        let stale = call.needs_fresh() && self.now.saturating_sub(a.chosen_at) > FRESH;
+        let reply = if (call.is_fenced() && decided != self.procs[p].own.epoch()) || stale {
+            // Decided before a lapse, or on a judgement gone stale: the
+            // machine must look again.
             Reply::Lapsed
         } else {
             self.execute(p, e, &call, cancel)?
@@ -1385,7 +1466,7 @@ impl World {
                 Reply::Holder(self.exec_volume(p, &key, *generation))
             }
             Call::ReadExecution => {
-                let view = self.exec_view(&key);
+                let view = self.exec_view(&key, &inst);
                 if let Some((h, g)) = &view.holder
                     && *h == inst
                 {
@@ -1431,7 +1512,7 @@ impl World {
                 self.renew(p);
                 Reply::Done
             }
-            Call::ReadOwner { id } => match self.daemon.snapshot().owner_view(id) {
+            Call::ReadOwner { id } => match self.daemon.snapshot().owner_view(id, &inst) {
                 Some(v) => {
                     if v.instance == inst && v.generation > 0 {
                         let epoch = self.procs[p].own.epoch();
@@ -1448,7 +1529,10 @@ impl World {
                     Reply::Holder(self.claim_volume(p, id, *generation))
                 }
             }
-            Call::ReadLease { instance } => Reply::Lease(self.daemon.snapshot().lease(instance)),
+            Call::ReadLease { instance } => {
+                let snap = self.daemon.snapshot();
+                Reply::Lease(snap.lease(instance), snap.pinged(&inst, instance))
+            }
             Call::Start { id } => {
                 self.check_holder(&inst, id, "start")?;
                 let exec = match self.daemon.ctrs.get(id) {
@@ -1530,8 +1614,8 @@ impl World {
         })
     }
 
-    fn exec_view(&self, key: &str) -> ExecView {
-        self.daemon.snapshot().exec_view(key)
+    fn exec_view(&self, key: &str, me: &str) -> ExecView {
+        self.daemon.snapshot().exec_view(key, me)
     }
 
     fn start_cleanup(&mut self, p: usize, k: usize) {
@@ -1709,7 +1793,15 @@ impl World {
             .collect();
         let mut left = String::new();
         for (name, v) in &self.daemon.vols {
-            let ok = matches!(v, Vol::Lease { inst, .. } if live.contains(inst.as_str()));
+            // A live process's lease, and pings between live processes
+            // (answered at the target's next renewal).
+            let ok = match v {
+                Vol::Lease { inst, .. } => live.contains(inst.as_str()),
+                Vol::Ping { from, to } => {
+                    live.contains(from.as_str()) && live.contains(to.as_str())
+                }
+                _ => false,
+            };
             if !ok {
                 let _ = write!(left, "{name} ");
             }
