@@ -201,11 +201,20 @@ impl Dispatcher {
         match message {
             Inbound::Assignment(assignment) => self.assign(assignment),
             Inbound::InvalidAssignment { task_id, problem } => {
-                error!(
-                    task_id = task_id.as_str();
-                    "task {}: invalid task assignment: {problem}",
-                    Shown(&task_id)
-                );
+                // An id refused at the door is shown escaped and cut in the
+                // message, never as the (unbounded) `task_id` field.
+                if wire::check_id("task_id", &task_id).is_ok() {
+                    error!(
+                        task_id = task_id.as_str();
+                        "task {}: invalid task assignment: {problem}",
+                        Shown(&task_id)
+                    );
+                } else {
+                    error!(
+                        "task {}: invalid task assignment: {problem}",
+                        Shown(&task_id)
+                    );
+                }
                 if self.shared.lock_active().contains_key(&task_id) {
                     // Its one terminal message comes from the run already here.
                     warn!(
@@ -375,8 +384,10 @@ impl Dispatcher {
 
     fn spawn(&self, job: Job) {
         let shared = self.shared.clone();
+        // No outside text in a thread name: a NUL byte there panics the
+        // spawning thread, and the name shows up in `ps` and panic lines.
         let spawned = thread::Builder::new()
-            .name(format!("task-{}", job.task_id))
+            .name("task".into())
             .spawn(move || run_job(&shared, job));
         if let Err(e) = spawned {
             error!("could not start a thread for a task: {e}");

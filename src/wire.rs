@@ -31,9 +31,11 @@ pub const INTERRUPTED_MESSAGE: &str = "The task was interrupted due to an infras
 pub const TIMEOUT_MESSAGE: &str = "The task exceeded its maximum allowed execution time and was terminated. Consider breaking the task into smaller steps or increasing the timeout.";
 
 mod envelope;
+mod ids;
 mod shape;
 
 pub use envelope::MAX_DEPTH;
+pub use ids::{IdProblem, MAX_ID_BYTES, check_id};
 
 /// A message from the orchestrator, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,17 +93,35 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
         .map(|d| envelope::data_members(d))
         .collect();
     let task_id = readable_task_id(&members);
+    // An id that fails the door's check is still answered (the orchestrator
+    // matches answers by it), but never cancels anything.
+    let id_problem = task_id
+        .as_deref()
+        .and_then(|id| check_id("task_id", id).err());
     let Some(problem) = problem else {
         let data = env.datas.first().copied().unwrap_or("null");
         let kind = env.types[0].clone().unwrap_or_default();
         return match kind.as_str() {
-            "task_assignment" => decode_assignment(text.len(), data, task_id, &members[..]),
+            "task_assignment" => match id_problem {
+                Some(p) => Ok(Inbound::InvalidAssignment {
+                    task_id: task_id.unwrap_or_default(),
+                    problem: p.to_string(),
+                }),
+                None => decode_assignment(text.len(), data, task_id, &members[..]),
+            },
             "task_cancellation" => match serde_json::from_str::<TaskCancellation>(data) {
-                Ok(c) if !c.task_id.is_empty() => Ok(Inbound::Cancellation { task_id: c.task_id }),
+                Ok(c) if !c.task_id.is_empty() => match check_id("task_id", &c.task_id) {
+                    Ok(()) => Ok(Inbound::Cancellation { task_id: c.task_id }),
+                    Err(p) => Err(DecodeError(format!("task_cancellation: {p}"))),
+                },
                 Ok(_) => Err(DecodeError(
                     "task_cancellation with an empty task_id".into(),
                 )),
                 Err(e) => match task_id {
+                    Some(_) if id_problem.is_some() => Err(DecodeError(format!(
+                        "task_cancellation: {}",
+                        id_problem.map(|p| p.to_string()).unwrap_or_default()
+                    ))),
                     Some(task_id) => Ok(Inbound::Cancellation { task_id }),
                     None => Err(DecodeError(format!(
                         "task_cancellation: {}",
@@ -119,6 +139,7 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
             .all(|t| t.as_deref() == Some("task_cancellation"));
     let maybe_assignment = is("task_assignment") || env.types.iter().all(Option::is_none);
     match task_id {
+        Some(_) if only_cancellation && id_problem.is_some() => Err(DecodeError(problem)),
         Some(task_id) if only_cancellation => Ok(Inbound::Cancellation { task_id }),
         Some(task_id) if maybe_assignment => Ok(Inbound::InvalidAssignment { task_id, problem }),
         _ => Err(DecodeError(problem)),
@@ -172,11 +193,21 @@ fn decode_assignment(
     match serde_json::from_str::<TaskAssignment>(data) {
         Ok(a) if a.task.id.is_empty() => invalid("task.id is empty".into()),
         Ok(mut a) => {
+            if let Err(p) = other_ids(&a) {
+                return invalid(p.to_string());
+            }
             a.frame_bytes = frame_bytes;
             Ok(Inbound::Assignment(Box::new(a)))
         }
         Err(e) => invalid(problem_of(&e)),
     }
+}
+
+/// The ids of a decoded assignment other than `task_id` (checked first):
+/// each becomes a label, part of a name or a log field.
+fn other_ids(a: &TaskAssignment) -> Result<(), IdProblem> {
+    check_id("execution_id", &a.execution_id)?;
+    check_id("task.id", &a.task.id)
 }
 
 /// A serde error in plain words, without the values it quotes and without
@@ -878,6 +909,77 @@ mod tests {
         for (text, problem) in cases {
             assert_eq!(decode(text).unwrap(), invalid(problem), "{text}");
         }
+    }
+
+    fn assignment_with(task_id: &str, execution_id: &str, inner_id: &str) -> String {
+        json!({"type": "task_assignment", "data": {
+            "task_id": task_id, "execution_id": execution_id,
+            "task": {"id": inner_id}}})
+        .to_string()
+    }
+
+    #[test]
+    fn ids_are_checked_at_the_door_and_the_field_is_named() {
+        let nul = "T\0x";
+        assert_eq!(
+            decode(&assignment_with(nul, "E", "T")).unwrap(),
+            Inbound::InvalidAssignment {
+                task_id: nul.into(),
+                problem: "task_id holds a control character (U+0000); ids may not".into()
+            }
+        );
+        let big = "e".repeat(1 << 20);
+        assert_eq!(
+            decode(&assignment_with("T", &big, "T")).unwrap(),
+            invalid("execution_id is 1048576 bytes long; ids are at most 256 bytes")
+        );
+        assert_eq!(
+            decode(&assignment_with("T", "E", "T\u{1b}[31m")).unwrap(),
+            invalid("task.id holds a control character (U+001B); ids may not")
+        );
+        let long_task = "t".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(
+            decode(&assignment_with(&long_task, &big, "T")).unwrap(),
+            Inbound::InvalidAssignment {
+                task_id: long_task.clone(),
+                problem: "task_id is 257 bytes long; ids are at most 256 bytes".into()
+            }
+        );
+        // Even with an envelope problem the answer goes to the id as sent.
+        let text =
+            format!(r#"{{"type":"task_assignment","data":{{"task_id":"{long_task}","task":[]}}}}"#);
+        assert!(matches!(
+            decode(&text).unwrap(),
+            Inbound::InvalidAssignment { .. }
+        ));
+        // At the cap, an id is fine.
+        let at_cap = "t".repeat(MAX_ID_BYTES);
+        assert!(matches!(
+            decode(&assignment_with(&at_cap, &at_cap, &at_cap)).unwrap(),
+            Inbound::Assignment(_)
+        ));
+    }
+
+    #[test]
+    fn a_cancellation_with_a_bad_id_is_dropped() {
+        for text in [
+            r#"{"type":"task_cancellation","data":{"task_id":"a\u0000b"}}"#.to_owned(),
+            format!(
+                r#"{{"type":"task_cancellation","data":{{"task_id":"{}"}}}}"#,
+                "x".repeat(MAX_ID_BYTES + 1)
+            ),
+            // Repeated key: the scanner's id, same rule.
+            r#"{"type":"task_cancellation","data":{"task_id":"a\nb","task_id":"a\nb"}}"#.to_owned(),
+        ] {
+            let err = decode(&text).unwrap_err().to_string();
+            assert!(err.contains("task_id "), "{err}");
+        }
+        assert_eq!(
+            decode(r#"{"type":"task_cancellation","data":{"task_id":"a\u0000b"}}"#)
+                .unwrap_err()
+                .to_string(),
+            "malformed message from the orchestrator: task_cancellation: task_id holds a control character (U+0000); ids may not"
+        );
     }
 
     #[test]

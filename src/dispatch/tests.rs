@@ -348,3 +348,17 @@ fn a_shutdown_reports_first_and_a_detach_reports_nothing() {
     assert!(d.wait_idle(Duration::from_secs(10)));
     assert!(outbox.is_empty(), "a detached task reports nothing");
 }
+
+#[test]
+fn outside_text_never_reaches_a_thread_name_at_any_concurrency() {
+    for max in [0, 2] {
+        let (d, outbox) = dispatcher(max, None);
+        d.handle(assignment("a\0b", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)));
+        assert_eq!(
+            kinds(&outbox),
+            vec![pair("task_claimed", "a\0b"), pair("task_completed", "a\0b")],
+            "max {max}"
+        );
+    }
+}
