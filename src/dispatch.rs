@@ -29,7 +29,7 @@ use log::{error, info, warn};
 
 use crate::deadline::Deadlines;
 use crate::inflight::{InFlight, Permit};
-use crate::logging::{TaskScope, TaskSecrets};
+use crate::logging::{self, TaskScope, TaskSecrets};
 use crate::outbox::Outbox;
 use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
@@ -225,7 +225,9 @@ impl Dispatcher {
                 }
                 self.shared.outbox.push(Outbound::TaskFailed {
                     task_id,
-                    message: format!("Failed to execute task: invalid task assignment: {problem}"),
+                    message: logging::redact(&format!(
+                        "Failed to execute task: invalid task assignment: {problem}"
+                    )),
                     failure_reason: Some(FailureReason::Unknown),
                     exit_code: 0,
                 });
@@ -588,6 +590,25 @@ impl TaskSecrets for TaskAssignment {
     }
 }
 
+/// `message` with every secret the current thread masks in its log lines
+/// masked in its text too (a `task_failed` message quotes outside text).
+fn masked(message: Outbound) -> Outbound {
+    match message {
+        Outbound::TaskFailed {
+            task_id,
+            message,
+            failure_reason,
+            exit_code,
+        } => Outbound::TaskFailed {
+            task_id,
+            message: logging::redact(&message),
+            failure_reason,
+            exit_code,
+        },
+        other => other,
+    }
+}
+
 fn run_job(shared: &Shared, job: Job) {
     let Job {
         task_id,
@@ -627,7 +648,9 @@ fn run_job(shared: &Shared, job: Job) {
         )
     });
     shared.deadlines.remove(&cancel);
-    let message = outcome.into_message(&task_id);
+    // Masked as this task's log lines are (its scope is still on): the
+    // message quotes outside text, which may echo a secret.
+    let message = outcome.into_message(&task_id).map(masked);
     let took = started.elapsed();
     let seconds = (took.as_secs_f64() * 1000.0).round() / 1000.0;
     match &message {

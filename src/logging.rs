@@ -160,12 +160,17 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
 pub fn redact(text: &str) -> String {
     let secrets = lock_secrets();
     let task = TASK_SECRETS.with(|t| t.borrow().clone());
-    let mut keys: Vec<&str> = secrets.keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = Vec::with_capacity(secrets.len());
+    for secret in secrets.keys() {
+        keys.push(secret);
+        keys.extend(lines_of(secret, MIN_SECRET_LEN));
+    }
     if let Some(task) = &task {
         task.each_secret(&mut |v| {
             if v.len() >= MIN_TASK_SECRET_LEN && text.contains(v) {
                 keys.push(v);
             }
+            keys.extend(lines_of(v, MIN_TASK_SECRET_LEN).filter(|l| text.contains(l)));
         });
     }
     // Longest first, so a secret that contains another is masked whole.
@@ -177,6 +182,19 @@ pub fn redact(text: &str) -> String {
         }
     }
     out
+}
+
+/// The lines of a multi-line secret (a PEM key, a kubeconfig) that are at
+/// least `min` bytes long, each as written and trimmed: container output
+/// and error text are logged a line at a time, so each line must be masked
+/// on its own. Nothing for a one-line secret.
+fn lines_of(secret: &str, min: usize) -> impl Iterator<Item = &str> {
+    let multi = secret.contains(['\n', '\r']);
+    secret
+        .split(['\n', '\r'])
+        .filter(move |_| multi)
+        .flat_map(|line| [line, line.trim()])
+        .filter(move |line| line.len() >= min)
 }
 
 /// Registers `value` as a secret until the guard is dropped.
@@ -294,6 +312,43 @@ mod tests {
         drop(guard);
         drop(short);
         assert_eq!(redact("token=s3cr3t-value-1"), "token=s3cr3t-value-1");
+    }
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\r\n  BKcwggSjAgEAAoIBAQC7\nab\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_is_masked_on_its_own() {
+        assert_eq!(
+            lines_of(PEM, MIN_SECRET_LEN).collect::<Vec<_>>(),
+            [
+                "-----BEGIN PRIVATE KEY-----",
+                "-----BEGIN PRIVATE KEY-----",
+                "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+                "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+                "  BKcwggSjAgEAAoIBAQC7",
+                "BKcwggSjAgEAAoIBAQC7",
+                "-----END PRIVATE KEY-----",
+                "-----END PRIVATE KEY-----",
+            ]
+        );
+        assert_eq!(lines_of("one-line-secret", 4).count(), 0);
+        let _g = register_secret(PEM);
+        assert_eq!(
+            redact("[container] MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+            "[container] [REDACTED]"
+        );
+        assert_eq!(redact("x   BKcwggSjAgEAAoIBAQC7"), "x [REDACTED]");
+        // A line shorter than the minimum stays (it would blank words).
+        assert_eq!(redact("ab"), "ab");
+        assert_eq!(redact(PEM), "[REDACTED]");
+    }
+
+    #[test]
+    fn a_tasks_multi_line_value_is_masked_line_by_line_in_its_lines() {
+        let values = Arc::new(Values(vec!["first-line-1\nsecond-line-2\nshort".into()]));
+        let _scope = TaskScope::with_secrets("T", values);
+        assert_eq!(redact("out: second-line-2"), "out: [REDACTED]");
+        assert_eq!(redact("first-line-1 short"), "[REDACTED] short");
     }
 
     #[test]

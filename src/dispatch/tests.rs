@@ -11,6 +11,13 @@ impl TaskRunner for FakeRunner {
         if task.docker_image == "panic" {
             panic!("runner bug");
         }
+        if task.docker_image == "echo" {
+            let values: Vec<&str> = task.env_vars.values().map(String::as_str).collect();
+            return TaskOutcome::failed(
+                FailureReason::ContainerExit,
+                format!("it printed {}", values.join(" and ")),
+            );
+        }
         match cancel.wait_timeout(Duration::from_secs(60)) {
             Some(cause) => TaskOutcome::Cancelled(cause),
             None => TaskOutcome::Completed,
@@ -361,4 +368,31 @@ fn outside_text_never_reaches_a_thread_name_at_any_concurrency() {
             "max {max}"
         );
     }
+}
+
+#[test]
+fn task_failed_messages_are_masked_like_the_tasks_log_lines() {
+    let (d, outbox) = dispatcher(0, None);
+    let Inbound::Assignment(mut a) = assignment("m", "echo") else {
+        unreachable!()
+    };
+    a.env_vars.insert(
+        "KEY".into(),
+        "-----BEGIN KEY-----\nline-two-of-key\n".into(),
+    );
+    a.env_vars.insert("SHORT".into(), "abc".into());
+    d.handle(Inbound::Assignment(a));
+    assert!(d.wait_idle(Duration::from_secs(10)));
+    let messages: Vec<String> = outbox
+        .after(0)
+        .into_iter()
+        .filter_map(|q| match q.message {
+            Outbound::TaskFailed { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        ["Failed to execute task: it printed [REDACTED] and abc"]
+    );
 }
