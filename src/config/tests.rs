@@ -756,3 +756,14 @@ fn from_yaml_is_the_file_alone() {
         ])
     );
 }
+
+#[test]
+fn network_mode_is_the_go_workers_name_for_network() {
+    let file = TempFile::new("worker_id: w\nbackend:\n  docker:\n    network_mode: oz-tasks\n");
+    let config = run(&["--config-file", file.path()]);
+    assert_eq!(config.docker.hardening.network.as_deref(), Some("oz-tasks"));
+    let both =
+        TempFile::new("worker_id: w\nbackend:\n  docker:\n    network: a\n    network_mode: b\n");
+    let e = error(&["--config-file", both.path()]);
+    assert!(e.contains("duplicate field `network`"), "{e}");
+}
