@@ -209,6 +209,12 @@ pub fn spawn(
         log::info!("trusting {added} extra CA certificate(s) from SSL_CERT_FILE/SSL_CERT_DIR");
     }
     let tls = tls::client_config(roots).map_err(SpawnError::Tls)?;
+    if settings.url.sends_key_in_clear() {
+        log::warn!(
+            "{} is plain ws:// to a host other than this one: the API key travels in clear on every connection; use wss://",
+            settings.url
+        );
+    }
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(SpawnError::Io)?;
     wake_rx.set_nonblocking(true).map_err(SpawnError::Io)?;
     let outbox_waker = wake_tx.try_clone().map_err(SpawnError::Io)?;
