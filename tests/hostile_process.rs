@@ -148,8 +148,15 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
             "task": {"id": id, "title": title},
             "docker_image": image, "sidecar_image": printer, "env_vars": env}})
     };
+    // An id with a line break is refused at the door (answered, escaped).
     assert!(orch.send(&assignment(
         forged_id,
+        support::BUSYBOX,
+        "forged id",
+        json!({})
+    )));
+    assert!(orch.send(&assignment(
+        "A",
         support::BUSYBOX,
         "t\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
         json!({"WORD": "container", "SHORT": "abc12", "LONG_SECRET": "long-secret-value"}),
@@ -168,7 +175,11 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
     )));
     let huge_image = "a".repeat(1 << 20);
     assert!(orch.send(&assignment("D", &huge_image, "huge", json!({}))));
-    let frames = wait_terminal(&orch, &[forged_id, "B", "C", "D"], &worker);
+    let frames = wait_terminal(&orch, &[forged_id, "A", "B", "C", "D"], &worker);
+    assert_eq!(
+        failed_with(&frames, forged_id)["message"],
+        "Failed to execute task: invalid task assignment: task_id holds a control character (U+000A); ids may not"
+    );
     let d = failed_with(&frames, "D");
     let message = d["message"].as_str().unwrap();
     assert!(message.len() < 600, "{} bytes", message.len());
@@ -180,7 +191,7 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
         )),
         "{message}"
     );
-    assert_eq!(failed_with(&frames, forged_id)["exit_code"], 3);
+    assert_eq!(failed_with(&frames, "A")["exit_code"], 3);
     assert_eq!(failed_with(&frames, "B")["exit_code"], 3);
     let c = failed_with(&frames, "C");
     assert_eq!(c["failure_reason"], "image_pull");
@@ -204,7 +215,7 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
         let tag = format!(" task={task} ");
         lines.iter().filter(|l| l.contains(&tag)).collect()
     };
-    let a = of("A\\n2026-01-01T00:00:00.000Z INFO  forged-by-id");
+    let a = of("A");
     let b = of("B");
     assert!(!a.is_empty() && !b.is_empty(), "{}", worker.text());
     // Container output: one record per line, marked.
@@ -229,6 +240,10 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
     assert!(b.iter().any(|l| l.contains("started container ")), "{b:?}");
     assert!(lines.iter().all(|l| !l.contains("long-secret-value")));
     for (forged, escaped) in [
+        (
+            "forged-by-id",
+            "A\\n2026-01-01T00:00:00.000Z INFO  forged-by-id",
+        ),
         (
             "forged-by-title",
             "t\\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
