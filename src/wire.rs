@@ -35,7 +35,7 @@ mod ids;
 mod shape;
 
 pub use envelope::MAX_DEPTH;
-pub use ids::{IdProblem, MAX_ID_BYTES, check_id};
+pub use ids::{IdProblem, MAX_ID_BYTES, MAX_REFERENCE_BYTES, check_id, check_reference};
 
 /// A message from the orchestrator, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,11 +203,19 @@ fn decode_assignment(
     }
 }
 
-/// The ids of a decoded assignment other than `task_id` (checked first):
-/// each becomes a label, part of a name or a log field.
+/// The ids of a decoded assignment other than `task_id` (checked first),
+/// and its image references and sidecar mount paths: each becomes a label,
+/// part of a name, a path or a log field.
 fn other_ids(a: &TaskAssignment) -> Result<(), IdProblem> {
     check_id("execution_id", &a.execution_id)?;
-    check_id("task.id", &a.task.id)
+    check_id("task.id", &a.task.id)?;
+    check_reference("docker_image", &a.docker_image)?;
+    check_reference("sidecar_image", &a.sidecar_image)?;
+    for s in &a.additional_sidecars {
+        check_reference("additional_sidecars.image", &s.image)?;
+        check_reference("additional_sidecars.mount_path", &s.mount_path)?;
+    }
+    Ok(())
 }
 
 /// A serde error in plain words, without the values it quotes and without
@@ -925,24 +933,24 @@ mod tests {
             decode(&assignment_with(nul, "E", "T")).unwrap(),
             Inbound::InvalidAssignment {
                 task_id: nul.into(),
-                problem: "task_id holds a control character (U+0000); ids may not".into()
+                problem: "task_id holds a control character (U+0000), which is not accepted".into()
             }
         );
         let big = "e".repeat(1 << 20);
         assert_eq!(
             decode(&assignment_with("T", &big, "T")).unwrap(),
-            invalid("execution_id is 1048576 bytes long; ids are at most 256 bytes")
+            invalid("execution_id is 1048576 bytes long; at most 256 are accepted")
         );
         assert_eq!(
             decode(&assignment_with("T", "E", "T\u{1b}[31m")).unwrap(),
-            invalid("task.id holds a control character (U+001B); ids may not")
+            invalid("task.id holds a control character (U+001B), which is not accepted")
         );
         let long_task = "t".repeat(MAX_ID_BYTES + 1);
         assert_eq!(
             decode(&assignment_with(&long_task, &big, "T")).unwrap(),
             Inbound::InvalidAssignment {
                 task_id: long_task.clone(),
-                problem: "task_id is 257 bytes long; ids are at most 256 bytes".into()
+                problem: "task_id is 257 bytes long; at most 256 are accepted".into()
             }
         );
         // Even with an envelope problem the answer goes to the id as sent.
@@ -958,6 +966,31 @@ mod tests {
             decode(&assignment_with(&at_cap, &at_cap, &at_cap)).unwrap(),
             Inbound::Assignment(_)
         ));
+    }
+
+    #[test]
+    fn images_and_mount_paths_are_checked_at_the_door_too() {
+        let text = json!({"type": "task_assignment", "data": {"task_id": "T", "task": {"id": "T"},
+            "additional_sidecars": [{"image": "i", "mount_path": "/mnt/a\nb"}]}})
+        .to_string();
+        assert_eq!(
+            decode(&text).unwrap(),
+            invalid(
+                "additional_sidecars.mount_path holds a control character (U+000A), which is not accepted"
+            )
+        );
+        let text = json!({"type": "task_assignment", "data": {"task_id": "T", "task": {"id": "T"},
+            "sidecar_image": "s".repeat(MAX_REFERENCE_BYTES + 1)}})
+        .to_string();
+        assert_eq!(
+            decode(&text).unwrap(),
+            invalid("sidecar_image is 1025 bytes long; at most 1024 are accepted")
+        );
+        let text = json!({"type": "task_assignment", "data": {"task_id": "T", "task": {"id": "T"},
+            "docker_image": "registry.example:5000/team/image:1.2@sha256:0123",
+            "additional_sidecars": [{"image": "i", "mount_path": "/mnt/x"}]}})
+        .to_string();
+        assert!(matches!(decode(&text).unwrap(), Inbound::Assignment(_)));
     }
 
     #[test]
@@ -978,7 +1011,7 @@ mod tests {
             decode(r#"{"type":"task_cancellation","data":{"task_id":"a\u0000b"}}"#)
                 .unwrap_err()
                 .to_string(),
-            "malformed message from the orchestrator: task_cancellation: task_id holds a control character (U+0000); ids may not"
+            "malformed message from the orchestrator: task_cancellation: task_id holds a control character (U+0000), which is not accepted"
         );
     }
 

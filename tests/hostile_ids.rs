@@ -45,7 +45,7 @@ fn controls() -> Vec<char> {
 
 fn problem(field: &str, c: char) -> String {
     format!(
-        "Failed to execute task: invalid task assignment: {field} holds a control character (U+{:04X}); ids may not",
+        "Failed to execute task: invalid task assignment: {field} holds a control character (U+{:04X}), which is not accepted",
         c as u32
     )
 }
@@ -103,12 +103,12 @@ fn control_characters_case(extra: &[&str], tag: &str) {
     assert!(
         errors
             .iter()
-            .any(|l| l.ends_with("ERROR task bad\\u{0}task-0: invalid task assignment: task_id holds a control character (U+0000); ids may not")),
+            .any(|l| l.ends_with("ERROR task bad\\u{0}task-0: invalid task assignment: task_id holds a control character (U+0000), which is not accepted")),
         "{errors:#?}"
     );
     assert!(
         errors.iter().any(|l| l.ends_with(
-            "ERROR ignoring a frame: malformed message from the orchestrator: task_cancellation: task_id holds a control character (U+0000); ids may not"
+            "ERROR ignoring a frame: malformed message from the orchestrator: task_cancellation: task_id holds a control character (U+0000), which is not accepted"
         )),
         "{errors:#?}"
     );
@@ -167,11 +167,11 @@ fn megabyte_ids_are_answered_nothing_is_made_and_the_reaper_keeps_working() {
     );
     assert_eq!(
         terminal(&frames, &huge_task)[0]["data"]["message"],
-        "Failed to execute task: invalid task assignment: task_id is 1048576 bytes long; ids are at most 256 bytes"
+        "Failed to execute task: invalid task assignment: task_id is 1048576 bytes long; at most 256 are accepted"
     );
     assert_eq!(
         terminal(&frames, "huge-exec")[0]["data"]["message"],
-        "Failed to execute task: invalid task assignment: execution_id is 1048576 bytes long; ids are at most 256 bytes"
+        "Failed to execute task: invalid task assignment: execution_id is 1048576 bytes long; at most 256 are accepted"
     );
     // Nothing made with them: no container, no volume of this worker.
     assert_eq!(fx.leftovers(), (vec![], vec![]));

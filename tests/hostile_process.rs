@@ -178,29 +178,21 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
     let frames = wait_terminal(&orch, &[forged_id, "A", "B", "C", "D"], &worker);
     assert_eq!(
         failed_with(&frames, forged_id)["message"],
-        "Failed to execute task: invalid task assignment: task_id holds a control character (U+000A); ids may not"
+        "Failed to execute task: invalid task assignment: task_id holds a control character (U+000A), which is not accepted"
     );
-    let d = failed_with(&frames, "D");
-    let message = d["message"].as_str().unwrap();
-    assert!(message.len() < 600, "{} bytes", message.len());
-    assert!(
-        message.starts_with(&format!(
-            "Failed to execute task: invalid image reference \"{}…(+{} bytes)\"",
-            "a".repeat(200),
-            (1 << 20) - 200
-        )),
-        "{message}"
+    // Image references are checked at the door too: never pulled, never
+    // quoted in a line.
+    assert_eq!(
+        failed_with(&frames, "D"),
+        json!({"task_id": "D", "failure_reason": "unknown",
+               "message": "Failed to execute task: invalid task assignment: docker_image is 1048576 bytes long; at most 1024 are accepted"})
     );
     assert_eq!(failed_with(&frames, "A")["exit_code"], 3);
     assert_eq!(failed_with(&frames, "B")["exit_code"], 3);
-    let c = failed_with(&frames, "C");
-    assert_eq!(c["failure_reason"], "image_pull");
-    assert!(
-        c["message"]
-            .as_str()
-            .unwrap()
-            .contains("busybox\\n2026-01-01T00:00:00.000Z INFO  forged-by-image"),
-        "{c}"
+    assert_eq!(
+        failed_with(&frames, "C"),
+        json!({"task_id": "C", "failure_reason": "unknown",
+               "message": "Failed to execute task: invalid task assignment: docker_image holds a control character (U+000A), which is not accepted"})
     );
     worker.signal(libc::SIGTERM);
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
@@ -239,6 +231,7 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
     // ...and never task B's.
     assert!(b.iter().any(|l| l.contains("started container ")), "{b:?}");
     assert!(lines.iter().all(|l| !l.contains("long-secret-value")));
+    assert!(lines.iter().all(|l| !l.contains("forged-by-image")));
     for (forged, escaped) in [
         (
             "forged-by-id",
@@ -247,10 +240,6 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
         (
             "forged-by-title",
             "t\\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
-        ),
-        (
-            "forged-by-image",
-            "busybox\\n2026-01-01T00:00:00.000Z INFO  forged-by-image",
         ),
     ] {
         let seen: Vec<&String> = lines.iter().filter(|l| l.contains(forged)).collect();

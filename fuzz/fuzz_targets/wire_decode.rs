@@ -3,12 +3,13 @@
 //! cancellation re-serialised into an envelope decodes to the same value;
 //! every value serde quotes in a problem text is scrubbed (secrets), numbers
 //! and booleans in backticks too; an answer always names a non-empty task;
-//! every id that comes out of an assignment or a cancellation passed the
-//! door (at most 256 bytes, no control character).
+//! every id, image reference and mount path that comes out of an
+//! assignment or a cancellation passed the door (at most 256 / 1024 bytes,
+//! no control character).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oz_agent_worker::wire::{Inbound, check_id, decode};
+use oz_agent_worker::wire::{Inbound, check_id, check_reference, decode};
 use serde_json::json;
 
 /// Every double-quoted span must be the scrubbed `"…"`: serde quotes the
@@ -54,6 +55,13 @@ fuzz_target!(|data: &[u8]| {
                 ("task.id", &a.task.id),
             ] {
                 assert_eq!(check_id(field, id), Ok(()), "{field} passed unchecked");
+            }
+            let sidecars = a.additional_sidecars.iter();
+            for r in [&a.docker_image, &a.sidecar_image]
+                .into_iter()
+                .chain(sidecars.flat_map(|s| [&s.image, &s.mount_path]))
+            {
+                assert_eq!(check_reference("reference", r), Ok(()), "{r:?} unchecked");
             }
             assert_eq!(a.frame_bytes, text.len());
             // Written straight to text: through a `Value`, raw values
