@@ -297,3 +297,76 @@ fn assignments_past_the_in_flight_byte_cap_are_rejected_like_capacity() {
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
     fx.assert_no_containers();
 }
+
+/// The address from the worker's "serving /metrics, /healthz and /readyz on ADDR" line.
+fn metrics_addr(worker: &WorkerProcess) -> String {
+    let needle = "/readyz on ";
+    assert!(worker.wait_count(needle, 1, WAIT), "{}", worker.text());
+    let text = worker.text();
+    let rest = &text[text.find(needle).unwrap() + needle.len()..];
+    rest.split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn slow_clients_on_the_metrics_port_hold_up_no_one_elses_healthz() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let fx = Fixture::new("slowhttp");
+    let orch = Orchestrator::start(Options::default());
+    let args = worker_args(&fx, &orch.url(), &[]);
+    let mut worker = WorkerProcess::start(
+        &strs(&args),
+        &[
+            ("WARP_API_KEY", API_KEY),
+            ("OTEL_METRICS_EXPORTER", "prometheus"),
+            ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
+            ("OTEL_EXPORTER_PROMETHEUS_PORT", "0"),
+        ],
+    );
+    let addr = metrics_addr(&worker);
+    // Four clients, each one byte of a request head every 2 s, never done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, connected) = std::sync::mpsc::channel();
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop, tx) = (addr.clone(), stop.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&addr).unwrap();
+                let _ = tx.send(());
+                for b in b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaa" {
+                    if stop.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        connected.recv_timeout(WAIT).unwrap();
+    }
+    // A generous deadline per answer: one serial server waits on the
+    // first slow client for good and never answers at all.
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply)
+            .expect("/healthz answered while slow clients are connected");
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nok\n"), "{reply}");
+        // Spread over a few of the slow clients' bytes.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    for t in slow {
+        t.join().unwrap();
+    }
+}
