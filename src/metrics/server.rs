@@ -31,8 +31,6 @@ const MAX_HEAD: usize = 8192;
 const EXCHANGE_DEADLINE: Duration = Duration::from_secs(10);
 /// Clients served at once; a newer one pushes the oldest out.
 const MAX_CLIENTS: usize = 64;
-/// Longest the thread sleeps with nothing to do (it checks for a stop).
-const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// The parts of a request the routes look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +236,7 @@ struct Clients(std::collections::VecDeque<Client>);
 
 impl Clients {
     /// Blocks until the listener or a client is ready, or the nearest
-    /// deadline passes (at most [`IDLE_WAKE`]).
+    /// client deadline passes.
     fn wait(&self, listener: &TcpListener, now: Instant) -> io::Result<()> {
         let mut fds = Vec::with_capacity(self.0.len() + 1);
         fds.push(libc::pollfd {
@@ -257,14 +255,17 @@ impl Clients {
                 revents: 0,
             });
         }
-        let next = self
+        // With no client there is nothing to time out: block until one
+        // connects (a stop connects to wake the thread).
+        let ms = match self
             .0
             .iter()
             .map(|c| c.deadline.saturating_duration_since(now))
             .min()
-            .unwrap_or(IDLE_WAKE)
-            .min(IDLE_WAKE);
-        let ms = next.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        {
+            Some(next) => next.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+            None => -1,
+        };
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         if rc < 0 {
