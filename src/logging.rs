@@ -1,8 +1,10 @@
 //! Log output: level, format, the task id on each line, and secret masking.
 //!
-//! Owns the global logger (built on `env_logger`), the per-thread "current
-//! task" that lines carry, and the registry of secret values that must never
-//! reach a log line. Every line passes through [`redact`] before it is
+//! Owns the global logger (built on `env_logger`), the panic hook (a panic
+//! is one ERROR record, masked and escaped like any line), the per-thread
+//! "current task" that lines carry, and the registry of secret values that
+//! must never reach a log line (each line of a multi-line one masked on its
+//! own too, since output is logged a line at a time). Every line passes through [`redact`] before it is
 //! written, so a secret that slips into a message (an `env_vars` value, the
 //! API key, a registry password) comes out as `[REDACTED]`; then through
 //! [`crate::outside::escape_line`], so whatever a message holds (a task id,

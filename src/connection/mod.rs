@@ -4,7 +4,10 @@
 //! Owns dialing, reconnecting with backoff, and the per-connection loop
 //! ([`session`]). It reads the outbox and acknowledges what the orchestrator
 //! has provably read, and hands every inbound message to an
-//! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. It
+//! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. A
+//! panic on the thread (a bug, or input that reached one) drops the
+//! connection and dials again, so the thread never ends half-alive. It
+//! warns once when a `ws://` URL would carry the API key in clear. It
 //! must never log the API key, proxy credentials or the raw text of an
 //! assignment.
 
