@@ -186,7 +186,9 @@ impl Dispatcher {
                     .name(format!("task-slot-{n}"))
                     .spawn(move || {
                         for job in rx {
-                            run_job(&shared, job);
+                            // A panic outside the runner (which is caught
+                            // inside) ends that task, not the slot's thread.
+                            let _ = catch_unwind(AssertUnwindSafe(|| run_job(&shared, job)));
                         }
                     })
                     .expect("spawning a pool thread at startup");
@@ -609,6 +611,42 @@ fn masked(message: Outbound) -> Outbound {
     }
 }
 
+/// Ends a task whose thread panics outside its runner: frees its slot and
+/// sends the one terminal message it would otherwise never get.
+struct Unfinished<'a> {
+    shared: &'a Shared,
+    task_id: String,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let reported = self
+            .shared
+            .lock_active()
+            .remove(&self.task_id)
+            .is_some_and(|a| a.reported);
+        if !reported {
+            self.shared.push_terminal(
+                &self.task_id,
+                Outbound::TaskFailed {
+                    task_id: self.task_id.clone(),
+                    message: format!("Failed to execute task: {INTERNAL_ERROR}"),
+                    failure_reason: Some(FailureReason::Unknown),
+                    exit_code: 0,
+                },
+            );
+        }
+        self.shared.idle.notify_all();
+    }
+}
+
+/// What a task is told when the worker, not the task, failed it.
+const INTERNAL_ERROR: &str = "the worker hit an internal error while running the task";
+
 fn run_job(shared: &Shared, job: Job) {
     let Job {
         task_id,
@@ -617,6 +655,11 @@ fn run_job(shared: &Shared, job: Job) {
         started,
         bytes,
     } = job;
+    let mut unfinished = Unfinished {
+        shared,
+        task_id: task_id.clone(),
+        armed: true,
+    };
     let (assignment, adopted) = match work {
         Work::Assignment(a) => (Some(Arc::<TaskAssignment>::from(a)), None),
         Work::Adopted { image, watch } => (None, Some((image, watch))),
@@ -642,10 +685,7 @@ fn run_job(shared: &Shared, job: Job) {
     }))
     .unwrap_or_else(|_| {
         error!("task {task_id}: the worker hit an internal error while running it");
-        TaskOutcome::failed(
-            FailureReason::Unknown,
-            "the worker hit an internal error while running the task",
-        )
+        TaskOutcome::failed(FailureReason::Unknown, INTERNAL_ERROR)
     });
     shared.deadlines.remove(&cancel);
     // Masked as this task's log lines are (its scope is still on): the
@@ -701,6 +741,7 @@ fn run_job(shared: &Shared, job: Job) {
         shared.observer.finished(&message, started.elapsed());
         shared.push_terminal(&task_id, message);
     }
+    unfinished.armed = false;
     shared.lock_active().remove(&task_id);
     shared.idle.notify_all();
 }

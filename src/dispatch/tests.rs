@@ -396,3 +396,62 @@ fn task_failed_messages_are_masked_like_the_tasks_log_lines() {
         ["Failed to execute task: it printed [REDACTED] and abc"]
     );
 }
+
+/// Panics when task `boom` starts: a bug outside the runner.
+struct PanicsOnStart;
+impl DispatchObserver for PanicsOnStart {
+    fn task_event(&self, task_id: &str, event: TaskEvent<'_>) {
+        if task_id == "boom" && matches!(event, TaskEvent::Started { .. }) {
+            panic!("observer bug");
+        }
+    }
+}
+
+#[test]
+fn a_panic_outside_the_runner_ends_the_task_once_and_keeps_the_slot_thread() {
+    for max in [0, 1] {
+        let outbox = Outbox::new();
+        let d = Dispatcher::start_observed(
+            DispatchSettings {
+                worker_id: "w".into(),
+                max_concurrent_tasks: max,
+                task_timeout: None,
+                max_in_flight_bytes: 0,
+            },
+            outbox.clone(),
+            Arc::new(FakeRunner),
+            Arc::new(PanicsOnStart),
+        );
+        d.handle(assignment("boom", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)), "max {max}");
+        // The one pool thread is still there to run the next task.
+        d.handle(assignment("next", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)), "max {max}");
+        let messages: Vec<Outbound> = outbox.after(0).into_iter().map(|q| q.message).collect();
+        assert_eq!(
+            messages,
+            [
+                Outbound::TaskClaimed {
+                    task_id: "boom".into(),
+                    worker_id: "w".into()
+                },
+                Outbound::TaskFailed {
+                    task_id: "boom".into(),
+                    message: "Failed to execute task: the worker hit an internal error while running the task".into(),
+                    failure_reason: Some(FailureReason::Unknown),
+                    exit_code: 0
+                },
+                Outbound::TaskClaimed {
+                    task_id: "next".into(),
+                    worker_id: "w".into()
+                },
+                Outbound::TaskCompleted {
+                    task_id: "next".into(),
+                    message: wire::COMPLETED_MESSAGE.into(),
+                    task_state: None
+                },
+            ],
+            "max {max}"
+        );
+    }
+}
