@@ -15,7 +15,9 @@
 //! With `0` (unlimited) each claimed task gets its own thread, which ends with
 //! the task: the pool grows with the load and shrinks back to nothing. An
 //! adopted task always gets its own thread: it holds a slot in the registry
-//! like any task, so the pool's threads never wait for one.
+//! like any task, so the pool's threads never wait for one. A panic in a
+//! task's thread ends that task with one `task_failed` and frees its slot;
+//! a pool thread lives on. Thread names never carry outside text.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
