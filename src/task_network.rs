@@ -31,9 +31,11 @@ pub const ROLE_TASK_NETWORK: &str = "task-network";
 /// Why the task network cannot be used.
 #[derive(Debug)]
 pub enum TaskNetworkError {
-    /// A network of [`TASK_NETWORK`]'s name exists but lets containers reach
-    /// each other (someone else made it, or changed it).
+    /// A network of the task network's name exists but lets containers
+    /// reach each other (someone else made it, or changed it).
     NotIsolated {
+        /// The network's name.
+        name: String,
         /// Its driver.
         driver: String,
         /// Its `enable_icc` option, when set.
@@ -41,6 +43,8 @@ pub enum TaskNetworkError {
     },
     /// The daemon refused or failed a call.
     Daemon {
+        /// The network's name.
+        name: String,
         /// The call, e.g. `POST /networks/create`.
         call: &'static str,
         /// What it said.
@@ -51,16 +55,18 @@ pub enum TaskNetworkError {
 impl fmt::Display for TaskNetworkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotIsolated { driver, icc } => write!(
+            Self::NotIsolated { name, driver, icc } => write!(
                 f,
-                "the task network {TASK_NETWORK} exists but lets its containers reach each other (driver {driver}, {ICC_OPTION} {}); the worker did not make it so: remove it (docker network rm {TASK_NETWORK}) so the worker makes its own, or name the network tasks should use in backend.docker.network",
+                "the task network {name} exists but lets its containers reach each other (driver {driver}, {ICC_OPTION} {}); the worker did not make it so: remove it (docker network rm {name}) so the worker makes its own, or name the network tasks should use in backend.docker.network",
                 icc.as_deref()
                     .map_or("unset".to_owned(), |v| format!("{v:?}"))
             ),
-            Self::Daemon { call, source } => write!(
-                f,
-                "cannot prepare the task network {TASK_NETWORK} ({call}): {source}"
-            ),
+            Self::Daemon { name, call, source } => {
+                write!(
+                    f,
+                    "cannot prepare the task network {name} ({call}): {source}"
+                )
+            }
         }
     }
 }
@@ -76,11 +82,12 @@ pub enum Ensured {
     Created,
 }
 
-/// The driver options the network is made with.
-pub fn create_options() -> BTreeMap<&'static str, &'static str> {
+/// The driver options a task network is made with, its host interface
+/// named `bridge`.
+pub fn create_options(bridge: &str) -> BTreeMap<&'static str, &str> {
     BTreeMap::from([
         (ICC_OPTION, "false"),
-        ("com.docker.network.bridge.name", BRIDGE_NAME),
+        ("com.docker.network.bridge.name", bridge),
     ])
 }
 
@@ -101,39 +108,51 @@ pub fn judge(info: &NetworkInfo) -> Result<(), TaskNetworkError> {
         return Ok(());
     }
     Err(TaskNetworkError::NotIsolated {
+        name: info.name.clone(),
         driver: info.driver.clone(),
         icc: icc.cloned(),
     })
 }
 
-/// Makes the task network unless it exists, and checks it keeps containers
-/// apart. Two workers starting at once may both try: the loser's 409 is
-/// fine once the network it finds passes [`judge`].
+/// Makes [`TASK_NETWORK`] unless it exists, and checks it keeps containers
+/// apart (see [`ensure_network`]).
 pub fn ensure(docker: &Docker) -> Result<Ensured, TaskNetworkError> {
+    ensure_network(docker, TASK_NETWORK, BRIDGE_NAME)
+}
+
+/// Makes network `name` (host interface `bridge`) unless it exists, and
+/// checks it keeps containers apart. Two workers starting at once may both
+/// try: the loser's refusal is fine once the network it finds passes
+/// [`judge`].
+pub fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    bridge: &str,
+) -> Result<Ensured, TaskNetworkError> {
+    let failed = |call, source| TaskNetworkError::Daemon {
+        name: name.to_owned(),
+        call,
+        source,
+    };
     let inspect = || {
         docker
-            .network_inspect(TASK_NETWORK)
-            .map_err(|source| TaskNetworkError::Daemon {
-                call: "GET /networks",
-                source,
-            })
+            .network_inspect(name)
+            .map_err(|source| failed("GET /networks", source))
     };
     if let Some(info) = inspect()? {
         return judge(&info).map(|()| Ensured::Reused);
     }
-    match docker.network_create(TASK_NETWORK, &create_options(), &labels()) {
+    match docker.network_create(name, &create_options(bridge), &labels()) {
         Ok(()) => Ok(Ensured::Created),
-        Err(e) if e.status() == Some(409) => match inspect()? {
+        // Another worker got there first: a 409 (the name, when its create
+        // was done) or a 403 "networks have same bridge name" (when both
+        // were in flight; the fixed bridge name is what stops a second
+        // network of the same name then). Whatever the refusal, the network
+        // found now decides.
+        Err(e) => match inspect()? {
             Some(info) => judge(&info).map(|()| Ensured::Reused),
-            None => Err(TaskNetworkError::Daemon {
-                call: "POST /networks/create",
-                source: e,
-            }),
+            None => Err(failed("POST /networks/create", e)),
         },
-        Err(source) => Err(TaskNetworkError::Daemon {
-            call: "POST /networks/create",
-            source,
-        }),
     }
 }
 
@@ -171,7 +190,7 @@ mod tests {
     #[test]
     fn made_isolated_with_a_named_bridge_and_labelled() {
         assert_eq!(
-            create_options(),
+            create_options(BRIDGE_NAME),
             BTreeMap::from([
                 ("com.docker.network.bridge.enable_icc", "false"),
                 ("com.docker.network.bridge.name", "oz-tasks0"),

@@ -240,3 +240,67 @@ fn with_network_mode_set_the_operators_network_is_used_as_before() {
     host.sort();
     assert_eq!(host, ["hello-from-net-a", "hello-from-net-b"]);
 }
+
+#[test]
+fn workers_starting_at_once_make_one_network_and_a_talkative_one_is_refused() {
+    use oz_agent_worker::task_network::{Ensured, TaskNetworkError, ensure_network};
+    let docker = support::docker();
+    let pid = std::process::id();
+    let race = TestNetwork(format!("oz-test-race-{pid}"));
+    // A host interface of its own (at most 15 characters).
+    let bridge = format!("ozt{}", pid % 100_000);
+    let results: Vec<Ensured> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| ensure_network(&docker, &race.0, &bridge)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("every racer gets the network"))
+            .collect()
+    });
+    let created = results.iter().filter(|r| **r == Ensured::Created).count();
+    assert_eq!(created, 1, "{results:?}");
+    // One network of that name, not one per racer.
+    let same_name = docker_cli(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=^{}$", race.0),
+    ]);
+    assert_eq!(same_name.lines().count(), 1, "{same_name}");
+    let options = docker_cli(&["network", "inspect", "-f", "{{json .Options}}", &race.0]);
+    assert!(
+        options.contains(&format!("\"{ICC_OPTION}\":\"false\"")),
+        "{options}"
+    );
+    assert!(
+        options.contains(&format!("\"com.docker.network.bridge.name\":\"{bridge}\"")),
+        "{options}"
+    );
+    // Found again later: reused as it is.
+    assert_eq!(
+        ensure_network(&docker, &race.0, &bridge).unwrap(),
+        Ensured::Reused
+    );
+
+    // A network of that name that lets containers talk is refused.
+    let plain = TestNetwork(format!("oz-test-plain-{pid}"));
+    docker_cli(&[
+        "network",
+        "create",
+        "--label",
+        "oz-agent-worker.test=1",
+        &plain.0,
+    ]);
+    match ensure_network(&docker, &plain.0, "ozt-unused0") {
+        Err(e @ TaskNetworkError::NotIsolated { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "the task network {0} exists but lets its containers reach each other (driver bridge, {ICC_OPTION} unset); the worker did not make it so: remove it (docker network rm {0}) so the worker makes its own, or name the network tasks should use in backend.docker.network",
+                plain.0
+            )
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
