@@ -444,3 +444,35 @@ fn missing_volume_missing_socket_and_never_pulled_image() {
         "FAIL default image on host: docker.io/oz-test/absent-doctor:none is not on this host and image_pull_policy is Never"
     );
 }
+
+#[test]
+fn plain_ws_to_another_host_is_a_warning() {
+    let (_, report) = doctor(
+        &[
+            "--worker-id",
+            "w-clear",
+            "--api-key",
+            KEY,
+            "--web-socket-url",
+            "ws://oz-cleartext.invalid:9/ws",
+        ],
+        &[],
+    );
+    assert_eq!(
+        line(&report, "websocket url"),
+        "WARN websocket url: oz-cleartext.invalid:9 is plain ws:// to a host other than this one: the API key travels in clear; use wss://"
+    );
+    // To this host: no such line.
+    let (_, report) = doctor(
+        &[
+            "--worker-id",
+            "w-clear",
+            "--api-key",
+            KEY,
+            "--web-socket-url",
+            "ws://127.0.0.1:9/ws",
+        ],
+        &[],
+    );
+    assert!(!report.contains("websocket url:"), "{report}");
+}

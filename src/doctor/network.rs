@@ -39,6 +39,15 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
             return;
         }
     };
+    if url.sends_key_in_clear() {
+        report.add(Check::warn(
+            "websocket url",
+            format!(
+                "{} is plain ws:// to a host other than this one: the API key travels in clear; use wss://",
+                url.authority()
+            ),
+        ));
+    }
     let env = |name: &str| input.env.get(name);
     let proxies = ProxySettings::from_env(&env);
     if let Some(unusable) = proxies.unusable_for(&url) {
