@@ -204,3 +204,44 @@ fn megabyte_ids_are_answered_nothing_is_made_and_the_reaper_keeps_working() {
     assert_eq!(orch.handshakes().len(), 1);
     fx.wait_no_containers(WAIT);
 }
+
+#[test]
+fn json_log_lines_stay_bounded_whatever_the_ids() {
+    let mut fx = Fixture::new("ids-json");
+    let sidecar = fx.sidecar("ids-json");
+    let orch = Orchestrator::start(Options::default());
+    let mut worker = start(
+        &fx,
+        &orch,
+        &["--log-format", "json", "--log-level", "debug"],
+    );
+    let huge = "h".repeat(1 << 20);
+    let nul = "n\u{0}ul";
+    assert!(orch.send(&assignment(&huge, "e", &sidecar)));
+    assert!(orch.send(&assignment(nul, "e", &sidecar)));
+    assert!(orch.send(&json!({"type": "task_cancellation", "data": {"task_id": huge}})));
+    assert!(orch.send(&assignment("json-ok", "e-ok", &sidecar)));
+    let frames = orch.wait_for(
+        |f| {
+            [huge.as_str(), nul, "json-ok"]
+                .iter()
+                .all(|id| !terminal(f, id).is_empty())
+        },
+        WAIT,
+    );
+    assert_eq!(terminal(&frames, "json-ok")[0]["type"], "task_completed");
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    for line in worker.lines() {
+        assert!(line.len() < 9000, "{} bytes in one line", line.len());
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if let Some(id) = v["task_id"].as_str() {
+            assert!(
+                id.len() <= 256 && !id.contains('\0'),
+                "task_id field {id:?}"
+            );
+        }
+    }
+    fx.wait_no_containers(WAIT);
+}
