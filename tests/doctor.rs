@@ -476,3 +476,33 @@ fn plain_ws_to_another_host_is_a_warning() {
     );
     assert!(!report.contains("websocket url:"), "{report}");
 }
+
+#[test]
+fn a_line_break_in_the_api_key_fails_and_nothing_is_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (code, report) = doctor(
+        &[
+            "--worker-id",
+            "w-crlf",
+            "--api-key",
+            "k-SECRET\r\nX-Injected: 1",
+            "--web-socket-url",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        line(&report, "line breaks"),
+        "FAIL line breaks: invalid --api-key (or WARP_API_KEY): it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it"
+    );
+    assert_eq!(
+        line(&report, "websocket"),
+        "WARN websocket: not checked: a setting holds a CR, LF or NUL character (see above)"
+    );
+    // Nothing dialled the orchestrator's port.
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err());
+    assert!(!report.contains("X-Injected"), "{report}");
+}

@@ -68,7 +68,7 @@ pub(crate) fn merge(
 /// request line and `Authorization`, a proxy's `CONNECT`) or in labels:
 /// a CR, LF or NUL in one would split a header line or a label, so it stops
 /// the start, naming the setting (never its value: one is the API key).
-pub(crate) fn check_line_breaks(config: &Config) -> Result<(), ConfigError> {
+pub fn check_line_breaks(config: &Config) -> Result<(), ConfigError> {
     let settings = [
         ("--web-socket-url", config.websocket_url.as_str()),
         ("--server-root-url", config.server_root_url.as_str()),

@@ -16,6 +16,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::clock;
 use super::{Check, DoctorInput, Reporter, Status};
+use crate::config::check_line_breaks;
 use crate::connection::{
     DialError, DialParams, ProxySettings, ProxyUrl, RootSource, WsUrl, client_config,
     dial_with_response, load_roots,
@@ -93,6 +94,13 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
         report.add(Check::warn(
             "websocket",
             "not checked: the worker id or API key is missing (see above)",
+        ));
+        return;
+    }
+    if check_line_breaks(cfg).is_err() {
+        report.add(Check::warn(
+            "websocket",
+            "not checked: a setting holds a CR, LF or NUL character (see above)",
         ));
         return;
     }
