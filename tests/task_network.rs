@@ -199,7 +199,8 @@ fn on_the_default_settings_tasks_cannot_reach_each_other_but_reach_the_host() {
     );
 }
 
-/// A network of the test's own, removed when the test ends.
+/// A network of the test's own, removed when the test ends (declare it
+/// before the fixture, whose containers must go first).
 struct TestNetwork(String);
 
 impl Drop for TestNetwork {
@@ -212,8 +213,10 @@ impl Drop for TestNetwork {
 
 #[test]
 fn with_network_mode_set_the_operators_network_is_used_as_before() {
+    // Before the fixture, so it is dropped after it: a network with
+    // containers still on it cannot be removed.
+    let net = TestNetwork(format!("oz-test-net-{}", std::process::id()));
     let mut fx = Fixture::new("netoperator");
-    let net = TestNetwork(format!("oz-test-net-{}", fx.worker_id));
     docker_cli(&[
         "network",
         "create",
