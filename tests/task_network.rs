@@ -25,13 +25,16 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// The task's script (its sidecar's entrypoint, run by busybox `sh`). Both
 /// roles first say hello to the host's server through the gateway; then
-/// `listen` records whatever connects to its port 7777 until released, and
+/// `listen` records what one client sends to its port 7777 (saying so only
+/// once the port listens) until released, and
 /// `connect` sends a line to the listener's address and exits with nc's
 /// status (1 when the connection fails).
 const SCRIPT: &str = r#"echo "hello-from-$TASK_ID" | nc -w 5 "$OZ_GATEWAY" "$OZ_HOST_PORT" || exit 9
 case "$OZ_ROLE" in
 listen)
-  (while true; do nc -l -p 7777 >> "/out/got-$TASK_ID"; done) &
+  # stdin held open, so nc reads the whole line before it hangs up.
+  (sleep 600 | nc -l -p 7777 >> "/out/got-$TASK_ID") &
+  until netstat -ltn | grep -q ':7777 '; do sleep 0.05; done
   touch "/out/listening-$TASK_ID"
   until [ -e "/out/release-$TASK_ID" ]; do sleep 0.1; done ;;
 connect)
