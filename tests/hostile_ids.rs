@@ -124,6 +124,13 @@ fn control_characters_case(extra: &[&str], tag: &str) {
     worker.signal(libc::SIGKILL);
     worker.wait_exit(WAIT).expect("killed");
     let mut successor = start(&fx, &orch, extra);
+    // The successor's own connection, not the dead one the stand-in may
+    // not have noticed yet.
+    assert!(
+        orch.wait_until(|r| r.connected && r.handshakes.len() == 2, WAIT),
+        "{}",
+        successor.text()
+    );
     assert!(orch.send(&assignment("after-restart", "e-r", &sidecar)));
     let frames = orch.wait_for(|f| !terminal(f, "after-restart").is_empty(), WAIT);
     assert_eq!(
