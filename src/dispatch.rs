@@ -15,7 +15,9 @@
 //! With `0` (unlimited) each claimed task gets its own thread, which ends with
 //! the task: the pool grows with the load and shrinks back to nothing. An
 //! adopted task always gets its own thread: it holds a slot in the registry
-//! like any task, so the pool's threads never wait for one.
+//! like any task, so the pool's threads never wait for one. A panic in a
+//! task's thread ends that task with one `task_failed` and frees its slot;
+//! a pool thread lives on. Thread names never carry outside text.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +31,7 @@ use log::{error, info, warn};
 
 use crate::deadline::Deadlines;
 use crate::inflight::{InFlight, Permit};
-use crate::logging::{TaskScope, TaskSecrets};
+use crate::logging::{self, TaskScope, TaskSecrets};
 use crate::outbox::Outbox;
 use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
@@ -189,7 +191,9 @@ impl Dispatcher {
                     .name(format!("task-slot-{n}"))
                     .spawn(move || {
                         for job in rx {
-                            run_job(&shared, job);
+                            // A panic outside the runner (which is caught
+                            // inside) ends that task, not the slot's thread.
+                            let _ = catch_unwind(AssertUnwindSafe(|| run_job(&shared, job)));
                         }
                     })
                     .expect("spawning a pool thread at startup");
@@ -204,11 +208,20 @@ impl Dispatcher {
         match message {
             Inbound::Assignment(assignment) => self.assign(assignment),
             Inbound::InvalidAssignment { task_id, problem } => {
-                error!(
-                    task_id = task_id.as_str();
-                    "task {}: invalid task assignment: {problem}",
-                    Shown(&task_id)
-                );
+                // An id refused at the door is shown escaped and cut in the
+                // message, never as the (unbounded) `task_id` field.
+                if wire::check_id("task_id", &task_id).is_ok() {
+                    error!(
+                        task_id = task_id.as_str();
+                        "task {}: invalid task assignment: {problem}",
+                        Shown(&task_id)
+                    );
+                } else {
+                    error!(
+                        "task {}: invalid task assignment: {problem}",
+                        Shown(&task_id)
+                    );
+                }
                 if self.shared.lock_active().contains_key(&task_id) {
                     // Its one terminal message comes from the run already here.
                     warn!(
@@ -219,7 +232,9 @@ impl Dispatcher {
                 }
                 self.shared.outbox.push(Outbound::TaskFailed {
                     task_id,
-                    message: format!("Failed to execute task: invalid task assignment: {problem}"),
+                    message: logging::redact(&format!(
+                        "Failed to execute task: invalid task assignment: {problem}"
+                    )),
                     failure_reason: Some(FailureReason::Unknown),
                     exit_code: 0,
                 });
@@ -378,12 +393,13 @@ impl Dispatcher {
 
     fn spawn(&self, job: Job) {
         let shared = self.shared.clone();
-        let name = format!("task-{}", job.task_id);
-        // Kept here too, so a thread that cannot start still ends its task:
-        // one terminal message, the slot freed.
+        // No outside text in a thread name: a NUL byte there panics the
+        // spawning thread, and the name shows up in `ps` and panic lines.
+        // The job is kept here too, so a thread that cannot start still
+        // ends its task: one terminal message, the slot freed.
         let slot = Arc::new(std::sync::Mutex::new(Some(job)));
         let taken = Arc::clone(&slot);
-        let spawned = thread::Builder::new().name(name).spawn(move || {
+        let spawned = thread::Builder::new().name("task".into()).spawn(move || {
             let job = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(job) = job {
                 run_job(&shared, job);
@@ -596,6 +612,61 @@ impl TaskSecrets for TaskAssignment {
     }
 }
 
+/// `message` with every secret the current thread masks in its log lines
+/// masked in its text too (a `task_failed` message quotes outside text).
+fn masked(message: Outbound) -> Outbound {
+    match message {
+        Outbound::TaskFailed {
+            task_id,
+            message,
+            failure_reason,
+            exit_code,
+        } => Outbound::TaskFailed {
+            task_id,
+            message: logging::redact(&message),
+            failure_reason,
+            exit_code,
+        },
+        other => other,
+    }
+}
+
+/// Ends a task whose thread panics outside its runner: frees its slot and
+/// sends the one terminal message it would otherwise never get.
+struct Unfinished<'a> {
+    shared: &'a Shared,
+    task_id: String,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let reported = self
+            .shared
+            .lock_active()
+            .remove(&self.task_id)
+            .is_some_and(|a| a.reported);
+        if !reported {
+            self.shared.push_terminal(
+                &self.task_id,
+                Outbound::TaskFailed {
+                    task_id: self.task_id.clone(),
+                    message: format!("Failed to execute task: {INTERNAL_ERROR}"),
+                    failure_reason: Some(FailureReason::Unknown),
+                    exit_code: 0,
+                },
+            );
+        }
+        self.shared.idle.notify_all();
+    }
+}
+
+/// What a task is told when the worker, not the task, failed it.
+const INTERNAL_ERROR: &str = "the worker hit an internal error while running the task";
+
 fn run_job(shared: &Shared, job: Job) {
     let Job {
         task_id,
@@ -605,6 +676,11 @@ fn run_job(shared: &Shared, job: Job) {
         bytes,
     } = job;
     let mut failed = None;
+    let mut unfinished = Unfinished {
+        shared,
+        task_id: task_id.clone(),
+        armed: true,
+    };
     let (assignment, adopted) = match work {
         Work::Assignment(a) => (Some(Arc::<TaskAssignment>::from(a)), None),
         Work::Adopted { image, watch } => (None, Some((image, watch))),
@@ -639,13 +715,12 @@ fn run_job(shared: &Shared, job: Job) {
     }))
     .unwrap_or_else(|_| {
         error!("task {task_id}: the worker hit an internal error while running it");
-        TaskOutcome::failed(
-            FailureReason::Unknown,
-            "the worker hit an internal error while running the task",
-        )
+        TaskOutcome::failed(FailureReason::Unknown, INTERNAL_ERROR)
     });
     shared.deadlines.remove(&cancel);
-    let message = outcome.into_message(&task_id);
+    // Masked as this task's log lines are (its scope is still on): the
+    // message quotes outside text, which may echo a secret.
+    let message = outcome.into_message(&task_id).map(masked);
     let took = started.elapsed();
     let seconds = (took.as_secs_f64() * 1000.0).round() / 1000.0;
     match &message {
@@ -696,6 +771,7 @@ fn run_job(shared: &Shared, job: Job) {
         shared.observer.finished(&message, started.elapsed());
         shared.push_terminal(&task_id, message);
     }
+    unfinished.armed = false;
     shared.lock_active().remove(&task_id);
     shared.idle.notify_all();
 }

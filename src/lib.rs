@@ -30,6 +30,7 @@ pub mod outside;
 pub mod preflight;
 pub mod signals;
 pub mod task;
+pub mod task_network;
 pub mod telemetry;
 pub mod wire;
 pub mod worker;

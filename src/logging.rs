@@ -1,8 +1,10 @@
 //! Log output: level, format, the task id on each line, and secret masking.
 //!
-//! Owns the global logger (built on `env_logger`), the per-thread "current
-//! task" that lines carry, and the registry of secret values that must never
-//! reach a log line. Every line passes through [`redact`] before it is
+//! Owns the global logger (built on `env_logger`), the panic hook (a panic
+//! is one ERROR record, masked and escaped like any line), the per-thread
+//! "current task" that lines carry, and the registry of secret values that
+//! must never reach a log line (each line of a multi-line one masked on its
+//! own too, since output is logged a line at a time). Every line passes through [`redact`] before it is
 //! written, so a secret that slips into a message (an `env_vars` value, the
 //! API key, a registry password) comes out as `[REDACTED]`; then through
 //! [`crate::outside::escape_line`], so whatever a message holds (a task id,
@@ -54,6 +56,8 @@ pub trait TaskSecrets: Send + Sync {
 }
 
 thread_local! {
+    /// Set while [`redact`] runs on this thread (see [`log_panic`]).
+    static MASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static CURRENT_TASK: RefCell<Option<String>> = const { RefCell::new(None) };
     static TASK_SECRETS: RefCell<Option<Arc<dyn TaskSecrets>>> = const { RefCell::new(None) };
 }
@@ -80,7 +84,53 @@ pub fn init(level: log::LevelFilter, format: LogFormat) {
     });
     builder.target(env_logger::Target::Stderr);
     // A second init (tests) keeps the first logger.
-    let _ = builder.try_init();
+    if builder.try_init().is_ok() {
+        std::panic::set_hook(Box::new(log_panic));
+    }
+}
+
+/// The panic hook: a panic's message can carry outside text (a raw id, a
+/// daemon's words) and secrets, so it is one ERROR record like any other,
+/// masked and escaped, instead of the default hook's raw stderr text.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    let place = info.location().map(|l| (l.file(), l.line()));
+    let line = panic_message(thread.name(), place, message);
+    if MASKING.with(|m| m.get()) {
+        // The panic came from inside the masking itself: its lock is held
+        // by this thread, and an unmasked message must not be written.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} ERROR internal error in thread {} while masking a log line (message withheld)",
+            now_rfc3339(),
+            thread.name().unwrap_or("unnamed")
+        );
+        return;
+    }
+    log::error!("{line}");
+}
+
+/// The text of a panic's log record (masked and escaped by the logger like
+/// every message; cut here to half a record).
+fn panic_message(
+    thread: Option<&str>,
+    place: Option<(&str, u32)>,
+    message: Option<&str>,
+) -> String {
+    let place = place
+        .map(|(file, line)| format!(" at {file}:{line}"))
+        .unwrap_or_default();
+    let message = message.unwrap_or("(no message)");
+    format!(
+        "internal error in thread {}{place}: {}",
+        thread.unwrap_or("unnamed"),
+        outside::truncate_message(message, MESSAGE_MAX_BYTES / 2)
+    )
 }
 
 /// A line's structured fields (`info!(task_id = id; "…")`), as JSON values:
@@ -158,14 +208,27 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
 /// Replaces every registered secret in `text` with [`REDACTED`]: the
 /// worker's own, and the current task's (on its thread).
 pub fn redact(text: &str) -> String {
+    struct Masking;
+    impl Drop for Masking {
+        fn drop(&mut self) {
+            MASKING.with(|m| m.set(false));
+        }
+    }
+    MASKING.with(|m| m.set(true));
+    let _masking = Masking;
     let secrets = lock_secrets();
     let task = TASK_SECRETS.with(|t| t.borrow().clone());
-    let mut keys: Vec<&str> = secrets.keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = Vec::with_capacity(secrets.len());
+    for secret in secrets.keys() {
+        keys.push(secret);
+        keys.extend(lines_of(secret, MIN_SECRET_LEN));
+    }
     if let Some(task) = &task {
         task.each_secret(&mut |v| {
             if v.len() >= MIN_TASK_SECRET_LEN && text.contains(v) {
                 keys.push(v);
             }
+            keys.extend(lines_of(v, MIN_TASK_SECRET_LEN).filter(|l| text.contains(l)));
         });
     }
     // Longest first, so a secret that contains another is masked whole.
@@ -177,6 +240,19 @@ pub fn redact(text: &str) -> String {
         }
     }
     out
+}
+
+/// The lines of a multi-line secret (a PEM key, a kubeconfig) that are at
+/// least `min` bytes long, each as written and trimmed: container output
+/// and error text are logged a line at a time, so each line must be masked
+/// on its own. Nothing for a one-line secret.
+fn lines_of(secret: &str, min: usize) -> impl Iterator<Item = &str> {
+    let multi = secret.contains(['\n', '\r']);
+    secret
+        .split(['\n', '\r'])
+        .filter(move |_| multi)
+        .flat_map(|line| [line, line.trim()])
+        .filter(move |line| line.len() >= min)
 }
 
 /// Registers `value` as a secret until the guard is dropped.
@@ -294,6 +370,80 @@ mod tests {
         drop(guard);
         drop(short);
         assert_eq!(redact("token=s3cr3t-value-1"), "token=s3cr3t-value-1");
+    }
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\r\n  BKcwggSjAgEAAoIBAQC7\nab\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_is_masked_on_its_own() {
+        assert_eq!(
+            lines_of(PEM, MIN_SECRET_LEN).collect::<Vec<_>>(),
+            [
+                "-----BEGIN PRIVATE KEY-----",
+                "-----BEGIN PRIVATE KEY-----",
+                "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+                "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+                "  BKcwggSjAgEAAoIBAQC7",
+                "BKcwggSjAgEAAoIBAQC7",
+                "-----END PRIVATE KEY-----",
+                "-----END PRIVATE KEY-----",
+            ]
+        );
+        assert_eq!(lines_of("one-line-secret", 4).count(), 0);
+        let _g = register_secret(PEM);
+        assert_eq!(
+            redact("[container] MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+            "[container] [REDACTED]"
+        );
+        assert_eq!(redact("x   BKcwggSjAgEAAoIBAQC7"), "x [REDACTED]");
+        // A line shorter than the minimum stays (it would blank words).
+        assert_eq!(redact("ab"), "ab");
+        assert_eq!(redact(PEM), "[REDACTED]");
+    }
+
+    #[test]
+    fn a_tasks_multi_line_value_is_masked_line_by_line_in_its_lines() {
+        let values = Arc::new(Values(vec!["first-line-1\nsecond-line-2\nshort".into()]));
+        let _scope = TaskScope::with_secrets("T", values);
+        assert_eq!(redact("out: second-line-2"), "out: [REDACTED]");
+        assert_eq!(redact("first-line-1 short"), "[REDACTED] short");
+    }
+
+    #[test]
+    fn a_panic_is_one_masked_escaped_record() {
+        let _g = register_secret("panic-secret-99");
+        let message = panic_message(
+            Some("connection"),
+            Some(("src/x.rs", 7)),
+            Some("bad id \"a\n2026-01-01T00:00:00.000Z ERROR forged\" with panic-secret-99"),
+        );
+        assert_eq!(
+            message,
+            "internal error in thread connection at src/x.rs:7: bad id \"a\n2026-01-01T00:00:00.000Z ERROR forged\" with panic-secret-99"
+        );
+        let line = render(
+            LogFormat::Text,
+            &log::Record::builder()
+                .args(format_args!("{message}"))
+                .level(log::Level::Error)
+                .target("t")
+                .build(),
+            "TS",
+        );
+        assert_eq!(
+            line,
+            "TS ERROR internal error in thread connection at src/x.rs:7: bad id \"a\\n2026-01-01T00:00:00.000Z ERROR forged\" with [REDACTED]"
+        );
+        let long = "z".repeat(MESSAGE_MAX_BYTES);
+        assert!(
+            panic_message(None, None, Some(&long))
+                .starts_with("internal error in thread unnamed: zzz")
+        );
+        assert!(panic_message(None, None, Some(&long)).len() < MESSAGE_MAX_BYTES / 2 + 100);
+        assert_eq!(
+            panic_message(Some("t"), None, None),
+            "internal error in thread t: (no message)"
+        );
     }
 
     #[test]

@@ -31,9 +31,11 @@ pub const INTERRUPTED_MESSAGE: &str = "The task was interrupted due to an infras
 pub const TIMEOUT_MESSAGE: &str = "The task exceeded its maximum allowed execution time and was terminated. Consider breaking the task into smaller steps or increasing the timeout.";
 
 mod envelope;
+mod ids;
 mod shape;
 
 pub use envelope::MAX_DEPTH;
+pub use ids::{IdProblem, MAX_ID_BYTES, MAX_REFERENCE_BYTES, check_id, check_reference};
 
 /// A message from the orchestrator, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,17 +93,35 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
         .map(|d| envelope::data_members(d))
         .collect();
     let task_id = readable_task_id(&members);
+    // An id that fails the door's check is still answered (the orchestrator
+    // matches answers by it), but never cancels anything.
+    let id_problem = task_id
+        .as_deref()
+        .and_then(|id| check_id("task_id", id).err());
     let Some(problem) = problem else {
         let data = env.datas.first().copied().unwrap_or("null");
         let kind = env.types[0].clone().unwrap_or_default();
         return match kind.as_str() {
-            "task_assignment" => decode_assignment(text.len(), data, task_id, &members[..]),
+            "task_assignment" => match id_problem {
+                Some(p) => Ok(Inbound::InvalidAssignment {
+                    task_id: task_id.unwrap_or_default(),
+                    problem: p.to_string(),
+                }),
+                None => decode_assignment(text.len(), data, task_id, &members[..]),
+            },
             "task_cancellation" => match serde_json::from_str::<TaskCancellation>(data) {
-                Ok(c) if !c.task_id.is_empty() => Ok(Inbound::Cancellation { task_id: c.task_id }),
+                Ok(c) if !c.task_id.is_empty() => match check_id("task_id", &c.task_id) {
+                    Ok(()) => Ok(Inbound::Cancellation { task_id: c.task_id }),
+                    Err(p) => Err(DecodeError(format!("task_cancellation: {p}"))),
+                },
                 Ok(_) => Err(DecodeError(
                     "task_cancellation with an empty task_id".into(),
                 )),
                 Err(e) => match task_id {
+                    Some(_) if id_problem.is_some() => Err(DecodeError(format!(
+                        "task_cancellation: {}",
+                        id_problem.map(|p| p.to_string()).unwrap_or_default()
+                    ))),
                     Some(task_id) => Ok(Inbound::Cancellation { task_id }),
                     None => Err(DecodeError(format!(
                         "task_cancellation: {}",
@@ -119,6 +139,7 @@ pub fn decode(text: &str) -> Result<Inbound, DecodeError> {
             .all(|t| t.as_deref() == Some("task_cancellation"));
     let maybe_assignment = is("task_assignment") || env.types.iter().all(Option::is_none);
     match task_id {
+        Some(_) if only_cancellation && id_problem.is_some() => Err(DecodeError(problem)),
         Some(task_id) if only_cancellation => Ok(Inbound::Cancellation { task_id }),
         Some(task_id) if maybe_assignment => Ok(Inbound::InvalidAssignment { task_id, problem }),
         _ => Err(DecodeError(problem)),
@@ -172,11 +193,29 @@ fn decode_assignment(
     match serde_json::from_str::<TaskAssignment>(data) {
         Ok(a) if a.task.id.is_empty() => invalid("task.id is empty".into()),
         Ok(mut a) => {
+            if let Err(p) = other_ids(&a) {
+                return invalid(p.to_string());
+            }
             a.frame_bytes = frame_bytes;
             Ok(Inbound::Assignment(Box::new(a)))
         }
         Err(e) => invalid(problem_of(&e)),
     }
+}
+
+/// The ids of a decoded assignment other than `task_id` (checked first),
+/// and its image references and sidecar mount paths: each becomes a label,
+/// part of a name, a path or a log field.
+fn other_ids(a: &TaskAssignment) -> Result<(), IdProblem> {
+    check_id("execution_id", &a.execution_id)?;
+    check_id("task.id", &a.task.id)?;
+    check_reference("docker_image", &a.docker_image)?;
+    check_reference("sidecar_image", &a.sidecar_image)?;
+    for s in &a.additional_sidecars {
+        check_reference("additional_sidecars.image", &s.image)?;
+        check_reference("additional_sidecars.mount_path", &s.mount_path)?;
+    }
+    Ok(())
 }
 
 /// A serde error in plain words, without the values it quotes and without
@@ -555,382 +594,4 @@ impl Outbound {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn parsed(m: &Outbound) -> Value {
-        serde_json::from_str(&m.encode()).unwrap()
-    }
-
-    #[test]
-    fn claimed_is_exact() {
-        let m = Outbound::TaskClaimed {
-            task_id: "T".into(),
-            worker_id: "W".into(),
-        };
-        assert_eq!(
-            parsed(&m),
-            json!({"type":"task_claimed","data":{"task_id":"T","worker_id":"W"}})
-        );
-    }
-
-    #[test]
-    fn failed_omits_empty_fields() {
-        let m = Outbound::TaskFailed {
-            task_id: "T".into(),
-            message: "m".into(),
-            failure_reason: None,
-            exit_code: 0,
-        };
-        assert_eq!(
-            parsed(&m),
-            json!({"type":"task_failed","data":{"task_id":"T","message":"m"}})
-        );
-        let m = Outbound::TaskFailed {
-            task_id: "T".into(),
-            message: "m".into(),
-            failure_reason: Some(FailureReason::ContainerExit),
-            exit_code: 2,
-        };
-        assert_eq!(
-            parsed(&m),
-            json!({"type":"task_failed","data":{"task_id":"T","message":"m","failure_reason":"container_exit","exit_code":2}})
-        );
-    }
-
-    #[test]
-    fn completed_and_cancelled_are_exact() {
-        let m = Outbound::TaskCompleted {
-            task_id: "T".into(),
-            message: COMPLETED_MESSAGE.into(),
-            task_state: None,
-        };
-        assert_eq!(
-            parsed(&m),
-            json!({"type":"task_completed","data":{"task_id":"T","message":"Task completed successfully"}})
-        );
-        let m = Outbound::TaskCompleted {
-            task_id: "T".into(),
-            message: CANCELLED_MESSAGE.into(),
-            task_state: Some(CANCELLED_STATE.into()),
-        };
-        assert_eq!(
-            parsed(&m),
-            json!({"type":"task_completed","data":{"task_id":"T","message":"Task cancelled by user request.","task_state":"CANCELLED"}})
-        );
-    }
-
-    #[test]
-    fn rejected_is_exact() {
-        let m = Outbound::TaskRejected {
-            task_id: "T".into(),
-            reason: REJECT_AT_CAPACITY.into(),
-        };
-        assert_eq!(
-            parsed(&m),
-            json!({"type":"task_rejected","data":{"task_id":"T","reason":"worker at maximum concurrency"}})
-        );
-    }
-
-    #[test]
-    fn assignment_decodes_with_unknown_fields() {
-        let text = json!({"type":"task_assignment","extra":1,"data":{
-            "task_id":"T","execution_id":"E","new_field":{"x":1},
-            "task":{"id":"T","title":"t","owner":{"Type":"TEAM","Id":42},
-                    "agent_config_snapshot":{"model_id":"m1","idle_timeout_minutes":12,"future":true}},
-            "docker_image":"ubuntu:22.04","env_vars":{"K":"v"},
-            "additional_sidecars":[{"image":"i","mount_path":"/m","read_write":true}],
-            "instance_shape":{"vcpus":4,"memory_gb":16}}})
-        .to_string();
-        let Inbound::Assignment(a) = decode(&text).unwrap() else {
-            panic!("not an assignment")
-        };
-        assert_eq!(a.task_id, "T");
-        assert_eq!(a.execution_id, "E");
-        assert!(a.task.owner.as_ref().unwrap().is_team());
-        let snap = a.task.agent_config_snapshot.as_ref().unwrap();
-        assert_eq!(snap.model_id.as_deref(), Some("m1"));
-        assert_eq!(snap.idle_timeout_minutes, Some(12));
-        assert_eq!(a.env_vars["K"], "v");
-        assert!(a.additional_sidecars[0].read_write);
-        assert_eq!(
-            a.instance_shape,
-            Some(InstanceShape {
-                vcpus: 4,
-                memory_gb: 16
-            })
-        );
-    }
-
-    fn mcp_of(text: &str) -> BTreeMap<String, String> {
-        let Inbound::Assignment(a) = decode(text).unwrap() else {
-            panic!("not an assignment: {text}")
-        };
-        let snap = a.task.agent_config_snapshot.unwrap();
-        snap.mcp_servers
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k, v.get().to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn mcp_server_values_keep_the_bytes_oz_sent() {
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T",
-            "agent_config_snapshot":{"mcp_servers":{"b": { "z" : 1.50, "a":1E3 } ,"a":[ 123456789012345678901234567890 ],"c":"\u00e9<"}}}}}"#;
-        assert_eq!(
-            mcp_of(text),
-            BTreeMap::from([
-                (
-                    "a".to_owned(),
-                    "[ 123456789012345678901234567890 ]".to_owned()
-                ),
-                ("b".to_owned(), r#"{ "z" : 1.50, "a":1E3 }"#.to_owned()),
-                ("c".to_owned(), r#""\u00e9<""#.to_owned()),
-            ])
-        );
-    }
-
-    #[test]
-    fn a_repeated_field_is_refused_and_answered() {
-        let text = r#"{"type":"task_assignment","data":{"task_id":"old","task_id":"T",
-            "task":{"id":"T"}}}"#;
-        assert_eq!(
-            decode(text).unwrap(),
-            Inbound::InvalidAssignment {
-                task_id: "T".into(),
-                problem: "duplicate field `task_id`".into()
-            }
-        );
-        // In a map the last one wins, as in a Go map.
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T",
-            "task":{"id":"T","agent_config_snapshot":{"mcp_servers":{"s":{"x":1},"s":{"x":2}}}}}}"#;
-        assert_eq!(mcp_of(text)["s"], r#"{"x":2}"#);
-        // An empty task id is as unreadable as a missing one.
-        assert!(decode(r#"{"type":"task_assignment","data":{"task_id":"","task":{}}}"#).is_err());
-    }
-
-    #[test]
-    fn assignment_with_null_task_is_invalid_not_dropped() {
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":null}}"#;
-        assert_eq!(
-            decode(text).unwrap(),
-            Inbound::InvalidAssignment {
-                task_id: "T".into(),
-                problem: "task is missing".into()
-            }
-        );
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":5}}}"#;
-        assert!(matches!(
-            decode(text).unwrap(),
-            Inbound::InvalidAssignment { task_id, .. } if task_id == "T"
-        ));
-    }
-
-    #[test]
-    fn rejected_values_never_reach_the_problem_text() {
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{},"env_vars":"sekrit-value"}}"#;
-        let Inbound::InvalidAssignment { problem, .. } = decode(text).unwrap() else {
-            panic!("not invalid")
-        };
-        assert!(!problem.contains("sekrit"), "{problem}");
-        assert_eq!(problem, "invalid type: string \"…\", expected a map");
-        let err = decode(r#"{"type":"task_cancellation","data":{"task_id":{"x":"sekrit-value"}}}"#)
-            .unwrap_err();
-        assert!(!err.to_string().contains("sekrit"), "{err}");
-    }
-
-    #[test]
-    fn escaped_quotes_stay_inside_the_scrubbed_value() {
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{},"env_vars":"a\"sekrit\\"}}"#;
-        let Inbound::InvalidAssignment { problem, .. } = decode(text).unwrap() else {
-            panic!("not invalid")
-        };
-        assert_eq!(problem, "invalid type: string \"…\", expected a map");
-        assert_eq!(
-            decode(r#""\"sekrit""#).unwrap_err().to_string(),
-            "malformed message from the orchestrator: not a JSON object"
-        );
-        assert_eq!(scrub_values(r#"x "a\"b" y "c" z"#), "x \"…\" y \"…\" z");
-    }
-
-    #[test]
-    fn numbers_and_other_values_are_never_echoed() {
-        for (env, expected) in [
-            (
-                r#"{"K":12345678}"#,
-                "invalid type: integer `…`, expected a string",
-            ),
-            (
-                r#"{"K":1.25e3}"#,
-                "invalid type: floating point `…`, expected a string",
-            ),
-            (
-                r#"{"K":true}"#,
-                "invalid type: boolean `…`, expected a string",
-            ),
-            (
-                r#"{"K":[9876]}"#,
-                "invalid type: sequence, expected a string",
-            ),
-        ] {
-            let text = format!(
-                r#"{{"type":"task_assignment","data":{{"task_id":"T","task":{{"id":"T"}},"env_vars":{env}}}}}"#
-            );
-            assert_eq!(
-                decode(&text).unwrap(),
-                Inbound::InvalidAssignment {
-                    task_id: "T".into(),
-                    problem: expected.into()
-                }
-            );
-        }
-        assert_eq!(
-            scrub_values(
-                "missing field `task_id`; duplicate field `type`; unknown variant `sekrit`"
-            ),
-            "missing field `task_id`; duplicate field `type`; unknown variant `…`"
-        );
-    }
-
-    fn invalid(problem: &str) -> Inbound {
-        Inbound::InvalidAssignment {
-            task_id: "T".into(),
-            problem: problem.into(),
-        }
-    }
-
-    #[test]
-    fn every_frame_with_a_readable_task_id_is_answered() {
-        let deep = format!(
-            r#"{{"type":"task_assignment","data":{{"task_id":"T","task":{{"id":"T","x":{}{}}}}}}}"#,
-            "[".repeat(200),
-            "]".repeat(200)
-        );
-        assert_eq!(
-            decode(&deep).unwrap(),
-            invalid("nested deeper than 127 levels")
-        );
-        let deep_outside = format!(
-            r#"{{"type":"task_assignment","junk":{}1{},"data":{{"task_id":"T","task":{{"id":"T"}}}}}}"#,
-            "{\"a\":".repeat(300),
-            "}".repeat(300)
-        );
-        assert_eq!(
-            decode(&deep_outside).unwrap(),
-            invalid("nested deeper than 127 levels")
-        );
-        let cases = [
-            (
-                r#"{"type":"task_assignment","type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}}}"#,
-                "the envelope has more than one `type`",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}},"data":{"task_id":"T"}}"#,
-                "the envelope has more than one `data`",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task_id":"T","task":{"id":"T"}}}"#,
-                "duplicate field `task_id`",
-            ),
-            (
-                r#"{"data":{"task_id":"T","task":{"id":"T"}}}"#,
-                "the envelope has no `type`",
-            ),
-            (
-                r#"{"type":7,"data":{"task_id":"T","task":{"id":"T"}}}"#,
-                "the envelope's `type` is not a string",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}}} trailing"#,
-                "not valid JSON: unexpected text after the object at byte 68",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":[]}}"#,
-                "invalid type: sequence, expected an object",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"},"instance_shape":[]}}"#,
-                "invalid type: sequence, expected an object",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T","owner":[]}}}"#,
-                "invalid type: sequence, expected an object",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"},"additional_sidecars":[["i","/m"]]}}"#,
-                "invalid type: sequence, expected an object",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T","title":5}}}"#,
-                "invalid type: integer `…`, expected a string",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":""}}}"#,
-                "task.id is empty",
-            ),
-            (
-                r#"{"type":"task_assignment","data":{"task_id":"T","task":{}}}"#,
-                "task.id is empty",
-            ),
-        ];
-        for (text, problem) in cases {
-            assert_eq!(decode(text).unwrap(), invalid(problem), "{text}");
-        }
-    }
-
-    #[test]
-    fn empty_ids_and_non_assignments_are_not_answered_and_the_last_id_counts() {
-        for text in [
-            r#"{"type":"task_assignment","data":{"task_id":"","task":{"id":"T"}}}"#,
-            r#"{"type":"task_assignment","data":{"task_id":"T","task_id":5,"task":{}}}"#,
-            r#"{"type":"task_assignment","data":{"task_id":5,"task":{}}}"#,
-            r#"{"type":"heartbeat","type":"x","data":{"task_id":"T"}}"#,
-            r#"{"type":"task_cancellation","data":{"task_id":""}}"#,
-        ] {
-            assert!(decode(text).is_err(), "{text}");
-        }
-        assert_eq!(
-            decode(r#"{"type":"task_assignment","data":{"task_id":"T","task":{}},"data":{"task_id":"U"}}"#)
-                .unwrap(),
-            Inbound::InvalidAssignment {
-                task_id: "U".into(),
-                problem: "the envelope has more than one `data`".into()
-            }
-        );
-        assert_eq!(
-            decode(r#"{"type":"task_cancellation","data":{"task_id":"T","task_id":"T"}}"#).unwrap(),
-            Inbound::Cancellation {
-                task_id: "T".into()
-            }
-        );
-    }
-
-    #[test]
-    fn an_assignment_knows_its_frame_size() {
-        let text = r#"{"type":"task_assignment","data":{"task_id":"T","task":{"id":"T"}}}"#;
-        let Inbound::Assignment(a) = decode(text).unwrap() else {
-            panic!("not an assignment")
-        };
-        assert_eq!(a.frame_bytes, text.len());
-    }
-
-    #[test]
-    fn malformed_frames_are_errors() {
-        assert!(decode("not json").is_err());
-        assert!(decode(r#"{"data":{}}"#).is_err());
-        assert!(decode(r#"{"type":"task_assignment","data":{"task":{}}}"#).is_err());
-        assert!(decode(r#"{"type":"task_cancellation","data":{"id":"x"}}"#).is_err());
-    }
-
-    #[test]
-    fn unknown_type_is_reported() {
-        assert_eq!(
-            decode(r#"{"type":"heartbeat","data":{}}"#).unwrap(),
-            Inbound::Unknown {
-                kind: "heartbeat".into()
-            }
-        );
-    }
-}
+mod tests;

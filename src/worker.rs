@@ -1,7 +1,8 @@
 //! The `run` command: everything `main` starts for a working worker.
 //!
 //! Owns start-up order and the one-line start-up errors: logging and secret
-//! masking first, then Docker (discovery, ping, platform), this process's
+//! masking first, then Docker (discovery, ping, platform), the task network
+//! (unless the operator named one), this process's
 //! instance id and lease, metrics, the [`Daemon`] (whose dispatcher first
 //! adopts what an earlier worker process left running), the reaper, the
 //! Docker health watch that turns assignments away while the daemon does
@@ -13,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 
 use crate::config::{Config, ShutdownMode};
 use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
@@ -22,6 +23,7 @@ use crate::docker::{Docker, DockerError, discovery};
 use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInfo};
 use crate::signals::Signal;
+use crate::task_network::{self, TASK_NETWORK};
 use crate::telemetry::{self, TaskTelemetry, Telemetry};
 use crate::{build_info, logging, preflight, signals};
 
@@ -42,6 +44,7 @@ enum RunError {
     Metrics(String),
     Preflight(preflight::Problem),
     Telemetry(String),
+    TaskNetwork(task_network::TaskNetworkError),
     Startup(StartupError),
 }
 
@@ -56,6 +59,7 @@ impl fmt::Display for RunError {
             Self::Metrics(e) => write!(f, "metrics: {e}"),
             Self::Preflight(e) => write!(f, "{e}"),
             Self::Telemetry(e) => write!(f, "telemetry: {e}"),
+            Self::TaskNetwork(e) => write!(f, "{e}"),
             Self::Startup(e) => write!(f, "{e}"),
         }
     }
@@ -114,7 +118,21 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     );
     // The daemon's side of the configuration (runtime, network, profiles,
     // proxy, mirrors): refuse what would fail every task. See preflight.rs.
-    let config = &preflight::at_start(&docker, config, &env).map_err(RunError::Preflight)?;
+    let mut config = preflight::at_start(&docker, config, &env).map_err(RunError::Preflight)?;
+    // Tasks are kept apart on the worker's own network unless the
+    // operator named one (see task_network.rs).
+    if config.docker.hardening.network.is_none() {
+        match task_network::ensure(&docker).map_err(RunError::TaskNetwork)? {
+            task_network::Ensured::Created => info!(
+                "created the task network {TASK_NETWORK}: task containers reach the outside but not each other"
+            ),
+            task_network::Ensured::Reused => {
+                debug!("task containers join the network {TASK_NETWORK}")
+            }
+        }
+        config.docker.hardening.network = Some(TASK_NETWORK.to_owned());
+    }
+    let config = &config;
     let health = Health::default();
     health.docker_ok();
 

@@ -591,3 +591,58 @@ fn oversized_frame_closes_and_the_worker_reconnects() {
     )));
     finish(handle);
 }
+
+/// Panics on an assignment for task `boom`, records everything else.
+struct PanicsOnBoom(Sender<Event>);
+
+impl InboundHandler for PanicsOnBoom {
+    fn on_message(&mut self, msg: Inbound) {
+        if matches!(&msg, Inbound::Assignment(a) if a.task_id == "boom") {
+            panic!("handler bug on task boom");
+        }
+        let _ = self.0.send(Event::Msg(msg));
+    }
+    fn on_connection_change(&mut self, connected: bool) {
+        let _ = self.0.send(Event::Connected(connected));
+    }
+}
+
+#[test]
+fn a_panic_on_the_connection_thread_drops_the_connection_and_dials_again() {
+    let orch = Orchestrator::start(Options::default());
+    let outbox = Outbox::new();
+    let (tx, rx) = unbounded();
+    let handle =
+        connection::spawn(settings(&orch.url(), &[]), outbox.clone(), PanicsOnBoom(tx)).unwrap();
+    assert!(orch.wait_until(|r| r.connected, WAIT));
+    let assign =
+        |id: &str| json!({"type":"task_assignment","data":{"task_id":id,"task":{"id":id}}});
+    assert!(orch.send(&assign("boom")));
+    // Readiness goes false, then the thread dials again by itself.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while seen != [true, false, true] {
+        match rx
+            .recv_deadline(deadline)
+            .expect("no reconnect after the panic")
+        {
+            Event::Connected(c) => seen.push(c),
+            Event::Msg(m) => panic!("unexpected message {m:?}"),
+        }
+    }
+    assert!(orch.wait_until(|r| r.handshakes.len() == 2 && r.connected, WAIT));
+    // The new connection works both ways.
+    outbox.push(claimed("after"));
+    assert!(orch.send(&assign("next")));
+    match next_message(&rx) {
+        Inbound::Assignment(a) => assert_eq!(a.task_id, "next"),
+        other => panic!("expected the next assignment, got {other:?}"),
+    }
+    let frames = orch.wait_for(|f| task_ids(f).contains(&"after".to_owned()), WAIT);
+    assert_eq!(task_ids(&frames), ["after"]);
+    assert!(logged(|l, s| l == log::Level::Error
+        && s.starts_with(
+            "the connection thread stopped on an internal error"
+        )));
+    assert!(finish(handle).thread_exited);
+}

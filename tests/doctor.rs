@@ -444,3 +444,65 @@ fn missing_volume_missing_socket_and_never_pulled_image() {
         "FAIL default image on host: docker.io/oz-test/absent-doctor:none is not on this host and image_pull_policy is Never"
     );
 }
+
+#[test]
+fn plain_ws_to_another_host_is_a_warning() {
+    let (_, report) = doctor(
+        &[
+            "--worker-id",
+            "w-clear",
+            "--api-key",
+            KEY,
+            "--web-socket-url",
+            "ws://oz-cleartext.invalid:9/ws",
+        ],
+        &[],
+    );
+    assert_eq!(
+        line(&report, "websocket url"),
+        "WARN websocket url: oz-cleartext.invalid:9 is plain ws:// to a host other than this one: the API key travels in clear; use wss://"
+    );
+    // To this host: no such line.
+    let (_, report) = doctor(
+        &[
+            "--worker-id",
+            "w-clear",
+            "--api-key",
+            KEY,
+            "--web-socket-url",
+            "ws://127.0.0.1:9/ws",
+        ],
+        &[],
+    );
+    assert!(!report.contains("websocket url:"), "{report}");
+}
+
+#[test]
+fn a_line_break_in_the_api_key_fails_and_nothing_is_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (code, report) = doctor(
+        &[
+            "--worker-id",
+            "w-crlf",
+            "--api-key",
+            "k-SECRET\r\nX-Injected: 1",
+            "--web-socket-url",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        line(&report, "line breaks"),
+        "FAIL line breaks: invalid --api-key (or WARP_API_KEY): it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it"
+    );
+    assert_eq!(
+        line(&report, "websocket"),
+        "WARN websocket: not checked: a setting holds a CR, LF or NUL character (see above)"
+    );
+    // Nothing dialled the orchestrator's port.
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err());
+    assert!(!report.contains("X-Injected"), "{report}");
+}

@@ -309,3 +309,23 @@ fn the_binary_prints_json_and_exits_1_on_failure() {
             .any(|c| c["name"] == "runtime" && c["status"] == "fail")
     );
 }
+
+#[test]
+fn the_task_network_is_checked_when_no_network_is_named() {
+    let (_, report) = doctor_with("worker_id: w-doctor-daemon\n", &[]);
+    let line = check(&report, "task network");
+    // Made by a worker earlier on this daemon, or not yet: either passes.
+    assert!(
+        line == "PASS task network: oz-agent-worker-tasks keeps task containers apart (com.docker.network.bridge.enable_icc=false)"
+            || line
+                == "PASS task network: oz-agent-worker-tasks does not exist yet; the worker makes it at start (containers on it cannot reach each other)",
+        "{line}"
+    );
+    // A named network replaces it: no such check then.
+    let (_, report) = doctor_with("backend:\n  docker:\n    network_mode: bridge\n", &[]);
+    assert!(!report.contains("task network"), "{report}");
+    assert!(
+        check(&report, "network").starts_with("PASS network: bridge exists (driver bridge)"),
+        "{report}"
+    );
+}

@@ -148,8 +148,15 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
             "task": {"id": id, "title": title},
             "docker_image": image, "sidecar_image": printer, "env_vars": env}})
     };
+    // An id with a line break is refused at the door (answered, escaped).
     assert!(orch.send(&assignment(
         forged_id,
+        support::BUSYBOX,
+        "forged id",
+        json!({})
+    )));
+    assert!(orch.send(&assignment(
+        "A",
         support::BUSYBOX,
         "t\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
         json!({"WORD": "container", "SHORT": "abc12", "LONG_SECRET": "long-secret-value"}),
@@ -168,28 +175,24 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
     )));
     let huge_image = "a".repeat(1 << 20);
     assert!(orch.send(&assignment("D", &huge_image, "huge", json!({}))));
-    let frames = wait_terminal(&orch, &[forged_id, "B", "C", "D"], &worker);
-    let d = failed_with(&frames, "D");
-    let message = d["message"].as_str().unwrap();
-    assert!(message.len() < 600, "{} bytes", message.len());
-    assert!(
-        message.starts_with(&format!(
-            "Failed to execute task: invalid image reference \"{}…(+{} bytes)\"",
-            "a".repeat(200),
-            (1 << 20) - 200
-        )),
-        "{message}"
+    let frames = wait_terminal(&orch, &[forged_id, "A", "B", "C", "D"], &worker);
+    assert_eq!(
+        failed_with(&frames, forged_id)["message"],
+        "Failed to execute task: invalid task assignment: task_id holds a control character (U+000A), which is not accepted"
     );
-    assert_eq!(failed_with(&frames, forged_id)["exit_code"], 3);
+    // Image references are checked at the door too: never pulled, never
+    // quoted in a line.
+    assert_eq!(
+        failed_with(&frames, "D"),
+        json!({"task_id": "D", "failure_reason": "unknown",
+               "message": "Failed to execute task: invalid task assignment: docker_image is 1048576 bytes long; at most 1024 are accepted"})
+    );
+    assert_eq!(failed_with(&frames, "A")["exit_code"], 3);
     assert_eq!(failed_with(&frames, "B")["exit_code"], 3);
-    let c = failed_with(&frames, "C");
-    assert_eq!(c["failure_reason"], "image_pull");
-    assert!(
-        c["message"]
-            .as_str()
-            .unwrap()
-            .contains("busybox\\n2026-01-01T00:00:00.000Z INFO  forged-by-image"),
-        "{c}"
+    assert_eq!(
+        failed_with(&frames, "C"),
+        json!({"task_id": "C", "failure_reason": "unknown",
+               "message": "Failed to execute task: invalid task assignment: docker_image holds a control character (U+000A), which is not accepted"})
     );
     worker.signal(libc::SIGTERM);
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
@@ -204,7 +207,7 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
         let tag = format!(" task={task} ");
         lines.iter().filter(|l| l.contains(&tag)).collect()
     };
-    let a = of("A\\n2026-01-01T00:00:00.000Z INFO  forged-by-id");
+    let a = of("A");
     let b = of("B");
     assert!(!a.is_empty() && !b.is_empty(), "{}", worker.text());
     // Container output: one record per line, marked.
@@ -228,14 +231,15 @@ fn outside_values_cannot_forge_log_records_and_masking_stays_with_its_task() {
     // ...and never task B's.
     assert!(b.iter().any(|l| l.contains("started container ")), "{b:?}");
     assert!(lines.iter().all(|l| !l.contains("long-secret-value")));
+    assert!(lines.iter().all(|l| !l.contains("forged-by-image")));
     for (forged, escaped) in [
+        (
+            "forged-by-id",
+            "A\\n2026-01-01T00:00:00.000Z INFO  forged-by-id",
+        ),
         (
             "forged-by-title",
             "t\\n2026-01-01T00:00:00.000Z WARN  forged-by-title",
-        ),
-        (
-            "forged-by-image",
-            "busybox\\n2026-01-01T00:00:00.000Z INFO  forged-by-image",
         ),
     ] {
         let seen: Vec<&String> = lines.iter().filter(|l| l.contains(forged)).collect();
@@ -292,4 +296,77 @@ fn assignments_past_the_in_flight_byte_cap_are_rejected_like_capacity() {
     worker.signal(libc::SIGTERM);
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
     fx.assert_no_containers();
+}
+
+/// The address from the worker's "serving /metrics, /healthz and /readyz on ADDR" line.
+fn metrics_addr(worker: &WorkerProcess) -> String {
+    let needle = "/readyz on ";
+    assert!(worker.wait_count(needle, 1, WAIT), "{}", worker.text());
+    let text = worker.text();
+    let rest = &text[text.find(needle).unwrap() + needle.len()..];
+    rest.split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn slow_clients_on_the_metrics_port_hold_up_no_one_elses_healthz() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let fx = Fixture::new("slowhttp");
+    let orch = Orchestrator::start(Options::default());
+    let args = worker_args(&fx, &orch.url(), &[]);
+    let mut worker = WorkerProcess::start(
+        &strs(&args),
+        &[
+            ("WARP_API_KEY", API_KEY),
+            ("OTEL_METRICS_EXPORTER", "prometheus"),
+            ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
+            ("OTEL_EXPORTER_PROMETHEUS_PORT", "0"),
+        ],
+    );
+    let addr = metrics_addr(&worker);
+    // Four clients, each one byte of a request head every 2 s, never done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, connected) = std::sync::mpsc::channel();
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop, tx) = (addr.clone(), stop.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let mut c = TcpStream::connect(&addr).unwrap();
+                let _ = tx.send(());
+                for b in b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaa" {
+                    if stop.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        connected.recv_timeout(WAIT).unwrap();
+    }
+    // A generous deadline per answer: one serial server waits on the
+    // first slow client for good and never answers at all.
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply)
+            .expect("/healthz answered while slow clients are connected");
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nok\n"), "{reply}");
+        // Spread over a few of the slow clients' bytes.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    for t in slow {
+        t.join().unwrap();
+    }
 }

@@ -276,3 +276,69 @@ fn env_config_binds_where_it_says() {
     assert_ne!(server.local_addr().port(), 0);
     assert_eq!(get(server.local_addr(), "GET", "/healthz").status, 200);
 }
+
+/// A client that sends a request head one byte at a time, every `every`,
+/// never finishing it, until `stop`; it reconnects when the server drops it.
+fn trickle(
+    addr: SocketAddr,
+    every: Duration,
+    started: std::sync::mpsc::Sender<()>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut started = Some(started);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok(mut s) = TcpStream::connect(addr) else {
+                continue;
+            };
+            for b in b"GET /metrics HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'))
+            {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                    break;
+                }
+                sent += 1;
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(());
+                }
+                std::thread::sleep(every);
+            }
+        }
+        sent
+    })
+}
+
+#[test]
+fn slow_and_silent_clients_delay_no_one_elses_healthz() {
+    let server = serve("127.0.0.1:0", metrics(), Health::default()).unwrap();
+    let addr = server.local_addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, started) = std::sync::mpsc::channel();
+    let slow: Vec<_> = (0..4)
+        .map(|_| trickle(addr, Duration::from_millis(200), tx.clone(), stop.clone()))
+        .collect();
+    for _ in 0..4 {
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    // Silent ones too: connected, never a byte.
+    let _silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // One serial server would sit on the first slow client (each byte
+    // arrives well within a per-read timeout) and never answer these.
+    for _ in 0..30 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)
+            .expect("/healthz answered within 5 s while slow clients are connected");
+        assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+        assert!(raw.ends_with("\r\n\r\nok\n"), "{raw}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in slow {
+        assert!(t.join().unwrap() > 0);
+    }
+}

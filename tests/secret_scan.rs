@@ -320,3 +320,66 @@ fn base64_matches_the_standard_alphabet() {
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
 }
+
+/// Lines of the multi-line secrets: each long enough to be masked alone.
+const TASK_PEM: [&str; 4] = [
+    "-----BEGIN TASK KEY-----",
+    "TASKPEM1MARKERMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    "TASKPEM2MARKERBKcwggSjAgEAAoIBAQC7",
+    "-----END TASK KEY-----",
+];
+const OPERATOR_PEM: [&str; 3] = [
+    "OPPEM1MARKER-first-line-of-the-key",
+    "OPPEM2MARKER-second-line-of-the-key",
+    "OPPEM3MARKER-third",
+];
+
+#[test]
+fn each_line_of_a_multi_line_secret_is_masked_at_debug_level() {
+    let mut fx = Fixture::new("pem");
+    let sidecar = fx.sidecar("pem");
+    let orch = Orchestrator::start(Options::default());
+    let operator_env = format!("OPERATOR_PEM={}", OPERATOR_PEM.join("\n"));
+    let args = tasks::worker_args(
+        &fx,
+        &orch.url(),
+        &["--log-level", "debug", "-e", &operator_env],
+    );
+    let mut worker = WorkerProcess::start(&tasks::strs(&args), &[("WARP_API_KEY", API_KEY)]);
+    assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+    // Exit 3: the container's output (its whole environment, a line at a
+    // time) is logged.
+    let task_pem = format!("{}\n", TASK_PEM.join("\n"));
+    assert!(tasks::send_assignment(
+        &orch,
+        "pem",
+        BUSYBOX,
+        &sidecar,
+        json!({"TASK_PEM": task_pem, "OZ_TEST_EXIT": "3", "OZ_TEST_PRINT_ENV": "1"}),
+    ));
+    let frames = orch.wait_for(|f| !terminal(f, "pem").is_empty(), WAIT);
+    assert_eq!(terminal(&frames, "pem")[0]["data"]["exit_code"], 3);
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    let text = worker.text();
+    // The output really was logged a line at a time, each line masked.
+    assert!(text.contains("[container] TASK_PEM=[REDACTED]"), "{text}");
+    assert!(
+        text.contains("[container] OPERATOR_PEM=[REDACTED]"),
+        "{text}"
+    );
+    assert!(
+        worker
+            .lines()
+            .iter()
+            .filter(|l| l.ends_with("[container] [REDACTED]"))
+            .count()
+            >= TASK_PEM.len() - 1 + OPERATOR_PEM.len() - 1,
+        "{text}"
+    );
+    for line in TASK_PEM.iter().chain(OPERATOR_PEM.iter()) {
+        assert!(!text.contains(line), "{line} leaked:\n{text}");
+    }
+    assert!(!text.contains("MARKER"), "{text}");
+    fx.wait_no_containers(WAIT);
+}

@@ -335,3 +335,95 @@ fn a_silent_mirror_registry_warns_and_the_worker_still_starts() {
     worker.signal(libc::SIGTERM);
     assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn a_line_break_in_a_url_or_a_proxy_stops_the_start_with_one_line() {
+    let fx = Fixture::new("crlf");
+    let out = Command::new(env!("CARGO_BIN_EXE_oz-agent-worker"))
+        .args([
+            "--worker-id",
+            &fx.worker_id,
+            "--web-socket-url",
+            "ws://127.0.0.1:9/ws\r\nX-Injected: 1",
+        ])
+        .env("WARP_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "oz-agent-worker: invalid --web-socket-url: it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it\n"
+    );
+    let args = [
+        "--worker-id",
+        &fx.worker_id,
+        "--web-socket-url",
+        "wss://oz.example.test/api/v1/selfhosted/worker/ws",
+    ];
+    let mut worker = WorkerProcess::start(
+        &args,
+        &[
+            ("WARP_API_KEY", KEY),
+            ("HTTPS_PROXY", "http://127.0.0.1:3128\r\nX-Injected: 1"),
+        ],
+    );
+    let status = worker.wait_exit(WAIT).expect("refused, not retried");
+    assert_eq!(status.code(), Some(1));
+    let errors: Vec<String> = worker
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" ERROR "))
+        .collect();
+    let error = one_error(&errors);
+    assert!(
+        error.starts_with("cannot use the proxy for wss://oz.example.test/api/v1/selfhosted/worker/ws: HTTPS_PROXY: the proxy URL holds a control character (CR, LF, NUL, …), which would split the CONNECT request"),
+        "{error}"
+    );
+    assert!(!worker.text().contains("X-Injected"), "{}", worker.text());
+}
+
+#[test]
+fn plain_ws_to_another_host_warns_once_that_the_key_travels_in_clear() {
+    let fx = Fixture::new("cleartext");
+    let args = [
+        "--worker-id",
+        &fx.worker_id,
+        "--web-socket-url",
+        "ws://oz-cleartext.invalid:9/api/v1/selfhosted/worker/ws",
+    ];
+    let mut worker = WorkerProcess::start(&args, &[("WARP_API_KEY", KEY)]);
+    // Two failed dials: the warning is said once, at start, not per dial.
+    assert!(
+        worker.wait_count("could not connect to ws://oz-cleartext.invalid", 2, WAIT),
+        "{}",
+        worker.text()
+    );
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    let warnings: Vec<String> = worker
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("travels in clear"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", worker.text());
+    assert!(
+        warnings[0].ends_with(" WARN  ws://oz-cleartext.invalid:9/api/v1/selfhosted/worker/ws is plain ws:// to a host other than this one: the API key travels in clear on every connection; use wss://"),
+        "{}",
+        warnings[0]
+    );
+    assert!(!worker.text().contains(KEY));
+
+    // To this host: no warning.
+    let orch = Orchestrator::start(Options::default());
+    let args = worker_args(&fx, &orch.url(), &[]);
+    let mut worker = WorkerProcess::start(&strs(&args), &[("WARP_API_KEY", KEY)]);
+    assert!(orch.wait_until(|r| r.connected, WAIT), "{}", worker.text());
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    assert!(orch.url().starts_with("ws://127."), "{}", orch.url());
+    assert!(
+        !worker.text().contains("travels in clear"),
+        "{}",
+        worker.text()
+    );
+}

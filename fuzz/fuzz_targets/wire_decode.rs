@@ -2,11 +2,14 @@
 //! the envelope scanner does not recurse); a decoded assignment or
 //! cancellation re-serialised into an envelope decodes to the same value;
 //! every value serde quotes in a problem text is scrubbed (secrets), numbers
-//! and booleans in backticks too; an answer always names a non-empty task.
+//! and booleans in backticks too; an answer always names a non-empty task;
+//! every id, image reference and mount path that comes out of an
+//! assignment or a cancellation passed the door (at most 256 / 1024 bytes,
+//! no control character).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use oz_agent_worker::wire::{Inbound, decode};
+use oz_agent_worker::wire::{Inbound, check_id, check_reference, decode};
 use serde_json::json;
 
 /// Every double-quoted span must be the scrubbed `"…"`: serde quotes the
@@ -46,6 +49,20 @@ fuzz_target!(|data: &[u8]| {
         Ok(Inbound::Assignment(a)) => {
             assert!(!a.task_id.is_empty());
             assert!(!a.task.id.is_empty());
+            for (field, id) in [
+                ("task_id", &a.task_id),
+                ("execution_id", &a.execution_id),
+                ("task.id", &a.task.id),
+            ] {
+                assert_eq!(check_id(field, id), Ok(()), "{field} passed unchecked");
+            }
+            let sidecars = a.additional_sidecars.iter();
+            for r in [&a.docker_image, &a.sidecar_image]
+                .into_iter()
+                .chain(sidecars.flat_map(|s| [&s.image, &s.mount_path]))
+            {
+                assert_eq!(check_reference("reference", r), Ok(()), "{r:?} unchecked");
+            }
             assert_eq!(a.frame_bytes, text.len());
             // Written straight to text: through a `Value`, raw values
             // would lose their own spacing.
@@ -55,9 +72,8 @@ fuzz_target!(|data: &[u8]| {
             expected.frame_bytes = frame.len();
             let snapshot = a.task.agent_config_snapshot.as_ref();
             // (`mcp_servers` values are kept as raw bytes: they round-trip as they are.)
-            let raw_floats = snapshot.is_some_and(|s| {
-                s.harness_auth_secrets.as_ref().is_some_and(has_float)
-            });
+            let raw_floats =
+                snapshot.is_some_and(|s| s.harness_auth_secrets.as_ref().is_some_and(has_float));
             if raw_floats {
                 return;
             }
@@ -68,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         Ok(Inbound::Cancellation { task_id }) => {
+            assert_eq!(check_id("task_id", &task_id), Ok(()));
             let frame = json!({"type": "task_cancellation", "data": {"task_id": &task_id}});
             assert_eq!(
                 decode(&frame.to_string()),

@@ -183,6 +183,8 @@ pub enum ConfigError {
     ReservedWorkerId,
     /// Neither `--api-key` nor `WARP_API_KEY` was given.
     MissingApiKey,
+    /// A URL or header-bound setting holds a CR, LF or NUL character.
+    LineBreak(&'static str),
 }
 
 impl fmt::Display for ConfigError {
@@ -249,6 +251,10 @@ impl fmt::Display for ConfigError {
             ),
             Self::MissingApiKey => f.write_str(
                 "an API key is required: pass --api-key KEY or set the WARP_API_KEY environment variable",
+            ),
+            Self::LineBreak(setting) => write!(
+                f,
+                "invalid {setting}: it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it"
             ),
         }
     }

@@ -64,6 +64,8 @@ pub(crate) struct DockerSection {
     pub task_timeout: Option<Checked<Duration>>,
     pub stop_grace: Option<Checked<Duration>>,
     pub runtime: Option<String>,
+    /// `network_mode` is the Go worker's name for it (its pending change).
+    #[serde(alias = "network_mode")]
     pub network: Option<String>,
     #[serde(default)]
     pub security_opt: Vec<String>,

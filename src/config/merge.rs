@@ -60,7 +60,32 @@ pub(crate) fn merge(
     let worker_id = worker_id(flags.worker_id.as_deref(), file.worker_id.as_deref())?;
     let config = build(flags, worker_id, api_key, file, env);
     volume::check_conflicts(&config.docker.volumes).map_err(ConfigError::VolumeConflict)?;
+    check_line_breaks(&config)?;
     Ok(config)
+}
+
+/// The settings that end up in a URL or an HTTP header (the handshake's
+/// request line and `Authorization`, a proxy's `CONNECT`) or in labels:
+/// a CR, LF or NUL in one would split a header line or a label, so it stops
+/// the start, naming the setting (never its value: one is the API key).
+pub fn check_line_breaks(config: &Config) -> Result<(), ConfigError> {
+    let settings = [
+        ("--web-socket-url", config.websocket_url.as_str()),
+        ("--server-root-url", config.server_root_url.as_str()),
+        (
+            "--session-sharing-server-url",
+            config.session_sharing_server_url.as_deref().unwrap_or(""),
+        ),
+        ("--api-key (or WARP_API_KEY)", config.api_key.expose()),
+        ("--worker-id", config.worker_id.as_str()),
+    ];
+    match settings
+        .iter()
+        .find(|(_, value)| value.contains(['\r', '\n', '\0']))
+    {
+        Some((setting, _)) => Err(ConfigError::LineBreak(setting)),
+        None => Ok(()),
+    }
 }
 
 /// Builds the config around an already-decided worker id (the doctor passes

@@ -26,7 +26,7 @@ pub use error::{ConfigError, EXIT_CONFIG, EXIT_USAGE, ValueError, VolumeProblem}
 pub use file::from_yaml;
 pub use help::{help, version};
 pub use limits::{ContainerLogs, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, parse_size};
-pub use merge::{API_KEY_ENV, worker_id};
+pub use merge::{API_KEY_ENV, check_line_breaks, worker_id};
 pub use values::{parse_env_flag, parse_volume, split_list};
 pub use volume::{
     Access, Consistency, MountOptions, Propagation, SelinuxLabel, VolumeConflict, VolumeMount,

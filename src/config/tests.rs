@@ -756,3 +756,41 @@ fn from_yaml_is_the_file_alone() {
         ])
     );
 }
+
+#[test]
+fn network_mode_is_the_go_workers_name_for_network() {
+    let file = TempFile::new("worker_id: w\nbackend:\n  docker:\n    network_mode: oz-tasks\n");
+    let config = run(&["--config-file", file.path()]);
+    assert_eq!(config.docker.hardening.network.as_deref(), Some("oz-tasks"));
+    let both =
+        TempFile::new("worker_id: w\nbackend:\n  docker:\n    network: a\n    network_mode: b\n");
+    let e = error(&["--config-file", both.path()]);
+    assert!(e.contains("duplicate field `network`"), "{e}");
+}
+
+#[test]
+fn a_line_break_in_a_url_or_header_bound_setting_stops_the_start() {
+    for (flag, value) in [
+        ("--web-socket-url", "wss://oz.warp.dev/ws\r\nX-Injected: 1"),
+        ("--server-root-url", "https://app\n.warp.dev"),
+        ("--session-sharing-server-url", "https://s\0"),
+        ("--worker-id", "w\r1"),
+    ] {
+        let e = parse(args(&["--worker-id", "w", flag, value]), &env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid {flag}: it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it"
+            )
+        );
+        assert_eq!(e.exit_code(), 1);
+    }
+    let key_env = |name: &str| (name == "WARP_API_KEY").then(|| "sk-line\nX: y".to_owned());
+    let e = parse(args(&["--worker-id", "w"]), &key_env)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "invalid --api-key (or WARP_API_KEY): it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it"
+    );
+}

@@ -4,7 +4,10 @@
 //! Owns dialing, reconnecting with backoff, and the per-connection loop
 //! ([`session`]). It reads the outbox and acknowledges what the orchestrator
 //! has provably read, and hands every inbound message to an
-//! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. It
+//! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. A
+//! panic on the thread (a bug, or input that reached one) drops the
+//! connection and dials again, so the thread never ends half-alive. It
+//! warns once when a `ws://` URL would carry the API key in clear. It
 //! must never log the API key, proxy credentials or the raw text of an
 //! assignment.
 
@@ -23,6 +26,7 @@ pub use url::{UrlError, WsUrl, query_escape};
 
 use std::io;
 use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -208,6 +212,12 @@ pub fn spawn(
         log::info!("trusting {added} extra CA certificate(s) from SSL_CERT_FILE/SSL_CERT_DIR");
     }
     let tls = tls::client_config(roots).map_err(SpawnError::Tls)?;
+    if settings.url.sends_key_in_clear() {
+        log::warn!(
+            "{} is plain ws:// to a host other than this one: the API key travels in clear on every connection; use wss://",
+            settings.url
+        );
+    }
     let (wake_rx, wake_tx) = UnixStream::pair().map_err(SpawnError::Io)?;
     wake_rx.set_nonblocking(true).map_err(SpawnError::Io)?;
     let outbox_waker = wake_tx.try_clone().map_err(SpawnError::Io)?;
@@ -219,7 +229,7 @@ pub fn spawn(
     });
     outbox.set_waker(outbox_waker);
     let (done_tx, done) = bounded(1);
-    let worker = Worker {
+    let mut worker = Worker {
         settings,
         tls,
         outbox: outbox.clone(),
@@ -229,7 +239,7 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name("connection".into())
         .spawn(move || {
-            let report = worker.run(handler);
+            let report = worker.run_restarting(handler);
             let _ = done_tx.send(report);
         })
         .map_err(SpawnError::Io)?;
@@ -296,7 +306,35 @@ struct Worker {
 }
 
 impl Worker {
-    fn run<H: InboundHandler>(mut self, mut handler: H) -> FinishReport {
+    /// [`Worker::run`], started again after a panic (a bug, or input that
+    /// reached one): the connection it held is dropped, readiness turns
+    /// false, and after a back-off the thread dials again with the outbox
+    /// intact, so no status message is lost and the thread never ends
+    /// half-alive. The panic hook has logged the panic itself.
+    fn run_restarting<H: InboundHandler>(&mut self, mut handler: H) -> FinishReport {
+        let mut backoff = Backoff::new(self.settings.backoff);
+        let mut jitter = JitterSource::new();
+        loop {
+            match catch_unwind(AssertUnwindSafe(|| self.run(&mut handler))) {
+                Ok(report) => return report,
+                Err(_) => {
+                    if self.shared.connected.swap(false, Ordering::SeqCst) {
+                        // The handler is ours to call again: its own state
+                        // survives a panic (locks are taken poison-tolerant).
+                        let _ =
+                            catch_unwind(AssertUnwindSafe(|| handler.on_connection_change(false)));
+                    }
+                    let delay = backoff.next_delay(jitter.draw());
+                    log::error!(
+                        "the connection thread stopped on an internal error (see the panic line above); dropping the connection and dialling again in {delay:?}"
+                    );
+                    self.shared.sleep(delay);
+                }
+            }
+        }
+    }
+
+    fn run<H: InboundHandler>(&mut self, handler: &mut H) -> FinishReport {
         let url = self.settings.url.with_worker_id(&self.settings.worker_id);
         let mut backoff = Backoff::new(self.settings.backoff);
         let mut jitter = JitterSource::new();
@@ -367,7 +405,7 @@ impl Worker {
             let ended = session::run(
                 &mut ws,
                 &self.outbox,
-                &mut handler,
+                handler,
                 &self.shared,
                 &mut self.wake,
                 timing,

@@ -30,6 +30,10 @@ impl ProxyUrl {
     /// scheme is taken as `http://…`; only `http` proxies are supported.
     pub fn parse(value: &str) -> Result<Self, ProxyError> {
         let value = value.trim();
+        if value.chars().any(char::is_control) {
+            // A CR or LF here would end up inside the CONNECT request.
+            return Err(ProxyError::Control);
+        }
         let rest = match value.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some((scheme, _)) => return Err(ProxyError::Scheme(scheme.to_ascii_lowercase())),
@@ -108,6 +112,8 @@ pub enum ProxyError {
     },
     /// The proxy's answer is not an HTTP response.
     Garbled,
+    /// The proxy URL holds a control character (CR, LF, NUL, …).
+    Control,
 }
 
 impl fmt::Display for ProxyError {
@@ -122,6 +128,9 @@ impl fmt::Display for ProxyError {
                 write!(f, "the proxy refused the CONNECT tunnel: {status_line}")
             }
             Self::Garbled => f.write_str("the proxy did not answer CONNECT with an HTTP response"),
+            Self::Control => f.write_str(
+                "the proxy URL holds a control character (CR, LF, NUL, …), which would split the CONNECT request",
+            ),
         }
     }
 }
@@ -396,6 +405,21 @@ mod tests {
             [
                 "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"
             ]
+        );
+    }
+
+    #[test]
+    fn a_control_character_in_a_proxy_url_is_refused() {
+        for bad in [
+            "http://p:3128\r\nX-Injected: 1",
+            "p\n:3128",
+            "http://u:p@h\0:1",
+        ] {
+            assert_eq!(ProxyUrl::parse(bad), Err(ProxyError::Control), "{bad:?}");
+        }
+        assert_eq!(
+            ProxyError::Control.to_string(),
+            "the proxy URL holds a control character (CR, LF, NUL, …), which would split the CONNECT request"
         );
     }
 

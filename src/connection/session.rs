@@ -320,10 +320,16 @@ fn deliver<H: InboundHandler>(text: tungstenite::Utf8Bytes, handler: &mut H) {
 /// `type task_id` of an outgoing message, for debug logs.
 fn describe(m: &Outbound) -> String {
     match m {
-        Outbound::TaskClaimed { task_id, .. } => format!("task_claimed for task {task_id}"),
-        Outbound::TaskRejected { task_id, .. } => format!("task_rejected for task {task_id}"),
-        Outbound::TaskCompleted { task_id, .. } => format!("task_completed for task {task_id}"),
-        Outbound::TaskFailed { task_id, .. } => format!("task_failed for task {task_id}"),
+        Outbound::TaskClaimed { task_id, .. } => {
+            format!("task_claimed for task {}", Shown(task_id))
+        }
+        Outbound::TaskRejected { task_id, .. } => {
+            format!("task_rejected for task {}", Shown(task_id))
+        }
+        Outbound::TaskCompleted { task_id, .. } => {
+            format!("task_completed for task {}", Shown(task_id))
+        }
+        Outbound::TaskFailed { task_id, .. } => format!("task_failed for task {}", Shown(task_id)),
     }
 }
 

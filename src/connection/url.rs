@@ -17,6 +17,8 @@ pub enum UrlError {
     Port(String),
     /// A `[` without its closing `]`.
     Bracket,
+    /// A control character (CR, LF, NUL, …): it would split the request line.
+    Control,
 }
 
 impl fmt::Display for UrlError {
@@ -29,6 +31,9 @@ impl fmt::Display for UrlError {
             Self::NoHost => f.write_str("the WebSocket URL has no host"),
             Self::Port(p) => write!(f, "the WebSocket URL's port {p:?} is not a valid port"),
             Self::Bracket => f.write_str("the WebSocket URL has an unclosed [ in its host"),
+            Self::Control => f.write_str(
+                "the WebSocket URL holds a control character (CR, LF, NUL, …), which would split the handshake's request line",
+            ),
         }
     }
 }
@@ -53,9 +58,24 @@ pub struct WsUrl {
 }
 
 impl WsUrl {
+    /// True for a `ws://` URL to a host other than this one: the handshake,
+    /// `Authorization: Bearer` included, travels in clear.
+    pub fn sends_key_in_clear(&self) -> bool {
+        let loopback = self.host == "localhost"
+            || self.host.ends_with(".localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        !self.secure && !loopback
+    }
+
     /// Parses a URL; the fragment and any userinfo are dropped.
     pub fn parse(text: &str) -> Result<Self, UrlError> {
         let text = text.trim();
+        if text.chars().any(char::is_control) {
+            return Err(UrlError::Control);
+        }
         let (scheme, rest) = text
             .split_once("://")
             .ok_or_else(|| UrlError::Scheme(text.chars().take(10).collect()))?;
@@ -262,6 +282,32 @@ mod tests {
         );
         assert_eq!(WsUrl::parse("ws://[::1/"), Err(UrlError::Bracket));
         assert!(WsUrl::parse("oz.warp.dev").is_err());
+        for bad in [
+            "wss://oz.warp.dev/ws\r\nX-Injected: 1",
+            "wss://oz.warp.dev/ws?a=1\nb",
+            "wss://oz\0.warp.dev/",
+        ] {
+            assert_eq!(WsUrl::parse(bad), Err(UrlError::Control), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_plain_ws_to_another_host_sends_the_key_in_clear() {
+        for (url, clear) in [
+            ("ws://oz.example.com/ws", true),
+            ("ws://10.0.0.7:8080/ws", true),
+            ("ws://127.0.0.1:9/ws", false),
+            ("ws://127.8.0.1/ws", false),
+            ("ws://localhost:9/ws", false),
+            ("ws://[::1]:9/ws", false),
+            ("wss://oz.example.com/ws", false),
+        ] {
+            assert_eq!(
+                WsUrl::parse(url).unwrap().sends_key_in_clear(),
+                clear,
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,13 @@ impl TaskRunner for FakeRunner {
         if task.docker_image == "panic" {
             panic!("runner bug");
         }
+        if task.docker_image == "echo" {
+            let values: Vec<&str> = task.env_vars.values().map(String::as_str).collect();
+            return TaskOutcome::failed(
+                FailureReason::ContainerExit,
+                format!("it printed {}", values.join(" and ")),
+            );
+        }
         match cancel.wait_timeout(Duration::from_secs(60)) {
             Some(cause) => TaskOutcome::Cancelled(cause),
             None => TaskOutcome::Completed,
@@ -347,4 +354,104 @@ fn a_shutdown_reports_first_and_a_detach_reports_nothing() {
     assert!(d.adopt(adopted("x", TaskOutcome::Detached)));
     assert!(d.wait_idle(Duration::from_secs(10)));
     assert!(outbox.is_empty(), "a detached task reports nothing");
+}
+
+#[test]
+fn outside_text_never_reaches_a_thread_name_at_any_concurrency() {
+    for max in [0, 2] {
+        let (d, outbox) = dispatcher(max, None);
+        d.handle(assignment("a\0b", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)));
+        assert_eq!(
+            kinds(&outbox),
+            vec![pair("task_claimed", "a\0b"), pair("task_completed", "a\0b")],
+            "max {max}"
+        );
+    }
+}
+
+#[test]
+fn task_failed_messages_are_masked_like_the_tasks_log_lines() {
+    let (d, outbox) = dispatcher(0, None);
+    let Inbound::Assignment(mut a) = assignment("m", "echo") else {
+        unreachable!()
+    };
+    a.env_vars.insert(
+        "KEY".into(),
+        "-----BEGIN KEY-----\nline-two-of-key\n".into(),
+    );
+    a.env_vars.insert("SHORT".into(), "abc".into());
+    d.handle(Inbound::Assignment(a));
+    assert!(d.wait_idle(Duration::from_secs(10)));
+    let messages: Vec<String> = outbox
+        .after(0)
+        .into_iter()
+        .filter_map(|q| match q.message {
+            Outbound::TaskFailed { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        ["Failed to execute task: it printed [REDACTED] and abc"]
+    );
+}
+
+/// Panics when task `boom` starts: a bug outside the runner.
+struct PanicsOnStart;
+impl DispatchObserver for PanicsOnStart {
+    fn task_event(&self, task_id: &str, event: TaskEvent<'_>) {
+        if task_id == "boom" && matches!(event, TaskEvent::Started { .. }) {
+            panic!("observer bug");
+        }
+    }
+}
+
+#[test]
+fn a_panic_outside_the_runner_ends_the_task_once_and_keeps_the_slot_thread() {
+    for max in [0, 1] {
+        let outbox = Outbox::new();
+        let d = Dispatcher::start_observed(
+            DispatchSettings {
+                worker_id: "w".into(),
+                max_concurrent_tasks: max,
+                task_timeout: None,
+                max_in_flight_bytes: 0,
+            },
+            outbox.clone(),
+            Arc::new(FakeRunner),
+            Arc::new(PanicsOnStart),
+        );
+        d.handle(assignment("boom", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)), "max {max}");
+        // The one pool thread is still there to run the next task.
+        d.handle(assignment("next", "quick"));
+        assert!(d.wait_idle(Duration::from_secs(10)), "max {max}");
+        let messages: Vec<Outbound> = outbox.after(0).into_iter().map(|q| q.message).collect();
+        assert_eq!(
+            messages,
+            [
+                Outbound::TaskClaimed {
+                    task_id: "boom".into(),
+                    worker_id: "w".into()
+                },
+                Outbound::TaskFailed {
+                    task_id: "boom".into(),
+                    message: "Failed to execute task: the worker hit an internal error while running the task".into(),
+                    failure_reason: Some(FailureReason::Unknown),
+                    exit_code: 0
+                },
+                Outbound::TaskClaimed {
+                    task_id: "next".into(),
+                    worker_id: "w".into()
+                },
+                Outbound::TaskCompleted {
+                    task_id: "next".into(),
+                    message: wire::COMPLETED_MESSAGE.into(),
+                    task_state: None
+                },
+            ],
+            "max {max}"
+        );
+    }
 }

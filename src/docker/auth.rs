@@ -25,8 +25,6 @@ pub const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
 const TOKEN_USERNAME: &str = "<token>";
 /// Most helper output kept (its answer is a few hundred bytes).
 const HELPER_OUTPUT_MAX: u64 = 64 * 1024;
-/// Most helper output quoted in an error.
-const QUOTED_OUTPUT_MAX: usize = 300;
 
 /// Credentials for one registry. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -207,8 +205,6 @@ pub enum AuthError {
         program: String,
         /// Its exit code, `None` when a signal ended it.
         code: Option<i32>,
-        /// Its trimmed output (failure messages hold no secret).
-        output: String,
     },
     /// The helper succeeded but its answer is not the expected JSON.
     HelperAnswer {
@@ -247,20 +243,17 @@ impl fmt::Display for AuthError {
                 "credential helper {program} did not answer within {}s and was stopped",
                 after.as_secs_f64()
             ),
-            Self::HelperFailed {
-                program,
-                code,
-                output,
-            } => {
+            Self::HelperFailed { program, code } => {
                 match code {
                     Some(c) => write!(f, "credential helper {program} exited with status {c}")?,
                     None => write!(f, "credential helper {program} was killed by a signal")?,
                 }
-                if output.is_empty() {
-                    Ok(())
-                } else {
-                    write!(f, ": {output}")
-                }
+                // Its output is never quoted: a helper that half-works can
+                // print the credential it failed to format.
+                write!(
+                    f,
+                    " (its output is not shown, as it may hold a credential; run `{program} get` by hand to see it)"
+                )
             }
             Self::HelperAnswer { program } => write!(
                 f,
@@ -498,7 +491,6 @@ fn run_helper(
         return Err(AuthError::HelperFailed {
             program,
             code: status.code(),
-            output: text.chars().take(QUOTED_OUTPUT_MAX).collect(),
         });
     }
     // Never quote a successful answer: it holds the secret.

@@ -27,5 +27,5 @@ pub use containers::{
 };
 pub use discovery::Target;
 pub use error::DockerError;
-pub use system::SystemInfo;
+pub use system::{NetworkInfo, SystemInfo};
 pub use transport::Endpoint;

@@ -89,6 +89,12 @@ pub struct NetworkInfo {
     /// `bridge`, `host`, `null`, `overlay`, ...
     #[serde(rename = "Driver", default)]
     pub driver: String,
+    /// Driver options, e.g. `com.docker.network.bridge.enable_icc`.
+    #[serde(rename = "Options", default, deserialize_with = "null_as_default")]
+    pub options: BTreeMap<String, String>,
+    /// The network's labels.
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Docker {
@@ -100,6 +106,31 @@ impl Docker {
     /// `GET /networks/{name}`; `None` when the daemon has no such network.
     pub fn network_inspect(&self, name: &str) -> Result<Option<NetworkInfo>> {
         self.get_optional(format!("/networks/{}", enc(name)))
+    }
+
+    /// `POST /networks/create` of a `bridge` network with these driver
+    /// options and labels. `CheckDuplicate` is sent (API < 1.44 defaults
+    /// it to false and would make a second network of the same name): a
+    /// name already taken is a 409.
+    pub fn network_create(
+        &self,
+        name: &str,
+        options: &BTreeMap<&str, &str>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let body = serde_json::json!({
+            "Name": name,
+            "Driver": "bridge",
+            "CheckDuplicate": true,
+            "Options": options,
+            "Labels": labels,
+        });
+        self.send_json::<IgnoredAny>(
+            "POST",
+            "/networks/create".into(),
+            Body::Json(body.to_string().into_bytes()),
+        )
+        .map(drop)
     }
 }
 

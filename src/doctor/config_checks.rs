@@ -1,6 +1,6 @@
 //! Checks on the configuration itself: the config file parses, the worker id
-//! is present and allowed, an API key is present, and every volume's host
-//! path exists.
+//! is present and allowed, an API key is present, no URL or header-bound
+//! setting holds a CR, LF or NUL, and every volume's host path exists.
 //!
 //! Reads only the [`DoctorInput`] and the filesystem (for volume paths). It
 //! must never print the API key, not even part of it.
@@ -8,13 +8,22 @@
 use std::path::Path;
 
 use super::{Check, DoctorInput, Reporter};
-use crate::config::{ConfigError, VolumeMount, VolumeSource, check_conflicts, volume_warnings};
+use crate::config::{
+    ConfigError, VolumeMount, VolumeSource, check_conflicts, check_line_breaks, volume_warnings,
+};
 
 /// Config file, worker id and API key.
 pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
     report.add(config_file(input));
     report.add(worker_id(input));
     report.add(api_key(input));
+    if let Err(e) = check_line_breaks(&input.config) {
+        report.add(Check::fail(
+            "line breaks",
+            e.to_string(),
+            "remove the CR, LF or NUL (a stray \\r from a file edited on Windows is the usual cause)",
+        ));
+    }
 }
 
 /// The config file (or flags only) parsed.

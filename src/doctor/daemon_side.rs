@@ -1,6 +1,7 @@
 //! Checks of what the daemon must have for the configuration: the
-//! `runtime`, the `network`, each `security_opt` profile, and each mirror
-//! registry answering `GET /v2/`. The verdicts are `preflight`'s, the same
+//! `runtime`, the `network` (or, when none is named, the worker's own task
+//! network), each `security_opt` profile, and each mirror registry
+//! answering `GET /v2/`. The verdicts are `preflight`'s, the same
 //! the worker refuses to start on; here each becomes one line.
 //!
 //! Read-only (`GET /info`, `GET /networks/..`, one `GET /v2/` per mirror,
@@ -11,11 +12,15 @@ use crate::docker::Docker;
 use crate::docker::system::{RegistryConfig, SystemInfo};
 use crate::preflight::registry::{Answer, Silence};
 use crate::preflight::{self, Outcome, profiles};
+use crate::task_network::{self, ICC_OPTION, TASK_NETWORK};
 
 /// Every daemon-side check the configuration calls for (none when it sets
 /// no hardening key and no mirror).
 pub fn run(input: &DoctorInput, docker: Option<&Docker>, report: &mut Reporter<'_>) {
     let h = &input.config.docker.hardening;
+    if h.network.is_none() {
+        report.add(task_network(docker));
+    }
     let mirrors = preflight::mirror_registries(&input.config);
     let configured = h.runtime.is_some() || h.network.is_some() || !h.security_opt.is_empty();
     if !configured && mirrors.is_empty() {
@@ -57,6 +62,42 @@ fn hardening(docker: &Docker, input: &DoctorInput, info: &SystemInfo, report: &m
             Outcome::Doubt(detail) => Check::warn(finding.name, detail),
             Outcome::Fatal(problem) => Check::fail(finding.name, problem.detail(), problem.fix()),
         });
+    }
+}
+
+/// The worker's own task network, used when the configuration names none:
+/// it passes when it keeps containers apart or does not exist yet (the
+/// worker makes it at start). Read-only.
+fn task_network(docker: Option<&Docker>) -> Check {
+    let name = "task network";
+    let Some(docker) = docker else {
+        return Check::warn(name, "not checked: the Docker daemon cannot be used");
+    };
+    match docker.network_inspect(TASK_NETWORK) {
+        Ok(None) => Check::pass(
+            name,
+            format!(
+                "{TASK_NETWORK} does not exist yet; the worker makes it at start (containers on it cannot reach each other)"
+            ),
+        ),
+        Ok(Some(info)) => match task_network::judge(&info) {
+            Ok(()) => Check::pass(
+                name,
+                format!("{TASK_NETWORK} keeps task containers apart ({ICC_OPTION}=false)"),
+            ),
+            Err(e) => Check::fail(
+                name,
+                e.to_string(),
+                format!(
+                    "docker network rm {TASK_NETWORK} (with no container on it), or set backend.docker.network"
+                ),
+            ),
+        },
+        Err(e) => Check::fail(
+            name,
+            format!("GET /networks/{TASK_NETWORK}: {e}"),
+            "check the daemon's health (`docker info`)",
+        ),
     }
 }
 

@@ -16,6 +16,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::clock;
 use super::{Check, DoctorInput, Reporter, Status};
+use crate::config::check_line_breaks;
 use crate::connection::{
     DialError, DialParams, ProxySettings, ProxyUrl, RootSource, WsUrl, client_config,
     dial_with_response, load_roots,
@@ -39,6 +40,15 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
             return;
         }
     };
+    if url.sends_key_in_clear() {
+        report.add(Check::warn(
+            "websocket url",
+            format!(
+                "{} is plain ws:// to a host other than this one: the API key travels in clear; use wss://",
+                url.authority()
+            ),
+        ));
+    }
     let env = |name: &str| input.env.get(name);
     let proxies = ProxySettings::from_env(&env);
     if let Some(unusable) = proxies.unusable_for(&url) {
@@ -84,6 +94,13 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
         report.add(Check::warn(
             "websocket",
             "not checked: the worker id or API key is missing (see above)",
+        ));
+        return;
+    }
+    if check_line_breaks(cfg).is_err() {
+        report.add(Check::warn(
+            "websocket",
+            "not checked: a setting holds a CR, LF or NUL character (see above)",
         ));
         return;
     }

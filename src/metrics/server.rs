@@ -1,17 +1,21 @@
 //! The HTTP endpoint: `GET /metrics`, `/healthz`, `/readyz`.
 //!
-//! Owns one listening socket and the thread that serves it, one short-lived
-//! connection at a time (`Connection: close`; a scrape is small and rare).
-//! Read and write timeouts keep a slow or silent client from wedging it.
+//! Owns one listening socket and the thread that serves it: every client
+//! at once, on non-blocking sockets (`Connection: close`; a scrape is small
+//! and rare), each with a total deadline for its whole exchange and at most
+//! [`MAX_CLIENTS`] of them, the oldest dropped first. A client that
+//! trickles its request a byte at a time, or never reads the answer, delays
+//! no other client's `/healthz`.
 //! Request parsing and routing are pure functions over bytes; the thread only
 //! moves bytes. It must not record metrics or health facts, only read them.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
@@ -23,8 +27,10 @@ pub const METRICS_CONTENT_TYPE: &str =
 const TEXT: &str = "text/plain; charset=utf-8";
 /// Largest request head read; anything longer is refused.
 const MAX_HEAD: usize = 8192;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one client's exchange (request and response) may take.
+const EXCHANGE_DEADLINE: Duration = Duration::from_secs(10);
+/// Clients served at once; a newer one pushes the oldest out.
+const MAX_CLIENTS: usize = 64;
 
 /// The parts of a request the routes look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,28 +188,24 @@ pub fn serve(
     health: Health,
 ) -> io::Result<ServerHandle> {
     let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let stopping = Arc::new(AtomicBool::new(false));
     let flag = stopping.clone();
     let thread = thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
-            for conn in listener.incoming() {
+            let mut clients = Clients::default();
+            while !flag.load(Ordering::SeqCst) {
+                if let Err(e) = clients.wait(&listener, Instant::now()) {
+                    warn!("metrics endpoint: waiting for clients failed: {e}");
+                    thread::sleep(Duration::from_millis(100));
+                }
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
-                match conn {
-                    Ok(stream) => {
-                        if let Err(e) = answer(stream, &metrics, &health) {
-                            debug!("metrics endpoint: a client connection failed: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        warn!("metrics endpoint: accepting a connection failed: {e}");
-                        // Back off so a persistent error (e.g. out of file descriptors) can't spin.
-                        thread::sleep(Duration::from_millis(100));
-                    }
-                }
+                clients.accept(&listener, Instant::now());
+                clients.serve(&metrics, &health, Instant::now());
             }
         })?;
     Ok(ServerHandle {
@@ -213,44 +215,173 @@ pub fn serve(
     })
 }
 
-fn answer(mut stream: TcpStream, metrics: &Metrics, health: &Health) -> io::Result<()> {
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let head = match read_head(&mut stream)? {
-        Some(head) => head,
-        None => {
-            let r = Response::text(431, "request head too large\n");
-            return stream.write_all(&r.to_bytes(true));
-        }
-    };
-    if head.is_empty() {
-        return Ok(());
-    }
-    let (response, with_body) = match parse_request(&head) {
-        Some(req) => (route(&req, metrics, health), req.method != "HEAD"),
-        None => (Response::text(400, "bad request\n"), true),
-    };
-    stream.write_all(&response.to_bytes(with_body))?;
-    stream.flush()
+/// One client's exchange: its request head as it arrives, then the
+/// response as it leaves.
+struct Client {
+    stream: TcpStream,
+    /// When the whole exchange must be over.
+    deadline: Instant,
+    head: Vec<u8>,
+    /// The response, once the head is complete.
+    out: Option<Vec<u8>>,
+    written: usize,
 }
 
-/// The request head up to its blank line; empty if the client sent nothing,
-/// `None` if it is longer than [`MAX_HEAD`].
-fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Ok(Some(head));
+/// Every open client connection, served together from one thread with
+/// non-blocking sockets: a client that trickles its request (or never
+/// reads the answer) holds nothing but its own entry, which goes at its
+/// deadline or when [`MAX_CLIENTS`] newer ones push it out.
+#[derive(Default)]
+struct Clients(std::collections::VecDeque<Client>);
+
+impl Clients {
+    /// Blocks until the listener or a client is ready, or the nearest
+    /// client deadline passes.
+    fn wait(&self, listener: &TcpListener, now: Instant) -> io::Result<()> {
+        let mut fds = Vec::with_capacity(self.0.len() + 1);
+        fds.push(libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for c in &self.0 {
+            fds.push(libc::pollfd {
+                fd: c.stream.as_raw_fd(),
+                events: if c.out.is_some() {
+                    libc::POLLOUT
+                } else {
+                    libc::POLLIN
+                },
+                revents: 0,
+            });
         }
-        head.extend_from_slice(&buf[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(Some(head));
+        // With no client there is nothing to time out: block until one
+        // connects (a stop connects to wake the thread).
+        let ms = match self
+            .0
+            .iter()
+            .map(|c| c.deadline.saturating_duration_since(now))
+            .min()
+        {
+            Some(next) => next.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+            None => -1,
+        };
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
-        if head.len() > MAX_HEAD {
-            return Ok(None);
+        Ok(())
+    }
+
+    /// Takes every pending connection; past [`MAX_CLIENTS`] the oldest
+    /// client is dropped to make room.
+    fn accept(&mut self, listener: &TcpListener, now: Instant) {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    if self.0.len() >= MAX_CLIENTS {
+                        self.0.pop_front();
+                        debug!("metrics endpoint: {MAX_CLIENTS} clients open; dropped the oldest");
+                    }
+                    self.0.push_back(Client {
+                        stream,
+                        deadline: now + EXCHANGE_DEADLINE,
+                        head: Vec::new(),
+                        out: None,
+                        written: 0,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!("metrics endpoint: accepting a connection failed: {e}");
+                    // Back off so a persistent error (e.g. out of file descriptors) can't spin.
+                    thread::sleep(Duration::from_millis(100));
+                    return;
+                }
+            }
         }
+    }
+
+    /// Moves every client as far as its socket allows; drops the finished,
+    /// the failed and those past their deadline.
+    fn serve(&mut self, metrics: &Metrics, health: &Health, now: Instant) {
+        self.0.retain_mut(|c| {
+            if now >= c.deadline {
+                debug!(
+                    "metrics endpoint: a client took longer than {EXCHANGE_DEADLINE:?}; dropped"
+                );
+                return false;
+            }
+            match c.step(metrics, health) {
+                Ok(done) => !done,
+                Err(e) => {
+                    debug!("metrics endpoint: a client connection failed: {e}");
+                    false
+                }
+            }
+        });
+    }
+}
+
+impl Client {
+    /// Reads what has arrived, answers once the head is complete, writes
+    /// what the socket takes. True when the exchange is over.
+    fn step(&mut self, metrics: &Metrics, health: &Health) -> io::Result<bool> {
+        if self.out.is_none() {
+            let mut buf = [0u8; 1024];
+            loop {
+                match self.stream.read(&mut buf) {
+                    Ok(0) if self.head.is_empty() => return Ok(true),
+                    Ok(0) => break,
+                    Ok(n) => {
+                        self.head.extend_from_slice(&buf[..n]);
+                        if head_complete(&self.head) || self.head.len() > MAX_HEAD {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.out = Some(respond(&self.head, metrics, health));
+            self.head = Vec::new();
+        }
+        let out = self.out.as_deref().unwrap_or_default();
+        while self.written < out.len() {
+            match self.stream.write(&out[self.written..]) {
+                Ok(0) => return Ok(true),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn head_complete(head: &[u8]) -> bool {
+    head.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// The bytes answering a request head (complete, cut short by the
+/// client's end of sending, or too long).
+fn respond(head: &[u8], metrics: &Metrics, health: &Health) -> Vec<u8> {
+    if head.len() > MAX_HEAD && !head_complete(&head[..MAX_HEAD.min(head.len())]) {
+        return Response::text(431, "request head too large\n").to_bytes(true);
+    }
+    match parse_request(head) {
+        Some(req) => route(&req, metrics, health).to_bytes(req.method != "HEAD"),
+        None => Response::text(400, "bad request\n").to_bytes(true),
     }
 }
 
@@ -319,6 +450,29 @@ mod tests {
         assert_eq!(metrics.status, 200);
         assert_eq!(metrics.content_type, METRICS_CONTENT_TYPE);
         assert_eq!(metrics.body, m.render());
+    }
+
+    #[test]
+    fn respond_to_heads_complete_cut_or_too_long() {
+        let (m, h) = fixtures();
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        assert_eq!(
+            text(respond(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", &m, &h)),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        );
+        // The client stopped sending after the request line: still answered.
+        assert!(text(respond(b"HEAD /healthz HTTP/1.0\r\n", &m, &h)).ends_with("\r\n\r\n"));
+        assert!(text(respond(b"GET", &m, &h)).starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        let long = [
+            b"GET /healthz HTTP/1.1\r\nX: ".as_slice(),
+            &[b'a'; MAX_HEAD],
+        ]
+        .concat();
+        assert!(
+            text(respond(&long, &m, &h))
+                .starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        );
     }
 
     #[test]

@@ -153,6 +153,11 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A headers variable holds a CR, LF or NUL (as written or %-decoded).
+    LineBreak {
+        /// The variable (never its value: it carries credentials).
+        var: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -178,6 +183,10 @@ impl fmt::Display for ConfigError {
             Self::Endpoint { var, problem } => write!(
                 f,
                 "{var} {problem}; write a URL such as http://collector:4318"
+            ),
+            Self::LineBreak { var } => write!(
+                f,
+                "{var} holds a CR, LF or NUL character (as written or %-encoded), which would forge headers of the OTLP request; remove it"
             ),
         }
     }
@@ -355,6 +364,8 @@ fn otlp(
         }
     };
     let headers = match pick(env, signal, "HEADERS") {
+        // A line break would forge headers of the request: refused at start.
+        Some((var, v)) if breaks_a_line(&v) => return Err(ConfigError::LineBreak { var }),
         Some((var, v)) => parse_headers(&var, &v, warnings),
         None => Vec::new(),
     };
@@ -393,6 +404,11 @@ fn otlp(
 /// `http(s)://[user@]host[:port][/path][?query][#fragment]`; the user part
 /// and fragment are dropped (the Go exporter uses neither).
 pub fn parse_endpoint(text: &str) -> Result<Endpoint, &'static str> {
+    if text.chars().any(char::is_control) {
+        return Err(
+            "holds a control character (CR, LF, NUL, …), which would split the HTTP request",
+        );
+    }
     let (secure, rest) = if let Some(r) = strip_prefix_ci(text, "https://") {
         (true, r)
     } else if let Some(r) = strip_prefix_ci(text, "http://") {
@@ -501,6 +517,19 @@ pub fn parse_headers(var: &str, value: &str, warnings: &mut Vec<String>) -> Vec<
         out.push((key.to_owned(), decoded));
     }
     out
+}
+
+/// Whether a headers variable holds a CR, LF or NUL, as written or in an
+/// entry's %-decoded value.
+fn breaks_a_line(value: &str) -> bool {
+    let bad = |t: &str| t.contains(['\r', '\n', '\0']);
+    bad(value)
+        || value.split(',').any(|entry| {
+            entry
+                .split_once('=')
+                .and_then(|(_, v)| crate::metrics::resource::percent_decode(v))
+                .is_some_and(|v| bad(&v))
+        })
 }
 
 fn is_token_byte(b: u8) -> bool {

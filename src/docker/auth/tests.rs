@@ -300,12 +300,11 @@ fn credential_helpers() {
         Err(AuthError::HelperFailed {
             program: "docker-credential-test".into(),
             code: Some(2),
-            output: "keychain is locked".into()
         })
     );
     assert_eq!(
         lookup("broken.example", &env).unwrap_err().to_string(),
-        "credential helper docker-credential-test exited with status 2: keychain is locked"
+        "credential helper docker-credential-test exited with status 2 (its output is not shown, as it may hold a credential; run `docker-credential-test get` by hand to see it)"
     );
     let err = lookup("garbage.example", &env).unwrap_err();
     assert_eq!(
@@ -328,13 +327,12 @@ fn credential_helpers() {
         lookup("blank.example", &env),
         Ok(password("file", "f", "blank.example"))
     );
-    // A key the helper does not expect shows its failure output.
+    // A key the helper does not expect: its failure output is not quoted.
     assert_eq!(
         lookup("odd.example", &env),
         Err(AuthError::HelperFailed {
             program: "docker-credential-test".into(),
             code: Some(4),
-            output: "unexpected key [odd.example]".into()
         })
     );
 

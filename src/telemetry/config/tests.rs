@@ -269,3 +269,27 @@ fn batch_settings_are_read_and_bounded() {
     assert_eq!(t.batch.schedule_delay, Duration::from_millis(100));
     assert_eq!((t.batch.max_queue, t.batch.max_batch), (10, 10));
 }
+
+#[test]
+fn a_line_break_in_headers_or_endpoint_stops_the_start() {
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=b%0d%0aX-Injected: 1"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=b\nc"),
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "k=v%00"),
+    ] {
+        let e = read(&[(var, value)]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{var} holds a CR, LF or NUL character (as written or %-encoded), which would forge headers of the OTLP request; remove it"
+            )
+        );
+    }
+    let e = read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318\r\nX: 1")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "OTEL_EXPORTER_OTLP_ENDPOINT holds a control character (CR, LF, NUL, …), which would split the HTTP request; write a URL such as http://collector:4318"
+    );
+}

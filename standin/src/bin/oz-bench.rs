@@ -210,6 +210,13 @@ fn main() -> ExitCode {
     );
     step(
         only.as_deref(),
+        "healthz under slow clients",
+        &mut rows,
+        || hostile::healthz_under_slow_clients(&cfg),
+        one,
+    );
+    step(
+        only.as_deref(),
         "read_write sidecar copy",
         &mut rows,
         || hostile::read_write_copy(&cfg),

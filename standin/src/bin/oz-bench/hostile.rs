@@ -1,16 +1,24 @@
 //! The hostile-input rows: what one large assignment costs in memory (peak
-//! RSS, `VmHWM`, against its frame size), what four at once cost, and what
-//! a `read_write` sidecar's private per-task copy costs in time.
+//! RSS, `VmHWM`, against its frame size), what four at once cost, what
+//! a `read_write` sidecar's private per-task copy costs in time, and how
+//! fast `/healthz` answers while slow clients trickle into the metrics port.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::error::{BenchError, Result};
 use crate::sections::Cfg;
+use crate::server::BenchServer;
 use crate::stats::median;
+use crate::stats::percentile;
 use crate::table::{Row, Target};
-use crate::tasks::{Session, assignment};
+use crate::tasks::{Session, assignment, ms};
+use crate::worker::WorkerProc;
 
 const MB: f64 = 1e6;
 /// The assignment size the issue names.
@@ -151,4 +159,108 @@ pub fn read_write_copy(cfg: &Cfg) -> Result<Vec<Row>> {
         ));
     }
     Ok(rows)
+}
+
+/// Slow clients held open against the metrics port.
+const SLOW_CLIENTS: usize = 4;
+/// How often each sends its next byte.
+const TRICKLE: Duration = Duration::from_secs(2);
+/// How long `/healthz` is timed while they trickle.
+const SLOW_WINDOW: Duration = Duration::from_secs(20);
+
+/// `/healthz` round trips (connect, request, whole answer) while
+/// [`SLOW_CLIENTS`] clients each send one byte of a request every
+/// [`TRICKLE`], never finishing it (reconnecting when dropped).
+pub fn healthz_under_slow_clients(cfg: &Cfg) -> Result<Row> {
+    let mut server = BenchServer::bind()?;
+    let worker = WorkerProc::start_with_env(
+        &cfg.worker,
+        &cfg.worker_id("slowhttp", 0),
+        &server.url()?,
+        &[],
+        &[
+            ("OTEL_METRICS_EXPORTER", "prometheus"),
+            ("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
+            ("OTEL_EXPORTER_PROMETHEUS_PORT", "0"),
+        ],
+    )?;
+    server.accept(Duration::from_secs(60))?;
+    let mut s = Session { server, worker };
+    s.worker
+        .wait_log("/readyz on ", 1, Duration::from_secs(30))?;
+    let addr = (s.worker.log_handle())()
+        .iter()
+        .find_map(|l| l.split("/readyz on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError::Unexpected {
+            what: "no metrics address in the log".into(),
+        })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<_> = (0..SLOW_CLIENTS)
+        .map(|_| {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(mut c) = TcpStream::connect(&addr) else {
+                        return;
+                    };
+                    for b in b"GET /metrics HTTP/1.1\r\nX: "
+                        .iter()
+                        .chain(std::iter::repeat(&b'a'))
+                    {
+                        if stop.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(TRICKLE);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Every slow client holds a connection before the first timing.
+    s.server
+        .idle_until(Instant::now() + Duration::from_millis(500))?;
+    let mut times = Vec::new();
+    let end = Instant::now() + SLOW_WINDOW;
+    while Instant::now() < end {
+        let start = Instant::now();
+        let mut c =
+            TcpStream::connect(&addr).map_err(crate::error::io("connecting to /healthz"))?;
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(crate::error::io("a read timeout"))?;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n")
+            .map_err(crate::error::io("asking /healthz"))?;
+        let mut reply = String::new();
+        c.read_to_string(&mut reply)
+            .map_err(crate::error::io("reading /healthz"))?;
+        if !reply.starts_with("HTTP/1.1 200") {
+            return Err(BenchError::Unexpected {
+                what: format!("/healthz answered {reply:?}"),
+            });
+        }
+        times.push(ms(start.elapsed()));
+        // Spaced out, answering the worker's pings meanwhile.
+        s.server
+            .idle_until(Instant::now() + Duration::from_millis(100))?;
+    }
+    stop.store(true, Ordering::SeqCst);
+    s.shutdown()?;
+    for t in slow {
+        let _ = t.join();
+    }
+    let max = times.iter().copied().fold(0.0, f64::max);
+    let p50 = percentile(&times, 50.0).unwrap_or(f64::NAN);
+    Ok(
+        Row::new(
+            format!(
+                "/healthz while {SLOW_CLIENTS} clients send 1 byte / {}s to the metrics port ({} requests over {}s)",
+                TRICKLE.as_secs(),
+                times.len(),
+                SLOW_WINDOW.as_secs()
+            ),
+            format!("p50 {p50:.2} ms, max {max:.2} ms"),
+        )
+        .target(Target::at_most(100.0, "ms (max)"), max),
+    )
 }

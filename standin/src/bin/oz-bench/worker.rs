@@ -29,10 +29,22 @@ impl WorkerProc {
     /// host's SSL_CERT_FILE/DIR are removed: the shipped image has none, and
     /// loading a full CA bundle would add its size to every RSS figure.
     pub fn start(bin: &str, worker_id: &str, url: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with_env(bin, worker_id, url, extra, &[])
+    }
+
+    /// [`WorkerProc::start`] with `env` added to the worker's environment.
+    pub fn start_with_env(
+        bin: &str,
+        worker_id: &str,
+        url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut child = Command::new(bin)
             .args(["--worker-id", worker_id, "--web-socket-url", url])
             .args(["--stop-grace", "2s"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("WARP_API_KEY", API_KEY)
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")
