@@ -461,6 +461,13 @@ fn tidy_after_release(o: &Ownership) -> Result<(), DockerError> {
     let containers = o.docker.list_by_label(&[&worker])?;
     let volumes = o.docker.volume_list_by_label(&[&worker])?;
     let snap = Snapshot::from_daemon(&containers, &volumes);
+    // Its pings, and the pings to it (nobody needs an answer from a
+    // process that released its lease).
+    for (from, to, name) in &snap.pings {
+        if from == &o.instance || to == &o.instance {
+            o.docker.volume_remove(name)?;
+        }
+    }
     let now = o.now();
     // Another instance is live unless released, or seen unchanged for its
     // whole ttl by this process (then its lease goes too, if nothing names it).

@@ -266,7 +266,8 @@ impl DockerRunner {
                 let cancelled = cancel.is_cancelled();
                 let (result, keep) = match (outcome, &container) {
                     (Outcome::Exited(code), Some((id, _))) => {
-                        let keep = !self.settings.cleanup && !(code != 0 && cancelled);
+                        let stopped_by_us = code != 0 && cancelled;
+                        let keep = !(self.settings.cleanup || stopped_by_us);
                         (self.exit_outcome(id, code), keep)
                     }
                     (Outcome::Exited(code), None) => (exited(code, false), false),

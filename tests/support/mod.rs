@@ -16,7 +16,7 @@ use oz_agent_worker::container_spec::{LABEL_WORKER_ID, SpecInputs};
 use oz_agent_worker::docker::auth::CredentialEnv;
 use oz_agent_worker::docker::discovery::{Source, Target};
 use oz_agent_worker::docker::{Docker, Endpoint};
-use oz_agent_worker::execute::names::{LABEL_ROLE, ROLE_EXEC_DONE, ROLE_LEASE};
+use oz_agent_worker::execute::names::{LABEL_ROLE, ROLE_EXEC_DONE, ROLE_LEASE, ROLE_PING};
 use oz_agent_worker::execute::{DockerRunner, ImageSettings, RunnerSettings};
 use oz_agent_worker::wire::TaskAssignment;
 use serde_json::{Value, json};
@@ -217,7 +217,7 @@ impl Fixture {
                 .filter(|v| {
                     !matches!(
                         v.labels.get(LABEL_ROLE).map(String::as_str),
-                        Some(ROLE_LEASE | ROLE_EXEC_DONE)
+                        Some(ROLE_LEASE | ROLE_EXEC_DONE | ROLE_PING)
                     )
                 })
                 .map(|v| v.name)
@@ -310,6 +310,12 @@ impl Fixture {
             left.is_empty(),
             "tombstones left after a clean stop: {left:?}"
         );
+        let pings = format!("{LABEL_ROLE}={ROLE_PING}");
+        let left = self
+            .docker
+            .volume_list_by_label(&[&self.worker_label(), &pings])
+            .unwrap();
+        assert!(left.is_empty(), "pings left after a clean stop: {left:?}");
         assert_eq!(self.leases(), Vec::<String>::new(), "leases left");
     }
 }

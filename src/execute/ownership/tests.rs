@@ -96,7 +96,7 @@ fn the_owner_is_the_highest_claim_and_reported_sticks() {
             claim("c1", "x", "z", false),
         ],
     );
-    let view = snap.owner_view("c1").unwrap();
+    let view = snap.owner_view("c1", "me").unwrap();
     assert_eq!(view.instance, "a");
     assert_eq!(view.generation, 2);
     assert!(view.reported);
@@ -123,13 +123,13 @@ fn an_executions_record_names_its_holder_container_and_done() {
         ),
     ];
     let snap = Snapshot::from_daemon(&containers, &volumes);
-    let v = snap.exec_view("k1");
+    let v = snap.exec_view("k1", "me");
     assert_eq!(v.holder, Some(("b".to_owned(), 2)));
     assert_eq!(v.holder_lease, None);
     assert!(!v.done);
     assert_eq!(v.container.as_ref().map(|c| c.0.as_str()), Some("c1"));
-    assert!(snap.exec_view("k2").done);
-    let none = snap.exec_view("k3");
+    assert!(snap.exec_view("k2", "me").done);
+    let none = snap.exec_view("k3", "me");
     assert_eq!(
         (none.holder, none.done, none.container),
         (None, false, None)
@@ -146,22 +146,61 @@ fn a_label_baked_into_an_image_cannot_make_a_task_a_helper_or_hide_it() {
     assert!(is_helper(&c));
 }
 
+fn ping(from: &str, to: &str) -> VolumeInfo {
+    volume(
+        &format!("oz-ping-{from}-{to}"),
+        &[
+            (LABEL_ROLE, ROLE_PING),
+            (LABEL_INSTANCE, from),
+            (LABEL_TARGET, to),
+        ],
+    )
+}
+
+#[test]
+fn an_instance_named_by_a_record_is_pinged_and_pings_to_nobody_go() {
+    let snap = Snapshot::from_daemon(
+        &[task("c1", "running", "k1", "other")],
+        &[lease("other", "1")],
+    );
+    assert_eq!(plan_after(&snap, 0), vec![Plan::Ping("other".into())]);
+    let stale = Snapshot::from_daemon(&[], &[ping("me", "nobody")]);
+    assert_eq!(
+        plan_after(&stale, 0),
+        vec![Plan::RemoveVolume("oz-ping-me-nobody".into())]
+    );
+    // Without a ping of this process, a record is never judged, however long.
+    let unpinged = Snapshot::from_daemon(
+        &[task("c1", "running", "k1", "gone")],
+        &[lease("gone", "7")],
+    );
+    assert!(
+        !plan_after(&unpinged, 90_000)
+            .iter()
+            .any(|p| matches!(p, Plan::Adopt { .. }))
+    );
+}
+
 /// Observes `snap` every 5 s from 0 to `until` and plans at the end.
 fn plan_after(snap: &Snapshot, until: Mono) -> Vec<Plan> {
     let mut live = Liveness::new(Duration::from_secs(30));
     let mut t = 0;
     while t <= until {
-        observe(snap, &mut live, t);
+        observe(snap, &mut live, "me", t);
         t += 5_000;
     }
     plan(snap, &live, "me", until, 30_000, &|_| false)
 }
 
 #[test]
-fn a_container_is_adopted_only_after_a_whole_ttl_unchanged() {
+fn a_container_is_adopted_only_after_its_owner_left_a_ping_unanswered_for_a_ttl() {
     let snap = Snapshot::from_daemon(
         &[task("c1", "running", "k1", "gone")],
-        &[lease("gone", "7"), exec("k1", "1", "gone")],
+        &[
+            lease("gone", "7"),
+            exec("k1", "1", "gone"),
+            ping("me", "gone"),
+        ],
     );
     assert_eq!(plan_after(&snap, 25_000), vec![]);
     let plans = plan_after(&snap, 30_000);
@@ -175,13 +214,17 @@ fn a_container_is_adopted_only_after_a_whole_ttl_unchanged() {
 }
 
 #[test]
-fn a_released_instance_is_taken_over_at_once_and_its_marker_goes_last() {
+fn a_released_instance_is_taken_over_after_half_a_ttl_and_its_marker_goes_last() {
     let released = volume(
         "oz-lease-r-released",
         &[(LABEL_ROLE, ROLE_RELEASED), (LABEL_INSTANCE, "r")],
     );
-    let snap = Snapshot::from_daemon(&[task("c1", "running", "k1", "r")], &[released.clone()]);
-    let plans = plan_after(&snap, 0);
+    let snap = Snapshot::from_daemon(
+        &[task("c1", "running", "k1", "r")],
+        std::slice::from_ref(&released),
+    );
+    assert_eq!(plan_after(&snap, 10_000), vec![]);
+    let plans = plan_after(&snap, 15_000);
     assert!(matches!(
         plans.as_slice(),
         [Plan::Adopt { generation: 1, .. }]
@@ -196,7 +239,14 @@ fn a_released_instance_is_taken_over_at_once_and_its_marker_goes_last() {
 
 #[test]
 fn an_execution_whose_holder_is_gone_without_a_container_is_abandoned() {
-    let snap = Snapshot::from_daemon(&[], &[lease("gone", "3"), exec("k1", "1", "gone")]);
+    let snap = Snapshot::from_daemon(
+        &[],
+        &[
+            lease("gone", "3"),
+            exec("k1", "1", "gone"),
+            ping("me", "gone"),
+        ],
+    );
     let plans = plan_after(&snap, 30_000);
     assert!(plans.contains(&Plan::Abandoned {
         key: "k1".into(),
@@ -208,18 +258,31 @@ fn an_execution_whose_holder_is_gone_without_a_container_is_abandoned() {
 }
 
 #[test]
-fn own_busy_and_kept_reported_containers_are_left_alone() {
+fn busy_containers_are_left_alone_and_own_unwatched_ones_taken_up_again() {
     let snap = Snapshot::from_daemon(
         &[
             task("c1", "running", "k1", "me"),
             task("c2", "running", "k2", "gone"),
         ],
-        &[lease("gone", "1")],
+        &[lease("gone", "1"), ping("me", "gone")],
     );
     let mut live = Liveness::new(Duration::from_secs(30));
     for t in (0..=30_000).step_by(5_000) {
-        observe(&snap, &mut live, t);
+        observe(&snap, &mut live, "me", t);
     }
+    let busy = plan(&snap, &live, "me", 30_000, 30_000, &|k| {
+        k == "k1" || k == "k2"
+    });
+    assert!(!busy.iter().any(|p| matches!(p, Plan::Adopt { .. })));
+    // A container of this process that no task of it watches (it gave it
+    // up, then a prune handed it back) is taken up again.
     let plans = plan(&snap, &live, "me", 30_000, 30_000, &|k| k == "k2");
-    assert!(!plans.iter().any(|p| matches!(p, Plan::Adopt { .. })));
+    let adopted: Vec<&Plan> = plans
+        .iter()
+        .filter(|p| matches!(p, Plan::Adopt { .. }))
+        .collect();
+    assert!(
+        matches!(adopted.as_slice(), [Plan::Adopt { id, previous, .. }] if id == "c1" && previous == "me"),
+        "{plans:?}"
+    );
 }
