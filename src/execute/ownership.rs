@@ -28,15 +28,22 @@
 //!
 //! # Liveness ([`liveness`])
 //!
-//! A process judges another gone only after *it* has seen that process's
-//! lease, and the record in question (the container's owner, the
-//! execution's holder), unchanged for a whole ttl of its own monotonic
-//! clock, while it reached the daemon all along — never by comparing two
-//! clocks, never while it was itself cut off (a failed call or a pause
-//! restarts every window), never because a volume vanished (a vanished
-//! record is a change; its live holder makes it again within `ttl / 3`).
-//! The last sight must be fresh ([`liveness::FRESH`]) when it acts on the
-//! judgement.
+//! Every process *pings* every other process a record names
+//! (`oz-ping-<from>-<to>`, made only by the pinging process and only after
+//! it saw none); a live process removes the pings addressed to it at every
+//! renewal. A process judges another gone only after *its own* ping stayed
+//! unanswered, and the record in question (the container's owner, the
+//! execution's holder) unchanged, for a whole ttl (the other's own ttl if
+//! longer) of its own monotonic clock, while it reached the daemon all
+//! along — never by comparing two clocks, never while it was itself cut off
+//! (a failed call or a pause restarts every window), never because a volume
+//! vanished (a prune can remove a ping, never make one). The last sight must
+//! be fresh ([`liveness::FRESH`]) when it acts on the judgement, and a claim
+//! made on a judgement that went stale in between is refused
+//! ([`machine::Call::needs_fresh`]). A released instance is taken over once
+//! the record has stayed the same for half a ttl (a prune may have just
+//! reverted it to the released instance while a live holder has yet to make
+//! its claim again).
 //!
 //! # Fencing ([`machine`])
 //!
@@ -56,19 +63,27 @@
 //!
 //! # Invariants (checked by the simulator, [`sim`], after every step)
 //!
-//! 1. No execution's container is started twice.
+//! 1. No execution has two running containers, and none is started twice.
 //! 2. No container is started after its task was reported.
 //! 3. No process starts, stops, removes or reports a container (or an
 //!    execution) that another live process holds.
 //! 4. At quiescence every claimed task was reported at least once — twice
-//!    only when its first reporter died, froze or was cut off after
-//!    reporting — and nothing is left on the daemon.
+//!    only when a reporter lost its lease (killed, frozen, cut off) between
+//!    the two reports — and nothing is left on the daemon but live
+//!    processes' leases and pings.
+//!
+//! A `docker volume prune` erases the records themselves. Live processes
+//! make theirs again within a renewal period, and a process whose lease
+//! lapsed gives up a claim it can no longer prove; with a prune, 2 and 4
+//! are relaxed to "a second start or report only after a prune erased the
+//! first one's record", and the simulator's `--prune` runs still find rare
+//! schedules (prunes while processes are frozen or cut off) that break 3.
 //!
 //! What the daemon cannot give, the protocol does not claim: a request the
 //! daemon holds back longer than the lease margin (a stalled daemon that
 //! answers a start long after it was sent) can still land after a
 //! takeover; a process frozen for longer than the done-tombstone retention
-//! with an assignment in hand could run a finished execution again.
+//! with an assignment in hand reports it interrupted, never runs it.
 //!
 //! This module and its children do no I/O: the executor (`follow`,
 //! `cleanup`, `reaper`) and the simulator drive them.
