@@ -31,9 +31,10 @@ pub trait TaskRunner: Send + Sync + 'static {
     /// set in motion; called once at the end of a shutdown.
     fn settle(&self, _until: Instant) {}
 
-    /// Whether this process reports `task_id` itself if it ends now: false
-    /// while it only follows a task another live process owns (a shutdown
-    /// then reports nothing for it ahead of time).
+    /// Whether this process holds `task_id` now, so a shutdown may report
+    /// it ahead of its end: false while it only follows a task another live
+    /// process owns, or has not yet claimed it (it then reports, or not,
+    /// when it ends).
     fn reports(&self, _task_id: &str) -> bool {
         true
     }

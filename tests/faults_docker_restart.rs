@@ -103,5 +103,5 @@ fn the_docker_daemon_restarting_under_a_task_fails_it_and_the_worker_carries_on(
     );
     let (containers, volumes) = fx.leftovers();
     assert_eq!(containers, Vec::<String>::new(), "{}", worker.text());
-    assert!(volumes.len() <= 1, "{volumes:?}");
+    assert!(volumes.len() <= 1, "{volumes:?}\n{}", worker.text());
 }

@@ -157,9 +157,11 @@ fn a_replica_that_follows_another_ones_task_and_is_stopped_leaves_it_running() {
     fx.release("shared");
     let frames = orch_a.wait_for(|f| !terminal(f, "shared").is_empty(), WAIT);
     assert_eq!(terminal(&frames, "shared"), vec![&ended_with("shared", 3)]);
+    let sent_by_b = orch_b.received();
     assert!(
-        terminal(&orch_b.received(), "shared").is_empty(),
-        "the follower reports nothing"
+        terminal(&sent_by_b, "shared").is_empty(),
+        "the follower reports nothing: {sent_by_b:?}\n{}",
+        b.text()
     );
     fx.wait_no_containers(WAIT);
 }
@@ -206,4 +208,146 @@ fn a_volume_prune_under_two_replicas_adopts_nothing_and_the_leases_come_back() {
         w.signal(libc::SIGTERM);
         assert_eq!(w.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
     }
+}
+
+/// A socat relay from a socket path of the test's to the daemon's, in its
+/// own process group: the workers reach Docker only through it.
+struct Relay {
+    path: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Relay {
+    fn start(path: &std::path::Path) -> Relay {
+        let _ = std::fs::remove_file(path);
+        let child = std::process::Command::new("setsid")
+            .args([
+                "socat",
+                &format!("UNIX-LISTEN:{},fork,unlink-early", path.display()),
+                "UNIX-CONNECT:/var/run/docker.sock",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("socat (installed by .ci/setup-host)");
+        // No event says the listener is ready: the socket file appears.
+        let deadline = std::time::Instant::now() + WAIT;
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "socat never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Relay {
+            path: path.to_owned(),
+            child: Some(child),
+        }
+    }
+
+    /// Stops accepting: connections already open go on (their forked
+    /// children live), new ones are refused.
+    fn refuse_new(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a plain signal to the listener alone.
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+
+    /// Cuts everything: the listener and every open connection.
+    fn cut(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a plain signal to the relay's own process group.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
+        self.kill_children();
+    }
+
+    fn kill_children(&self) {
+        let _ = std::process::Command::new("pkill")
+            .args([
+                "-KILL",
+                "-f",
+                &format!("UNIX-LISTEN:{}", self.path.display()),
+            ])
+            .status();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Two workers with one id reach Docker only through `relay`, each with a
+/// held task; `outage` happens to the relay for 45 s; afterwards each task
+/// is reported once, by its own worker, with its own exit code, and nobody
+/// adopted anything.
+fn two_workers_through_an_outage(case: &str, outage: impl FnOnce(&mut Relay)) {
+    let mut fx = Fixture::new(case);
+    let sidecar = fx.sidecar(case);
+    let path = fx.out.join("docker.sock");
+    let mut relay = Relay::start(&path);
+    let host = format!("unix://{}", path.display());
+    let (orch_a, orch_b) = (
+        Orchestrator::start(Options::default()),
+        Orchestrator::start(Options::default()),
+    );
+    let start_via_relay = |orch: &Orchestrator| {
+        let w = WorkerProcess::start(
+            &tasks::strs(&worker_args(&fx, &orch.url(), &FAST)),
+            &[("WARP_API_KEY", API_KEY), ("DOCKER_HOST", host.as_str())],
+        );
+        assert!(orch.wait_until(|r| r.connected, WAIT), "{}", w.text());
+        w
+    };
+    let mut a = start_via_relay(&orch_a);
+    let mut b = start_via_relay(&orch_b);
+    let (ia, ib) = (format!("{case}-a"), format!("{case}-b"));
+    assign(&orch_a, &ia, &sidecar, held(&ia, 6));
+    assign(&orch_b, &ib, &sidecar, held(&ib, 7));
+    assert!(a.wait_count("started container", 1, WAIT), "{}", a.text());
+    assert!(b.wait_count("started container", 1, WAIT), "{}", b.text());
+
+    outage(&mut relay);
+    // The outage itself is what is tested: 45 s, longer than the 6 s lease.
+    std::thread::sleep(Duration::from_secs(45));
+    drop(relay);
+    let _relay = Relay::start(&path);
+    fx.release(&ia);
+    fx.release(&ib);
+    let frames_a = orch_a.wait_for(|f| !terminal(f, &ia).is_empty(), WAIT);
+    let frames_b = orch_b.wait_for(|f| !terminal(f, &ib).is_empty(), WAIT);
+    assert_eq!(
+        terminal(&frames_a, &ia),
+        vec![&ended_with(&ia, 6)],
+        "{}",
+        a.text()
+    );
+    assert_eq!(
+        terminal(&frames_b, &ib),
+        vec![&ended_with(&ib, 7)],
+        "{}",
+        b.text()
+    );
+    assert!(terminal(&orch_a.received(), &ib).is_empty());
+    assert!(terminal(&orch_b.received(), &ia).is_empty());
+    for w in [&a, &b] {
+        assert!(!w.text().contains("adopted task"), "{}", w.text());
+    }
+    fx.wait_no_containers(WAIT);
+    for w in [&mut a, &mut b] {
+        w.signal(libc::SIGTERM);
+        assert_eq!(w.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+    }
+}
+
+#[test]
+fn the_docker_socket_cut_for_45_s_under_two_workers_fails_and_moves_nothing() {
+    two_workers_through_an_outage("sockcut", Relay::cut);
+}
+
+#[test]
+fn new_docker_connections_refused_for_45_s_under_two_workers_fail_and_move_nothing() {
+    two_workers_through_an_outage("refused", Relay::refuse_new);
 }

@@ -55,7 +55,7 @@ fn auths_in_docker_config_pull_and_none_is_refused() {
     let task = fx.assignment("T-auths", &p.sidecar, json!({"docker_image": p.image}));
 
     let anonymous = fx.runner(always(&fx));
-    match anonymous.run(&task, &CancelToken::new()) {
+    match anonymous.run(&support::fresh(&task), &CancelToken::new()) {
         TaskOutcome::Failed {
             reason: FailureReason::ImagePull,
             detail,
@@ -72,7 +72,7 @@ fn auths_in_docker_config_pull_and_none_is_refused() {
     settings.images.credentials.docker_config = Some(p.registry.docker_config());
     let runner = fx.runner(settings);
     assert_eq!(
-        runner.run(&task, &CancelToken::new()),
+        runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     assert!(fx.read_out("argv").starts_with("agent\nrun\n"));
@@ -108,7 +108,7 @@ fn credential_helper_on_path_is_used() {
     let runner = fx.runner(settings);
     let task = fx.assignment("T-helper", &p.sidecar, json!({"docker_image": p.image}));
     assert_eq!(
-        runner.run(&task, &CancelToken::new()),
+        runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     fx.assert_no_containers();
@@ -134,7 +134,8 @@ fn mirrors_and_pull_policies() {
     };
     let before = manifests(&p.registry);
     assert_eq!(
-        fx.runner(settings.clone()).run(&task, &CancelToken::new()),
+        fx.runner(settings.clone())
+            .run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     let after_always = manifests(&p.registry);
@@ -148,7 +149,8 @@ fn mirrors_and_pull_policies() {
         let mut s = settings.clone();
         s.images.policy = policy;
         assert_eq!(
-            fx.runner(s).run(&task, &CancelToken::new()),
+            fx.runner(s)
+                .run(&support::fresh(&task), &CancelToken::new()),
             TaskOutcome::Completed
         );
         assert_eq!(manifests(&p.registry), after_always, "{policy:?} pulled");
@@ -158,7 +160,8 @@ fn mirrors_and_pull_policies() {
     let mut never = settings;
     never.images.policy = PullPolicy::Never;
     assert_eq!(
-        fx.runner(never).run(&task, &CancelToken::new()),
+        fx.runner(never)
+            .run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::failed(
             FailureReason::ImagePull,
             format!(
@@ -179,7 +182,7 @@ fn cancel_during_a_stalled_pull() {
     let task = fx.assignment("T-stall", "", json!({"docker_image": image}));
     let token = CancelToken::new();
     let outcome = std::thread::scope(|s| {
-        let run = s.spawn(|| runner.run(&task, &token));
+        let run = s.spawn(|| runner.run(&support::fresh(&task), &token));
         let (_held, _) = listener.accept().unwrap();
         token.cancel(CancelCause::User);
         run.join().unwrap()

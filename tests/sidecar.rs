@@ -23,7 +23,7 @@ fn scratch_sidecar_is_mounted_and_reused_without_copy() {
     let runner = fx.runner(fx.settings());
     let task = fx.assignment("T-reuse", &sidecar, json!({}));
     assert_eq!(
-        runner.run(&task, &CancelToken::new()),
+        runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     // The stub ran as /agent/entrypoint.sh, so the copy worked.
@@ -35,7 +35,7 @@ fn scratch_sidecar_is_mounted_and_reused_without_copy() {
 
     std::fs::remove_file(fx.out.join("argv")).unwrap();
     assert_eq!(
-        runner.run(&task, &CancelToken::new()),
+        runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     assert!(fx.read_out("argv").starts_with("agent\nrun\n"));
@@ -48,7 +48,7 @@ fn scratch_sidecar_is_mounted_and_reused_without_copy() {
     // A fresh runner (a restarted worker) verifies the marker, still no copy.
     let restarted = fx.runner(fx.settings());
     assert_eq!(
-        restarted.run(&task, &CancelToken::new()),
+        restarted.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     assert_eq!(restarted.volumes().fills_started(), 0);
@@ -106,14 +106,14 @@ fn copy_cancelled_halfway_leaves_nothing_and_is_redone() {
         .volumes()
         .set_fill_observer(Some(Arc::new(move |_| t.cancel(CancelCause::User))));
     assert_eq!(
-        runner.run(&task, &token),
+        runner.run(&support::fresh(&task), &token),
         TaskOutcome::Cancelled(CancelCause::User)
     );
     fx.assert_nothing_left();
 
     runner.volumes().set_fill_observer(None);
     assert_eq!(
-        runner.run(&task, &CancelToken::new()),
+        runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     assert_eq!(runner.volumes().fills_started(), 2);
@@ -128,7 +128,7 @@ fn volume_without_marker_is_refilled() {
     let runner = fx.runner(fx.settings());
     let task = fx.assignment("T-nomark", &sidecar, json!({}));
     assert_eq!(
-        runner.run(&task, &CancelToken::new()),
+        runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     let volume = sidecar_volumes(&fx).remove(0);
@@ -144,7 +144,7 @@ fn volume_without_marker_is_refilled() {
     let restarted = fx.runner(fx.settings());
     std::fs::remove_file(fx.out.join("argv")).unwrap();
     assert_eq!(
-        restarted.run(&task, &CancelToken::new()),
+        restarted.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
     assert_eq!(restarted.volumes().fills_started(), 1);

@@ -34,6 +34,8 @@ pub(super) struct AssignedWork<'a> {
     pub task_volumes: TaskVolumes,
     /// Why the task failed, for its terminal message.
     pub failure: Option<TaskOutcome>,
+    /// The container's run, from its start (a trace span).
+    pub run_span: Option<Phase>,
 }
 
 impl<'a> AssignedWork<'a> {
@@ -55,6 +57,7 @@ impl<'a> AssignedWork<'a> {
             sidecar_volumes: Vec::new(),
             task_volumes: TaskVolumes::new(Arc::clone(&runner.volumes)),
             failure: None,
+            run_span: None,
         }
     }
 }
@@ -187,6 +190,13 @@ impl TaskWork for AssignedWork<'_> {
 
     fn fail(&mut self, outcome: TaskOutcome) {
         self.failure.get_or_insert(outcome);
+    }
+
+    fn started(&mut self, id: &str) {
+        self.run_span = Some(Phase(telemetry::phase(
+            "oz_worker.container_run",
+            vec![("container.id", AttrValue::Str(id.to_owned()))],
+        )));
     }
 }
 

@@ -137,13 +137,33 @@ pub fn mark_done(o: &Ownership, key: &str) -> Result<(), DockerError> {
     );
     labels.insert(LABEL_ROLE.to_owned(), ROLE_EXEC_DONE.to_owned());
     labels.remove(LABEL_GENERATION);
-    docker.volume_create(&names::exec_done_name(key), &labels)?;
+    // No renewal makes the claim again from here on (one already under way
+    // checks the tombstone after making it, see `renew_exec`).
     o.release_exec(key);
+    docker.volume_create(&names::exec_done_name(key), &labels)?;
     let worker = names::label(LABEL_WORKER_ID, o.worker_id());
     let of = names::label(LABEL_EXEC_KEY, key);
     let role = names::label(LABEL_ROLE, ROLE_EXEC);
     for v in docker.volume_list_by_label(&[&worker, &of, &role])? {
         docker.volume_remove(&v.name)?;
+    }
+    Ok(())
+}
+
+/// Makes this process's claim on execution `key` at `generation` again (a
+/// renewal, after a prune), unless the execution was marked done
+/// meanwhile: then the claim just made goes again.
+pub fn renew_exec(o: &Ownership, key: &str, generation: u64) -> Result<(), DockerError> {
+    if claim_exec(o, key, generation, None)? != o.instance() {
+        return Ok(());
+    }
+    if o.docker()
+        .volume_inspect(&names::exec_done_name(key))?
+        .is_some()
+    {
+        o.release_exec(key);
+        o.docker()
+            .volume_remove(&names::exec_claim_name(key, generation))?;
     }
     Ok(())
 }

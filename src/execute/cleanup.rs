@@ -198,6 +198,9 @@ fn unbusy(q: &mut Queue, key: &str) {
     }
 }
 
+/// How many times an execution is marked done again after an error answer.
+const MARK_ATTEMPTS: u32 = 60;
+
 /// How often the execution's records are tried again while the daemon is away.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How long they are tried before the reaper is left to it.
@@ -215,7 +218,8 @@ fn clean(executor: &Executor, leftover: &Leftover) {
         loop {
             match claims::mark_done(&o, key) {
                 Ok(()) => break,
-                Err(e) if no_answer(&e) && Instant::now() < deadline => {
+                // Away, or answering errors while it shuts down: again.
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(RETRY_EVERY);
                 }
                 Err(e) => {
@@ -229,10 +233,18 @@ fn clean(executor: &Executor, leftover: &Leftover) {
         return;
     };
     let mut machine = CleanupMachine::new(id.clone(), *generation, leftover.keep, leftover.epoch);
+    // A daemon that is shutting down answers errors ("database not open")
+    // for a while: the mark is tried again, a bounded number of times.
+    let mut attempts = 0u32;
     executor.clean(&mut machine, |step| match step {
         CleanupStep::MarkDone { .. } => match claims::mark_done(&o, key) {
             Ok(()) => Reply::Done,
             Err(e) if no_answer(&e) => Reply::Unreachable,
+            Err(e) if attempts < MARK_ATTEMPTS => {
+                attempts += 1;
+                log::debug!("marking execution {key} done: {e}; trying again");
+                Reply::Unreachable
+            }
             Err(e) => {
                 log::warn!("marking execution {key} done: {e}");
                 Reply::Done

@@ -46,6 +46,8 @@ pub(super) trait TaskWork {
     fn check(&mut self, id: &str) -> Result<(), TaskOutcome>;
     /// Remembers why the task failed, for its terminal message.
     fn fail(&mut self, outcome: TaskOutcome);
+    /// The container was started (its run's trace span begins).
+    fn started(&mut self, _id: &str) {}
 }
 
 /// A task that has no assignment (adopted): it never prepares or creates.
@@ -149,13 +151,13 @@ impl Executor {
         ids: &TaskIds<'_>,
         work: &mut dyn TaskWork,
         cancel: &CancelToken,
-        following: &dyn Fn(bool),
+        holds: &dyn Fn(bool),
     ) -> Step {
         let mut step = self.env(cancel_of(cancel), |env| machine.start(env));
         // One line per outage, not one per retry.
         let mut away = false;
         loop {
-            following(machine.following());
+            holds(machine.holds());
             let Step::Call(call) = step else {
                 return step;
             };
@@ -347,6 +349,7 @@ impl Executor {
             Call::Start { id } => match d.start(id) {
                 Ok(()) => {
                     log::info!("started container {id}");
+                    work.started(id);
                     Reply::Done
                 }
                 Err(e) => {

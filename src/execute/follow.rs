@@ -160,7 +160,7 @@ impl DockerRunner {
         let step = self
             .executor
             .drive(&mut machine, &ids, &mut NoWork, cancel, &|f| {
-                self.following(task_id, f)
+                self.holding(task_id, f)
             });
         self.finish(step, &ids, None, Vec::new(), cancel)
     }

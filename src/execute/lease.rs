@@ -353,7 +353,7 @@ impl Ownership {
                     .volume_create(&names::claim_volume_name(&id, generation), &labels);
             }
             for (key, generation) in execs {
-                let _ = claims::claim_exec(self, &key, generation, None);
+                let _ = claims::renew_exec(self, &key, generation);
             }
         }
         Ok(())

@@ -116,8 +116,8 @@ pub struct DockerRunner {
     active: Arc<Mutex<HashSet<String>>>,
     /// Execution keys this process runs, follows or adopts now.
     keys: Mutex<HashSet<String>>,
-    /// Tasks that only follow another process's execution now.
-    followers: Mutex<HashSet<String>>,
+    /// Tasks this process holds now (see `TaskMachine::holds`).
+    held: Mutex<HashSet<String>>,
     clock: Arc<DaemonClock>,
     executor: Executor,
     cleanups: Arc<Cleanups>,
@@ -148,7 +148,7 @@ impl DockerRunner {
             volumes,
             active: Arc::default(),
             keys: Mutex::default(),
-            followers: Mutex::default(),
+            held: Mutex::default(),
             clock: DaemonClock::new(),
             executor,
             cleanups,
@@ -232,12 +232,21 @@ impl DockerRunner {
         let step = self
             .executor
             .drive(&mut machine, &ids, &mut work, cancel, &|f| {
-                self.following(&task.task_id, f)
+                self.holding(&task.task_id, f)
             });
         let volumes = work.task_volumes.hand_over();
         let failure = work.failure.take();
         let sidecars = std::mem::take(&mut work.sidecar_volumes);
+        let run_span = work.run_span.take();
         let outcome = self.finish(step, &ids, failure, volumes, cancel);
+        if let Some(mut span) = run_span {
+            match &outcome {
+                TaskOutcome::Completed => span.ok(),
+                other => {
+                    span.fail(other.clone());
+                }
+            }
+        }
         if let TaskOutcome::Failed {
             reason: FailureReason::ContainerStart,
             ..
@@ -365,9 +374,9 @@ impl DockerRunner {
         }
     }
 
-    /// Records whether task `task_id` only follows now.
-    fn following(&self, task_id: &str, on: bool) {
-        let mut f = lock(&self.followers);
+    /// Records whether this process holds task `task_id` now.
+    fn holding(&self, task_id: &str, on: bool) {
+        let mut f = lock(&self.held);
         if on {
             f.insert(task_id.to_owned());
         } else {
@@ -437,7 +446,7 @@ impl DockerRunner {
         lock(&self.active).insert(task_id.to_owned());
         let outcome = work();
         lock(&self.active).remove(task_id);
-        lock(&self.followers).remove(task_id);
+        lock(&self.held).remove(task_id);
         self.cleanups.forget_delivery(task_id);
         settle(outcome, cancel.cause())
     }
@@ -484,7 +493,7 @@ impl TaskRunner for DockerRunner {
     }
 
     fn reports(&self, task_id: &str) -> bool {
-        !lock(&self.followers).contains(task_id)
+        lock(&self.held).contains(task_id)
     }
 }
 

@@ -52,6 +52,20 @@ pub struct Fixture {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
+static RUN: AtomicU32 = AtomicU32::new(0);
+
+/// `task` as a new execution of it (a fresh execution id): for tests that
+/// run one task's setup several times. The same execution is never run
+/// twice: a second run of it finds its first.
+pub fn fresh(task: &TaskAssignment) -> TaskAssignment {
+    let mut t = task.clone();
+    t.execution_id = format!(
+        "{}-run{}",
+        t.execution_id,
+        RUN.fetch_add(1, Ordering::SeqCst)
+    );
+    t
+}
 
 impl Fixture {
     pub fn new(case: &str) -> Fixture {

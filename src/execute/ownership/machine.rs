@@ -516,12 +516,20 @@ impl TaskMachine {
         self.phase == Phase::Ended
     }
 
-    /// Whether the task only follows an execution another process holds
-    /// (it reports nothing of its own then).
-    pub fn following(&self) -> bool {
+    /// Whether this process holds the task now (it won the execution, or
+    /// holds the container): only then may a shutdown report it ahead of
+    /// its end. A task still claiming, following or taking over does not.
+    pub fn holds(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Follow | Phase::FollowPause | Phase::FollowWait { .. }
+            Phase::FindExisting { .. }
+                | Phase::Prepare
+                | Phase::CreateGuard { .. }
+                | Phase::CreateReclaim
+                | Phase::Create
+                | Phase::Check { .. }
+                | Phase::Guard { .. }
+                | Phase::Watch { .. }
         )
     }
 
