@@ -74,7 +74,13 @@ fuzz_target!(|data: &[u8]| {
             // (`mcp_servers` values are kept as raw bytes: they round-trip as they are.)
             let raw_floats =
                 snapshot.is_some_and(|s| s.harness_auth_secrets.as_ref().is_some_and(has_float));
-            if raw_floats {
+            // serde_json reads an object whose *first* key is its private
+            // raw-value token as a raw value: re-encoding sorts that key first
+            // (found by fuzzing). Decoding such a frame once is still
+            // graceful (an invalid assignment, answered); only the round trip
+            // cannot hold.
+            let reserved = frame.contains("$serde_json::private::");
+            if raw_floats || reserved {
                 return;
             }
             assert_eq!(

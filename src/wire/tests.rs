@@ -174,6 +174,25 @@ fn assignment_with_null_task_is_invalid_not_dropped() {
 }
 
 #[test]
+fn serde_jsons_private_raw_value_key_is_answered_not_a_crash() {
+    // Found by fuzzing: serde_json reads an object whose first key is its
+    // private raw-value token as a raw value. First: an invalid assignment,
+    // answered; elsewhere in the object: an ordinary key.
+    let frame = |secrets: &str| {
+        format!(
+            r#"{{"type":"task_assignment","data":{{"task_id":"T","execution_id":"E","task":{{"id":"T","agent_config_snapshot":{{"harness_auth_secrets":{secrets}}}}}}}}}"#
+        )
+    };
+    let first = frame(r#"{"$serde_json::private::RawValue":30}"#);
+    assert!(matches!(
+        decode(&first).unwrap(),
+        Inbound::InvalidAssignment { task_id, .. } if task_id == "T"
+    ));
+    let later = frame(r#"{"a":1,"$serde_json::private::RawValue":30}"#);
+    assert!(matches!(decode(&later).unwrap(), Inbound::Assignment(_)));
+}
+
+#[test]
 fn rejected_values_never_reach_the_problem_text() {
     let text =
         r#"{"type":"task_assignment","data":{"task_id":"T","task":{},"env_vars":"sekrit-value"}}"#;
