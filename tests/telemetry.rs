@@ -450,10 +450,12 @@ fn the_push_equals_the_scrape_after_real_tasks_and_each_task_has_a_trace() {
         "{}",
         worker.text()
     );
+    // Sent before the exit; the receiver's reader may take a moment to
+    // hand it over.
     let last = receiver.wait_after(
         t0,
         |r| r.iter().any(|q| q["signal"] == "metrics"),
-        Duration::ZERO,
+        Duration::from_secs(10),
     );
     assert!(
         !last.is_empty(),
