@@ -1,7 +1,7 @@
 //! Runs the ownership protocol's deterministic simulator for as long as
 //! asked: `cargo run --release --example ownership_sim -- --schedules
-//! 1000000 [--seed FIRST] [--threads N] [--prune]`. Prints the counts, or
-//! the first broken invariant with its seed and trace (exit 1).
+//! 1000000 [--seed FIRST] [--threads N] [--no-prune]`. Prints the counts,
+//! or the first broken invariant with its seed and trace (exit 1).
 
 use std::process::ExitCode;
 
@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let mut schedules: u64 = 100_000;
     let mut first: u64 = 1;
     let mut threads: u64 = 2;
-    let mut prune = false;
+    let mut prune = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse::<u64>().ok());
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             "--schedules" => schedules = value().unwrap_or(schedules),
             "--seed" => first = value().unwrap_or(first),
             "--threads" => threads = value().unwrap_or(threads).max(1),
-            "--prune" => prune = true,
+            "--no-prune" => prune = false,
             other => {
                 eprintln!("unknown argument {other:?}; see the file's doc");
                 return ExitCode::from(2);

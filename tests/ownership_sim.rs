@@ -8,11 +8,8 @@
 use oz_agent_worker::execute::ownership::sim::{self, Options};
 
 #[test]
-fn every_invariant_holds_under_kills_freezes_cuts_restarts_and_resends() {
-    let opts = Options {
-        prune: false,
-        ..Options::default()
-    };
+fn every_invariant_holds_under_kills_freezes_cuts_restarts_prunes_and_resends() {
+    let opts = Options::default();
     match sim::run_many(1, 1_500, &opts) {
         Ok(stats) => {
             assert_eq!(stats.schedules, 1_500);
@@ -22,6 +19,7 @@ fn every_invariant_holds_under_kills_freezes_cuts_restarts_and_resends() {
                 "freeze past ttl",
                 "process cut off",
                 "daemon restart",
+                "volume prune",
             ] {
                 assert!(
                     stats.faults.get(fault).copied().unwrap_or(0) > 100,
@@ -31,6 +29,20 @@ fn every_invariant_holds_under_kills_freezes_cuts_restarts_and_resends() {
             assert!(stats.reports > 3_000, "{stats:?}");
         }
         Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// Schedules where `docker volume prune` erased a claim and two processes
+/// then acted on one container, found by the simulator before the fix (a
+/// holder frozen inside its safe window; a prune landing during a lapsed
+/// process's wait; two claims of one generation after a prune).
+#[test]
+fn the_prune_schedules_that_broke_ownership_hold_now() {
+    let opts = Options::default();
+    for seed in [11_514, 35_256, 36_598, 43_794, 66_576] {
+        if let Err(failure) = sim::run(seed, &opts) {
+            panic!("{failure}");
+        }
     }
 }
 

@@ -446,6 +446,11 @@ impl Docker {
 
     /// `DELETE /volumes/{name}`; a volume already gone is fine.
     pub fn volume_remove(&self, name: &str) -> Result<()> {
+        self.volume_remove_existing(name).map(drop)
+    }
+
+    /// Removes a volume; `Ok(false)` when there was none of that name.
+    pub fn volume_remove_existing(&self, name: &str) -> Result<bool> {
         let resp = self.send(
             "DELETE",
             format!("/volumes/{}", enc(name)),
@@ -454,9 +459,11 @@ impl Docker {
             None,
         )?;
         if resp.status() == 404 {
-            return Ok(());
+            return Ok(false);
         }
-        expect_success(resp)?.read_limited(MAX_ERROR_BODY).map(drop)
+        expect_success(resp)?
+            .read_limited(MAX_ERROR_BODY)
+            .map(|_| true)
     }
 
     /// Volumes carrying all of `labels` (`key` or `key=value`).

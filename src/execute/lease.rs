@@ -313,10 +313,17 @@ impl Ownership {
             self.with(|s| s.live.cut_off());
             return Err(e);
         }
-        if *seq > 0 {
-            let _ = self
+        if *seq > 0
+            && let Ok(false) = self
                 .docker
-                .volume_remove(&names::lease_volume_name(&self.instance, *seq));
+                .volume_remove_existing(&names::lease_volume_name(&self.instance, *seq))
+        {
+            // Gone since the last renewal: a prune (or a hand) erased
+            // records meanwhile; a task that waits out a lapse waits again.
+            self.with(|s| s.own.erased());
+            log::info!(
+                "this worker's lease volume was removed from outside (a docker volume prune?); its records are made again"
+            );
         }
         *seq = next;
         // Answer every ping: this process is alive.

@@ -52,9 +52,15 @@
 //! the holder, and only while its own lease is *safe*: before `ttl -
 //! margin` after the start of its last successful renewal. No observer can
 //! have seen that renewal unchanged for a whole ttl by then, so nobody else
-//! can have judged it gone. A process whose lease lapsed (frozen, cut off)
-//! renews, waits half a ttl (every live holder re-makes a pruned claim
-//! meanwhile), reads again, and gives up what it lost. A taker, once its
+//! can have judged it gone. Every such call must also be *fresh*: made
+//! within [`liveness::FRESH`] of the read it rests on, or the record is
+//! read again ([`machine::Call::needs_fresh`]). A process whose lease
+//! lapsed (frozen, cut off) renews, waits a whole ttl (by then a holder
+//! whose claim a prune erased has made it again, or its own safe window
+//! ended), reads again, and gives up what it lost; a prune during that wait
+//! starts it over. A process that wins a claim waits [`liveness::FRESH`]
+//! before it reads and acts, so whatever another process decided before the
+//! claim existed is over by then. A taker, once its
 //! claim is written, reads the previous holder's lease again: unchanged
 //! means every later read by that holder sees the claim; changed means the
 //! holder came back and may have read before the claim existed, so the
@@ -73,11 +79,12 @@
 //!    processes' leases and pings.
 //!
 //! A `docker volume prune` erases the records themselves. Live processes
-//! make theirs again within a renewal period, and a process whose lease
-//! lapsed gives up a claim it can no longer prove; with a prune, 2 and 4
-//! are relaxed to "a second start or report only after a prune erased the
-//! first one's record", and the simulator's `--prune` runs still find rare
-//! schedules (prunes while processes are frozen or cut off) that break 3.
+//! make theirs again within a renewal period (a renewal that finds its
+//! previous lease volume gone counts an *erasure*), and a process whose
+//! lease lapsed gives up a claim it can no longer prove; 1 (concurrently)
+//! and 3 hold under prunes too. 2 and 4 are relaxed to "a second start or
+//! report only after a prune erased the first one's record": a finished
+//! execution whose tombstone was pruned runs again if Oz sends it again.
 //!
 //! What the daemon cannot give, the protocol does not claim: a request the
 //! daemon holds back longer than the lease margin (a stalled daemon that

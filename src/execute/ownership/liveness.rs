@@ -190,6 +190,9 @@ pub struct OwnLease {
     /// How many times the lease was renewed after it had lapsed: what a
     /// task checked before a lapse must be checked again after it.
     epoch: u64,
+    /// How many times a renewal found this process's previous lease volume
+    /// gone: a `docker volume prune` (or a hand) erased records meanwhile.
+    erasures: u64,
 }
 
 impl OwnLease {
@@ -200,6 +203,7 @@ impl OwnLease {
             margin: millis(margin),
             renewed_from: None,
             epoch: 0,
+            erasures: 0,
         }
     }
 
@@ -209,6 +213,17 @@ impl OwnLease {
             self.epoch += 1;
         }
         self.renewed_from = Some(started.max(self.renewed_from.unwrap_or(0)));
+    }
+
+    /// A renewal found the previous lease volume gone: the daemon's records
+    /// were erased since the renewal before.
+    pub fn erased(&mut self) {
+        self.erasures += 1;
+    }
+
+    /// The number of erasures seen so far (see [`OwnLease::erased`]).
+    pub fn erasures(&self) -> u64 {
+        self.erasures
     }
 
     /// The number of lapses so far (see [`OwnLease::renewed`]).

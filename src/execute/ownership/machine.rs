@@ -17,7 +17,7 @@
 //! goes silent; one that only follows another live process's container
 //! never acts on it.
 
-use super::liveness::{Liveness, Mono, OwnLease, lease_subject, owner_subject};
+use super::liveness::{FRESH, Liveness, Mono, OwnLease, lease_subject, owner_subject};
 
 /// How often a follower looks at its owner again.
 pub const FOLLOW_POLL: Mono = 2_000;
@@ -222,7 +222,7 @@ impl Call {
     /// than [`super::liveness::FRESH`] passed since the machine chose it (the
     /// process paused in between).
     pub fn needs_fresh(&self) -> bool {
-        matches!(self, Call::Claim { .. } | Call::ClaimExecution { .. })
+        self.is_fenced() || matches!(self, Call::Claim { .. } | Call::ClaimExecution { .. })
     }
 }
 
@@ -303,6 +303,9 @@ enum GuardStage {
     Read,
     /// Re-creating this process's vanished claim.
     Reclaim,
+    /// A claim just won: waiting out [`FRESH`] before reading (see
+    /// [`Call::needs_fresh`]).
+    Fresh,
     /// The action's own call.
     Act,
 }
@@ -310,6 +313,8 @@ enum GuardStage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AdoptStage {
     Claim,
+    /// Won: waiting out [`FRESH`] (see [`GuardStage::Fresh`]).
+    Fresh,
     Recheck,
     Settle,
     Inspect,
@@ -432,9 +437,8 @@ pub struct TaskMachine {
     held_generation: u64,
     /// The lease epoch when the task began (see [`OwnLease::epoch`]).
     epoch: Option<u64>,
-    /// The lease epoch its guards last settled in: after a lapse (another
-    /// thread may have renewed already) a guard waits before it reads.
-    validated: u64,
+    /// When its guards may trust an owner record (see [`Trust`]).
+    trust: Trust,
     /// The lease epoch in which this process last saw itself hold its
     /// container claim. A claim that vanished is made again only in that
     /// same epoch: after a lapse another process may have claimed the
@@ -494,7 +498,7 @@ impl TaskMachine {
             dedupe_can_run: can_run,
             held_generation: 1,
             epoch: None,
-            validated: 0,
+            trust: Trust::default(),
             claim_epoch: None,
         }
     }
@@ -502,7 +506,7 @@ impl TaskMachine {
     /// The first step.
     pub fn start(&mut self, env: &mut Env<'_>) -> Step {
         self.epoch = Some(env.lease.epoch());
-        self.validated = env.lease.epoch();
+        self.trust = Trust::in_epoch(env.lease.epoch());
         self.enter(env)
     }
 
@@ -730,10 +734,19 @@ impl TaskMachine {
             }
             (GuardStage::Renew, _) => self.pause_and_retry(phase(GuardStage::Renew)),
             (GuardStage::Settle, _) => {
-                self.validated = env.lease.epoch();
+                self.trust.settled(env.lease);
                 self.goto(phase(GuardStage::Renew), env)
             }
-            (GuardStage::Read, _) if self.validated != env.lease.epoch() => {
+            (GuardStage::Read, _) if self.trust.must_settle(env.lease) => {
+                self.goto(phase(GuardStage::Renew), env)
+            }
+            (GuardStage::Read, Reply::Execution(view))
+                if !self.trust.confirm(
+                    env.lease,
+                    view.holder.as_ref().is_some_and(|(h, _)| h == env.me)
+                        && view.holder_lease.is_none(),
+                ) =>
+            {
                 self.goto(phase(GuardStage::Renew), env)
             }
             (GuardStage::Read, Reply::Execution(view)) => {
@@ -760,9 +773,10 @@ impl TaskMachine {
                 }
             }
             (GuardStage::Reclaim, Reply::Holder(h)) if h == env.me => {
-                self.goto(phase(GuardStage::Read), env)
+                self.goto(phase(GuardStage::Fresh), env)
             }
             (GuardStage::Reclaim, Reply::Holder(_)) => self.silent(Silence::Lost),
+            (GuardStage::Fresh, _) => self.goto(phase(GuardStage::Read), env),
             (stage, _) => self.goto(phase(stage), env),
         }
     }
@@ -896,6 +910,7 @@ impl TaskMachine {
                     id: id.clone(),
                     generation: *generation,
                 },
+                AdoptStage::Fresh => Call::Pause(FRESH),
                 AdoptStage::Recheck => Call::ReadLease {
                     instance: takeover.previous.clone(),
                 },
@@ -904,8 +919,9 @@ impl TaskMachine {
             },
             Phase::ExecReport { stage, .. } => match stage {
                 GuardStage::Renew if !env.lease.safe(env.now) => Call::Renew,
-                GuardStage::Renew if self.validated != env.lease.epoch() => {
+                GuardStage::Renew if self.trust.must_settle(env.lease) => {
                     self.set_exec_stage(GuardStage::Settle);
+                    self.trust.begin(env.lease);
                     Call::Pause(settle_after_lapse(env.lease))
                 }
                 GuardStage::Renew => {
@@ -916,6 +932,7 @@ impl TaskMachine {
                 GuardStage::Reclaim => Call::ClaimExecution {
                     generation: self.held_generation,
                 },
+                GuardStage::Fresh => Call::Pause(FRESH),
                 GuardStage::Read | GuardStage::Act => Call::ReadExecution,
             },
             Phase::Ended => return Step::Silent(Silence::Lost),
@@ -1075,11 +1092,13 @@ impl TaskMachine {
         };
         let call = match *stage {
             GuardStage::Renew if !env.lease.safe(env.now) => Call::Renew,
-            GuardStage::Renew if self.validated != env.lease.epoch() => {
+            GuardStage::Renew if self.trust.must_settle(env.lease) => {
                 *stage = GuardStage::Settle;
+                self.trust.begin(env.lease);
                 Call::Pause(settle_after_lapse(env.lease))
             }
             GuardStage::Settle => Call::Pause(settle_after_lapse(env.lease)),
+            GuardStage::Fresh => Call::Pause(FRESH),
             _ => {
                 *stage = GuardStage::Read;
                 Call::ReadOwner { id: id.clone() }
@@ -1112,12 +1131,19 @@ impl TaskMachine {
             }
             (GuardStage::Renew, _) => self.pause_and_retry(phase(GuardStage::Renew)),
             (GuardStage::Settle, _) => {
-                self.validated = env.lease.epoch();
+                self.trust.settled(env.lease);
                 self.goto(phase(GuardStage::Renew), env)
             }
             // Read before a lapse this process only now learns of: settle
             // and read again.
-            (GuardStage::Read, _) if self.validated != env.lease.epoch() => {
+            (GuardStage::Read, _) if self.trust.must_settle(env.lease) => {
+                self.goto(phase(GuardStage::Renew), env)
+            }
+            (GuardStage::Read, Reply::Owner(view))
+                if !self
+                    .trust
+                    .confirm(env.lease, view.instance == env.me && view.lease.is_none()) =>
+            {
                 self.goto(phase(GuardStage::Renew), env)
             }
             (GuardStage::Read, Reply::Owner(view)) => {
@@ -1165,8 +1191,9 @@ impl TaskMachine {
             },
             (GuardStage::Reclaim, Reply::Holder(h)) if h == env.me => {
                 self.claim_epoch = Some(env.lease.epoch());
-                self.goto(phase(GuardStage::Read), env)
+                self.goto(phase(GuardStage::Fresh), env)
             }
+            (GuardStage::Fresh, _) => self.goto(phase(GuardStage::Read), env),
             (GuardStage::Reclaim, Reply::Holder(_)) => self.silent(Silence::Lost),
             (GuardStage::Act, Reply::Lapsed) => self.goto(phase(GuardStage::Renew), env),
             (GuardStage::Act, reply) => self.acted(id, generation, action, reply, env),
@@ -1252,11 +1279,12 @@ impl TaskMachine {
         match (stage, reply) {
             (AdoptStage::Claim, Reply::Holder(h)) if h == env.me => {
                 self.claim_epoch = Some(env.lease.epoch());
-                if from_self(&takeover, env.me) {
-                    return self.goto(phase(AdoptStage::Inspect), env);
-                }
-                self.goto(phase(AdoptStage::Recheck), env)
+                self.goto(phase(AdoptStage::Fresh), env)
             }
+            (AdoptStage::Fresh, _) if from_self(&takeover, env.me) => {
+                self.goto(phase(AdoptStage::Inspect), env)
+            }
+            (AdoptStage::Fresh, _) => self.goto(phase(AdoptStage::Recheck), env),
             // Another process won: follow it like any live owner.
             (AdoptStage::Claim, Reply::Holder(_)) => self.goto(Phase::Follow, env),
             (AdoptStage::Recheck, Reply::Lease(now_seen, pinged)) => {
@@ -1328,10 +1356,69 @@ fn from_self(takeover: &Takeover, me: &str) -> bool {
 }
 
 /// How long a process whose lease lapsed waits after renewing before it
-/// trusts an owner record: longer than a renewal period, so every live
-/// holder has re-created a claim a prune removed.
+/// trusts an owner record: a whole ttl. A holder whose claim a prune
+/// erased makes it again at its next renewal (every third of a ttl) if its
+/// lease is still safe; if it cannot renew, its safe window (shorter than a
+/// ttl) ends meanwhile, and it never acts on the claim again without
+/// reading. Either way the record read after the wait is the truth.
 pub fn settle_after_lapse(lease: &OwnLease) -> Mono {
-    lease.ttl() / 2
+    lease.ttl()
+}
+
+/// When a guard may trust what the daemon's records say about what this
+/// process holds. After its lease lapsed, another process may have taken
+/// a claim over and a prune may have erased that claim's record: the guard
+/// waits [`settle_after_lapse`] (longer than a renewal period, by when a
+/// taker whose lease held has made its claim again, and one whose lease did
+/// not never acts on it again without reading). A prune *during* that wait
+/// could land just before the read, before the taker's renewal: the wait
+/// then starts over. Such a prune shows either as an erasure a renewal
+/// found ([`OwnLease::erased`]) or, with no renewal since, as this
+/// process's own lease missing from the record it reads.
+#[derive(Debug, Clone, Default)]
+struct Trust {
+    /// The lease epoch of the last completed wait (`None`: wait first).
+    validated: Option<u64>,
+    /// The erasures counted when the current wait began.
+    waiting_since: Option<u64>,
+}
+
+impl Trust {
+    /// Trusted as long as the lease does not lapse after `epoch`.
+    fn in_epoch(epoch: u64) -> Self {
+        Self {
+            validated: Some(epoch),
+            waiting_since: None,
+        }
+    }
+
+    /// Whether the guard must wait before it reads.
+    fn must_settle(&self, lease: &OwnLease) -> bool {
+        self.validated != Some(lease.epoch())
+    }
+
+    /// The wait begins.
+    fn begin(&mut self, lease: &OwnLease) {
+        self.waiting_since = Some(lease.erasures());
+    }
+
+    /// The wait is over.
+    fn settled(&mut self, lease: &OwnLease) {
+        self.validated = Some(lease.epoch());
+    }
+
+    /// A record read after a wait: `false` (wait again) when records were
+    /// erased since the wait began, or `own_lease_missing` (the record names
+    /// this process, whose lease is not there).
+    fn confirm(&mut self, lease: &OwnLease, own_lease_missing: bool) -> bool {
+        match self.waiting_since.take() {
+            Some(n) if n != lease.erasures() || own_lease_missing => {
+                self.validated = None;
+                false
+            }
+            _ => true,
+        }
+    }
 }
 
 /// Records an owner record in `live`: the owner tuple and its lease.
@@ -1412,8 +1499,8 @@ pub struct CleanupMachine {
     marked: bool,
     /// The next reply is to the mark; the removal follows at once.
     removing: bool,
-    /// The lease epoch of the last settle (see [`TaskMachine`]'s).
-    validated: Option<u64>,
+    /// When its guard may trust an owner record (see [`Trust`]).
+    trust: Trust,
     /// The lease epoch in which the claim was last seen held (see
     /// [`TaskMachine`]'s).
     claim_epoch: u64,
@@ -1459,7 +1546,7 @@ impl CleanupMachine {
             retrying: false,
             marked: false,
             removing: false,
-            validated: Some(epoch),
+            trust: Trust::in_epoch(epoch),
             claim_epoch: epoch,
         }
     }
@@ -1470,14 +1557,15 @@ impl CleanupMachine {
     }
 
     fn next(&mut self, env: &mut Env<'_>) -> CleanupStep {
-        let validated = *self.validated.get_or_insert(env.lease.epoch());
         let call = match self.stage {
             GuardStage::Renew if !env.lease.safe(env.now) => Call::Renew,
-            GuardStage::Renew if validated != env.lease.epoch() => {
+            GuardStage::Renew if self.trust.must_settle(env.lease) => {
                 self.stage = GuardStage::Settle;
+                self.trust.begin(env.lease);
                 Call::Pause(settle_after_lapse(env.lease))
             }
             GuardStage::Settle => Call::Pause(settle_after_lapse(env.lease)),
+            GuardStage::Fresh => Call::Pause(FRESH),
             _ => {
                 self.stage = GuardStage::Read;
                 Call::ReadOwner {
@@ -1505,25 +1593,28 @@ impl CleanupMachine {
                 self.retrying = true;
                 CleanupStep::Call(Call::Pause(RETRY))
             }
-            // The execution was just marked done: remove the container.
+            // The execution was just marked done: read the owner record
+            // again, so the removal rests on a fresh read (the mark took a
+            // call of its own).
             (GuardStage::Reclaim, _) if self.marked && self.removing => {
                 self.removing = false;
-                if !env.lease.safe(env.now) || self.validated != Some(env.lease.epoch()) {
-                    // A lapse since the owner record was read: read it again.
-                    self.stage = GuardStage::Renew;
-                    return self.next(env);
-                }
-                self.stage = GuardStage::Act;
-                CleanupStep::Call(Call::Remove {
-                    id: self.id.clone(),
-                })
-            }
-            (GuardStage::Settle, _) => {
-                self.validated = Some(env.lease.epoch());
                 self.stage = GuardStage::Renew;
                 self.next(env)
             }
-            (GuardStage::Read, _) if self.validated != Some(env.lease.epoch()) => {
+            (GuardStage::Settle, _) => {
+                self.trust.settled(env.lease);
+                self.stage = GuardStage::Renew;
+                self.next(env)
+            }
+            (GuardStage::Read, _) if self.trust.must_settle(env.lease) => {
+                self.stage = GuardStage::Renew;
+                self.next(env)
+            }
+            (GuardStage::Read, Reply::Owner(view))
+                if !self
+                    .trust
+                    .confirm(env.lease, view.instance == env.me && view.lease.is_none()) =>
+            {
                 self.stage = GuardStage::Renew;
                 self.next(env)
             }
@@ -1577,6 +1668,10 @@ impl CleanupMachine {
                 id: self.id.clone(),
             },
             (GuardStage::Reclaim, Reply::Holder(h)) if h == env.me => {
+                self.stage = GuardStage::Fresh;
+                self.next(env)
+            }
+            (GuardStage::Fresh, _) => {
                 self.stage = GuardStage::Read;
                 self.next(env)
             }

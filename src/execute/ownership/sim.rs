@@ -346,6 +346,8 @@ struct Cleaning {
     wake: Mono,
     /// The lease epoch when the machine chose `next`.
     decided: u64,
+    /// When the machine chose `next`.
+    chosen_at: Mono,
 }
 
 #[derive(Debug)]
@@ -407,6 +409,16 @@ struct World {
     /// Ghost ownership: who really holds each container / execution.
     ghost: BTreeMap<String, (String, u64)>,
     ghost_exec: BTreeMap<String, (String, u64)>,
+    /// Holds a prune erased the record of while their holder could still
+    /// make it again (containers, executions): the hold is void once that
+    /// holder can no longer (its lease was no longer safe, or it lapsed)
+    /// before it did — it then never acts on it again without reading.
+    unrecorded: BTreeSet<String>,
+    unrecorded_exec: BTreeSet<String>,
+    /// When each container hold in `ghost` began.
+    ghost_since: BTreeMap<String, Mono>,
+    /// When the call being performed was chosen (the read it rests on).
+    deciding_at: Mono,
     /// When each instance could not renew its lease (killed, frozen, cut
     /// off, daemon down): from, to.
     disturbed: BTreeMap<String, Vec<(Mono, Mono)>>,
@@ -453,6 +465,10 @@ impl World {
             execs: Vec::new(),
             ghost: BTreeMap::new(),
             ghost_exec: BTreeMap::new(),
+            unrecorded: BTreeSet::new(),
+            unrecorded_exec: BTreeSet::new(),
+            ghost_since: BTreeMap::new(),
+            deciding_at: 0,
             disturbed: BTreeMap::new(),
             incarnations: 0,
             prunes: Vec::new(),
@@ -704,30 +720,17 @@ impl World {
                 // makes its claim again within a renewal; one whose lease
                 // lapsed gives it up.
                 self.daemon.vols.clear();
-                let now = self.now;
-                let holds = |inst: &str| {
-                    self.procs
+                // Every hold with a claim volume is now only in its holder's
+                // memory; [`World::void_unrecorded`] ends it once the holder
+                // cannot make the claim again.
+                self.unrecorded.extend(
+                    self.ghost
                         .iter()
-                        .any(|p| p.alive && p.inst == inst && p.own.safe(now + p.offset))
-                };
-                let mut reverted = Vec::new();
-                for (id, c) in &self.daemon.ctrs {
-                    if let Some((holder, _)) = self.ghost.get(id)
-                        && !holds(holder)
-                    {
-                        reverted.push((id.clone(), (c.creator.clone(), 0)));
-                    }
-                }
-                self.ghost.extend(reverted);
-                let lapsed: Vec<String> = self
-                    .ghost_exec
-                    .iter()
-                    .filter(|(_, (h, _))| !holds(h))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in lapsed {
-                    self.ghost_exec.remove(&k);
-                }
+                        .filter(|(_, (_, g))| *g > 0)
+                        .map(|(id, _)| id.clone()),
+                );
+                self.unrecorded_exec.extend(self.ghost_exec.keys().cloned());
+                self.void_unrecorded();
                 self.prunes.push(self.now);
                 self.log("FAULT docker volume prune".into());
                 "volume prune"
@@ -976,6 +979,7 @@ impl World {
                             next: CleanupStep::Finished,
                             wake: self.now,
                             decided: 0,
+                            chosen_at: self.now,
                         });
                         let k = self.procs[i].cleanups.len() - 1;
                         self.start_cleanup(i, k);
@@ -990,6 +994,7 @@ impl World {
                             next: CleanupStep::RemoveRecords { id: String::new() },
                             wake: self.now,
                             decided: 0,
+                            chosen_at: self.now,
                         });
                     }
                 }
@@ -1049,9 +1054,14 @@ impl World {
                 seq,
             },
         );
-        self.daemon
+        let previous = self
+            .daemon
             .vols
             .remove(&format!("lease-{inst}-{}", seq - 1));
+        if previous.is_none() && seq > 1 {
+            // Gone since the renewal before: records were erased.
+            self.procs[i].own.erased();
+        }
         // Every ping to this process is answered.
         self.daemon
             .vols
@@ -1118,7 +1128,9 @@ impl World {
             if let Some(c) = self.daemon.ctrs.get(cid) {
                 let (owner, g, _) = self.daemon.owner(cid, c);
                 self.ghost.insert(cid.to_owned(), (owner, g));
+                self.ghost_since.insert(cid.to_owned(), self.now);
             }
+            self.unrecorded.remove(cid);
         }
         if holder == inst {
             let epoch = self.procs[p].own.epoch();
@@ -1169,6 +1181,7 @@ impl World {
             if let Some(best) = best {
                 self.ghost_exec.insert(key.to_owned(), best);
             }
+            self.unrecorded_exec.remove(key);
         }
         if holder == inst {
             let epoch = self.procs[p].own.epoch();
@@ -1331,6 +1344,7 @@ impl World {
                     "{inst} REPORTS e{e} {outcome:?} (container {container:?})"
                 ));
                 // Invariant 3: the reporter holds what it reports.
+                self.deciding_at = self.now;
                 match &container {
                     Some((cid, _)) => self.check_holder(&inst, cid, "report")?,
                     None => self.check_exec_holder(&inst, &key)?,
@@ -1371,6 +1385,7 @@ impl World {
                     next: CleanupStep::Finished,
                     wake: self.now,
                     decided: 0,
+                    chosen_at: self.now,
                 });
                 let k = self.procs[p].cleanups.len() - 1;
                 self.start_cleanup(p, k);
@@ -1406,6 +1421,7 @@ impl World {
         let cancel = a.cancel;
         let decided = a.decided;
         let stale = call.needs_fresh() && self.now.saturating_sub(a.chosen_at) > FRESH;
+        self.deciding_at = a.chosen_at;
         let reply = if (call.is_fenced() && decided != self.procs[p].own.epoch()) || stale {
             // Decided before a lapse, or on a judgement gone stale: the
             // machine must look again.
@@ -1496,6 +1512,7 @@ impl World {
                         },
                     );
                     self.ghost.insert(id.clone(), (inst.clone(), 0));
+                    self.ghost_since.insert(id.clone(), self.now);
                     let epoch = self.procs[p].own.epoch();
                     self.procs[p].held.insert(id.clone(), (0, epoch));
                     Reply::Created(id)
@@ -1631,6 +1648,7 @@ impl World {
         let step = proc_.cleanups[k].machine.start(&mut env);
         proc_.cleanups[k].next = step;
         proc_.cleanups[k].decided = proc_.own.epoch();
+        proc_.cleanups[k].chosen_at = self.now;
     }
 
     fn cleanup_step(&mut self, p: usize, k: usize) -> Result<(), Box<Failure>> {
@@ -1638,14 +1656,19 @@ impl World {
         let e = self.procs[p].cleanups[k].exec;
         let inst = self.procs[p].inst.clone();
         let decided = self.procs[p].cleanups[k].decided;
+        let stale = self.now.saturating_sub(self.procs[p].cleanups[k].chosen_at) > FRESH;
         let reply = match &next {
-            CleanupStep::Call(call) if call.is_fenced() && decided != self.procs[p].own.epoch() => {
+            CleanupStep::Call(call)
+                if (call.is_fenced() && decided != self.procs[p].own.epoch())
+                    || (call.needs_fresh() && stale) =>
+            {
                 self.log(format!(
-                    "{inst} cleanup e{e} {call:?} -> Lapsed (decided before a lapse)"
+                    "{inst} cleanup e{e} {call:?} -> Lapsed (decided before a lapse, or stale)"
                 ));
                 Reply::Lapsed
             }
             CleanupStep::Call(call) => {
+                self.deciding_at = self.procs[p].cleanups[k].chosen_at;
                 let r = self.execute(p, e, call, None)?;
                 self.log(format!("{inst} cleanup e{e} {call:?} -> {r:?}"));
                 if let Call::Pause(d) = call {
@@ -1699,7 +1722,61 @@ impl World {
         let step = proc_.cleanups[k].machine.step(reply, &mut env);
         proc_.cleanups[k].next = step;
         proc_.cleanups[k].decided = proc_.own.epoch();
+        proc_.cleanups[k].chosen_at = self.now;
         Ok(())
+    }
+
+    /// Ends the holds a prune erased whose holder can no longer make the
+    /// claim again: the container's creator (generation 0, its label) holds
+    /// it then, and nobody holds the execution.
+    fn void_unrecorded(&mut self) {
+        let now = self.now;
+        let can_remake = |procs: &[Proc], inst: &str, key: &str, exec: bool| {
+            procs.iter().any(|p| {
+                let held = if exec { &p.held_execs } else { &p.held };
+                p.alive
+                    && p.inst == inst
+                    && p.own.safe(now + p.offset)
+                    && held.get(key).is_some_and(|v| v.1 == p.own.epoch())
+            })
+        };
+        let void: Vec<String> = self
+            .unrecorded
+            .iter()
+            .filter(|id| {
+                self.ghost
+                    .get(*id)
+                    .is_none_or(|(h, _)| !can_remake(&self.procs, h, id, false))
+            })
+            .cloned()
+            .collect();
+        for id in void {
+            self.unrecorded.remove(&id);
+            match self.daemon.ctrs.get(&id) {
+                Some(c) => {
+                    let (owner, g, _) = self.daemon.owner(&id, c);
+                    self.ghost_since.insert(id.clone(), self.now);
+                    self.ghost.insert(id, (owner, g));
+                }
+                None => {
+                    self.ghost.remove(&id);
+                }
+            }
+        }
+        let void: Vec<String> = self
+            .unrecorded_exec
+            .iter()
+            .filter(|k| {
+                self.ghost_exec
+                    .get(*k)
+                    .is_none_or(|(h, _)| !can_remake(&self.procs, h, k, true))
+            })
+            .cloned()
+            .collect();
+        for k in void {
+            self.unrecorded_exec.remove(&k);
+            self.ghost_exec.remove(&k);
+        }
     }
 
     fn alive_inst(&self, inst: &str) -> bool {
@@ -1709,13 +1786,20 @@ impl World {
     /// Invariant 3 for a container.
     fn check_holder(&mut self, inst: &str, cid: &str, what: &str) -> Result<(), Box<Failure>> {
         self.stats.checks += 1;
+        self.void_unrecorded();
         if what != "report" && !self.daemon.ctrs.contains_key(cid) {
             // Acting on a container that is gone changes nothing.
             return Ok(());
         }
+        // A process may act on what it read just before another's claim
+        // existed (a prune had erased its own): it acts within FRESH of that
+        // read, and the new holder waits FRESH after its claim before it
+        // reads and acts.
+        let since = self.ghost_since.get(cid).copied().unwrap_or(0);
         if let Some((holder, generation)) = self.ghost.get(cid)
             && holder != inst
             && self.alive_inst(holder)
+            && since <= self.deciding_at
         {
             return Err(self.fail(format!(
                 "{inst} does {what} on {cid}, which live {holder} holds at generation {generation}"
@@ -1727,6 +1811,7 @@ impl World {
     /// Invariant 3 for an execution reported without a container.
     fn check_exec_holder(&mut self, inst: &str, key: &str) -> Result<(), Box<Failure>> {
         self.stats.checks += 1;
+        self.void_unrecorded();
         if let Some((holder, generation)) = self.ghost_exec.get(key)
             && holder != inst
             && self.alive_inst(holder)

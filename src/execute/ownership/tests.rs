@@ -286,3 +286,132 @@ fn busy_containers_are_left_alone_and_own_unwatched_ones_taken_up_again() {
         "{plans:?}"
     );
 }
+
+/// A cleanup whose lease lapsed waits a ttl after renewing before it trusts
+/// the owner record; a prune seen during that wait (a renewal found its
+/// previous lease volume gone), or its own lease missing from the record,
+/// starts the wait over: a holder whose claim the prune erased may not
+/// have made it again yet.
+#[test]
+fn a_prune_during_the_wait_after_a_lapse_starts_the_wait_over() {
+    use super::machine::{Call, CleanupMachine, CleanupStep, Env, OwnerView, Reply};
+    let ttl = Duration::from_secs(30);
+    let mut own = liveness::OwnLease::new(ttl, Duration::from_secs(5));
+    own.renewed(0);
+    let mut live = Liveness::new(ttl);
+    let mut m = CleanupMachine::new("c1".into(), 1, false, own.epoch());
+    let mine = |lease: Option<&str>| {
+        Reply::Owner(OwnerView {
+            instance: "me".into(),
+            generation: 1,
+            reported: false,
+            stage: Stage::Exited(0),
+            lease: lease.map(str::to_owned),
+            pinged: false,
+        })
+    };
+    macro_rules! step {
+        ($now:expr, $reply:expr) => {{
+            let mut env = Env {
+                me: "me",
+                now: $now,
+                lease: &own,
+                live: &mut live,
+                cancel: None,
+            };
+            m.step($reply, &mut env)
+        }};
+    }
+    // Frozen past the safe window: renew first.
+    let first = {
+        let mut env = Env {
+            me: "me",
+            now: 40_000,
+            lease: &own,
+            live: &mut live,
+            cancel: None,
+        };
+        m.start(&mut env)
+    };
+    assert_eq!(first, CleanupStep::Call(Call::Renew));
+    own.renewed(40_000);
+    assert_eq!(
+        step!(40_100, Reply::Done),
+        CleanupStep::Call(Call::Pause(30_000))
+    );
+    // A renewal during the wait finds its previous lease volume gone.
+    own.erased();
+    own.renewed(50_000);
+    assert_eq!(
+        step!(70_100, Reply::Done),
+        CleanupStep::Call(Call::ReadOwner { id: "c1".into() })
+    );
+    assert_eq!(
+        step!(70_200, mine(Some("9"))),
+        CleanupStep::Call(Call::Pause(30_000)),
+        "the record read after a prune during the wait is not trusted"
+    );
+    own.renewed(60_000);
+    own.renewed(70_000);
+    own.renewed(80_000);
+    assert_eq!(
+        step!(100_300, Reply::Done),
+        CleanupStep::Call(Call::ReadOwner { id: "c1".into() })
+    );
+    assert_eq!(
+        step!(100_400, mine(Some("12"))),
+        CleanupStep::MarkDone { id: "c1".into() }
+    );
+}
+
+/// The same when the prune came with no renewal since: the record shows
+/// this process's own lease missing.
+#[test]
+fn an_own_lease_missing_after_the_wait_starts_it_over() {
+    use super::machine::{Call, CleanupMachine, CleanupStep, Env, OwnerView, Reply};
+    let ttl = Duration::from_secs(30);
+    let mut own = liveness::OwnLease::new(ttl, Duration::from_secs(5));
+    own.renewed(0);
+    let mut live = Liveness::new(ttl);
+    let mut m = CleanupMachine::new("c1".into(), 1, false, own.epoch());
+    let mut env = Env {
+        me: "me",
+        now: 40_000,
+        lease: &own,
+        live: &mut live,
+        cancel: None,
+    };
+    assert_eq!(m.start(&mut env), CleanupStep::Call(Call::Renew));
+    own.renewed(40_000);
+    let mut at = |now: Mono, reply: Reply, own: &liveness::OwnLease| {
+        let mut env = Env {
+            me: "me",
+            now,
+            lease: own,
+            live: &mut live,
+            cancel: None,
+        };
+        m.step(reply, &mut env)
+    };
+    assert_eq!(
+        at(40_100, Reply::Done, &own),
+        CleanupStep::Call(Call::Pause(30_000))
+    );
+    own.renewed(60_000);
+    assert_eq!(
+        at(70_100, Reply::Done, &own),
+        CleanupStep::Call(Call::ReadOwner { id: "c1".into() })
+    );
+    let lease_gone = Reply::Owner(OwnerView {
+        instance: "me".into(),
+        generation: 1,
+        reported: false,
+        stage: Stage::Exited(0),
+        lease: None,
+        pinged: false,
+    });
+    assert_eq!(
+        at(70_200, lease_gone, &own),
+        CleanupStep::Call(Call::Pause(30_000))
+    );
+}
