@@ -151,3 +151,124 @@ fn volume_without_marker_is_refilled() {
     assert!(fx.read_out("argv").starts_with("agent\nrun\n"));
     fx.assert_no_containers();
 }
+
+/// Two worker processes (one worker id, one daemon) that need a new sidecar
+/// volume at the same moment: one copies, the other waits for that copy,
+/// and both use the one complete volume.
+#[test]
+fn two_processes_first_fills_end_in_one_volume_both_use() {
+    let mut fx = Fixture::new("twofill");
+    let sidecar = fx.sidecar("twofill");
+    let settings = |instance: &str| {
+        let mut s = fx.settings();
+        s.instance = format!("test-{}-{instance}", fx.worker_id);
+        s
+    };
+    let (a, b) = (fx.runner(settings("a")), fx.runner(settings("b")));
+    let image = fx.docker.image_inspect(&sidecar).unwrap().unwrap();
+    let both = std::sync::Barrier::new(2);
+    let ensure = |runner: &oz_agent_worker::execute::DockerRunner| {
+        both.wait();
+        runner
+            .volumes()
+            .ensure(
+                &sidecar,
+                &sidecar,
+                &image.repo_digests,
+                &image.id,
+                &CancelToken::new(),
+            )
+            .unwrap()
+    };
+    let (va, vb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| ensure(&a));
+        let hb = s.spawn(|| ensure(&b));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    assert_eq!(va, vb);
+    assert_eq!(
+        a.volumes().fills_started() + b.volumes().fills_started(),
+        1,
+        "the volume was copied twice"
+    );
+    assert_eq!(sidecar_volumes(&fx), vec![va.clone()]);
+    let labels = fx.docker.volume_inspect(&va).unwrap().unwrap().labels;
+    assert_eq!(
+        labels.get("dev.warp.oz-agent-worker.filled-from"),
+        Some(&image.id)
+    );
+    // Both run tasks from it, with no further copy.
+    for (runner, id) in [(&a, "T-a"), (&b, "T-b")] {
+        let task = fx.assignment(id, &sidecar, json!({}));
+        assert_eq!(
+            runner.run(&task, &CancelToken::new()),
+            TaskOutcome::Completed
+        );
+        assert!(fx.read_out("argv").starts_with("agent\nrun\n"));
+    }
+    assert_eq!(a.volumes().fills_started() + b.volumes().fills_started(), 1);
+    fx.assert_no_containers();
+}
+
+/// A volume is named after 48 bits of its image's digest; one with that
+/// name, complete and labelled as the worker's own, but filled from another
+/// image, is never reused for this one: it is copied again.
+#[test]
+fn a_volume_filled_from_another_image_is_copied_again() {
+    let mut fx = Fixture::new("otherimg");
+    let sidecar = fx.sidecar("otherimg");
+    let runner = fx.runner(fx.settings());
+    let task = fx.assignment("T-1", &sidecar, json!({}));
+    assert_eq!(
+        runner.run(&support::fresh(&task), &CancelToken::new()),
+        TaskOutcome::Completed
+    );
+    let volume = sidecar_volumes(&fx).remove(0);
+    let info = fx.docker.volume_inspect(&volume).unwrap().unwrap();
+    // The same name, the worker's labels and a complete content (marker
+    // included) — but recorded as filled from another image.
+    let saved = fx.out.join("saved-volume");
+    copy_tree(std::path::Path::new(&info.mountpoint), &saved);
+    fx.docker.volume_remove(&volume).unwrap();
+    let mut labels = info.labels.clone();
+    labels.insert(
+        "dev.warp.oz-agent-worker.filled-from".into(),
+        format!("sha256:{}", "0".repeat(64)),
+    );
+    let lookalike = fx.docker.volume_create(&volume, &labels).unwrap();
+    copy_tree(&saved, std::path::Path::new(&lookalike.mountpoint));
+
+    let restarted = fx.runner(fx.settings());
+    std::fs::remove_file(fx.out.join("argv")).unwrap();
+    assert_eq!(
+        restarted.run(&support::fresh(&task), &CancelToken::new()),
+        TaskOutcome::Completed
+    );
+    assert_eq!(
+        restarted.volumes().fills_started(),
+        1,
+        "the lookalike was reused"
+    );
+    let image = fx.docker.image_inspect(&sidecar).unwrap().unwrap();
+    let now = fx.docker.volume_inspect(&volume).unwrap().unwrap().labels;
+    assert_eq!(
+        now.get("dev.warp.oz-agent-worker.filled-from"),
+        Some(&image.id)
+    );
+    assert!(fx.read_out("argv").starts_with("agent\nrun\n"));
+    fx.assert_no_containers();
+}
+
+/// Copies a directory tree (files and directories, modes kept).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -24,6 +24,10 @@ pub const LABEL_SIDECAR_IMAGE: &str = "dev.warp.oz-agent-worker.sidecar-image";
 /// time (which the daemon reports to the second only) it is the volume's
 /// identity: a volume made again under the same name does not carry it.
 pub const LABEL_FILL_ID: &str = "dev.warp.oz-agent-worker.fill-id";
+/// Label on shared sidecar volumes: the id of the image they were filled
+/// from. A volume is named after a 48-bit prefix of a digest; it is reused
+/// only for the very image that filled it.
+pub const LABEL_FILLED_FROM: &str = "dev.warp.oz-agent-worker.filled-from";
 /// Role of the containers that fill or probe a sidecar volume.
 pub const ROLE_FILL: &str = "sidecar-fill";
 /// Role of an instance's liveness lease volumes (see `lease`).
@@ -201,13 +205,27 @@ pub fn nonce() -> u32 {
 }
 
 /// Labels of a sidecar volume; `fill_id` is [`fill_id`]'s.
-pub fn volume_labels(worker_id: &str, image: &str, fill_id: &str) -> BTreeMap<String, String> {
+pub fn volume_labels(worker_id: &str, image: &str, fill: &Fill<'_>) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_owned(), "true".to_owned()),
         (LABEL_WORKER_ID.to_owned(), worker_id.to_owned()),
         (LABEL_SIDECAR_IMAGE.to_owned(), image.to_owned()),
-        (LABEL_FILL_ID.to_owned(), fill_id.to_owned()),
+        (LABEL_FILL_ID.to_owned(), fill.id.to_owned()),
+        (LABEL_INSTANCE.to_owned(), fill.instance.to_owned()),
+        (LABEL_FILLED_FROM.to_owned(), fill.image_id.to_owned()),
     ])
+}
+
+/// Who fills a shared sidecar volume, and from what.
+#[derive(Debug, Clone, Copy)]
+pub struct Fill<'a> {
+    /// A fresh [`fill_id`].
+    pub id: &'a str,
+    /// The filling process's instance (an incomplete volume is only
+    /// replaced once that instance is gone).
+    pub instance: &'a str,
+    /// The image's id ([`LABEL_FILLED_FROM`]).
+    pub image_id: &'a str,
 }
 
 /// A fresh [`LABEL_FILL_ID`] value (64 random bits, hex).
@@ -415,9 +433,19 @@ mod tests {
             Some("sidecar-fill")
         );
         assert_eq!(helper.get(LABEL_INSTANCE).map(String::as_str), Some("i1"));
-        let labels = volume_labels("w", "img", "f1");
+        let labels = volume_labels(
+            "w",
+            "img",
+            &Fill {
+                id: "f1",
+                instance: "i1",
+                image_id: "sha256:ab",
+            },
+        );
         assert_eq!(labels[LABEL_SIDECAR_IMAGE], "img");
         assert_eq!(labels[LABEL_FILL_ID], "f1");
+        assert_eq!(labels[LABEL_INSTANCE], "i1");
+        assert_eq!(labels[LABEL_FILLED_FROM], "sha256:ab");
         assert_eq!(fill_id().len(), 16);
         let private = task_sidecar_labels("w", "i1", "T", "E");
         assert_eq!(private[LABEL_INSTANCE], "i1");

@@ -152,10 +152,13 @@ pub fn pass(
 
     for v in &volumes {
         if v.labels.contains_key(LABEL_SIDECAR_IMAGE) {
+            let filler = label(&v.labels, LABEL_INSTANCE);
             if volumes_record.is_busy(&v.name)
                 || volumes_record.is_known_complete(&v.name)
                 || filling.contains(v.name.as_str())
                 || parse_rfc3339(&v.created_at).is_some_and(young)
+                // Another live process's first fill, however long it takes.
+                || (filler != Some(me) && live(filler))
             {
                 continue;
             }

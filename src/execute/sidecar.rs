@@ -9,7 +9,10 @@
 //! fills (two tasks needing the same new volume copy it once), the fill
 //! itself (export → archive, streamed, then the completeness marker), the
 //! check of an existing volume, and what to do with one another program made
-//! (see [`SidecarVolumes::ensure`]). A task's private copy of a `read_write`
+//! (see [`SidecarVolumes::ensure`]). Across worker processes on one daemon
+//! the first creator of a volume fills it (the daemon keeps the first
+//! creator's labels) and the others wait for its marker; a volume is reused
+//! only for the image it records being filled from. A task's private copy of a `read_write`
 //! sidecar lives in [`task_copy`]. It must not pull images (the caller
 //! passes a prepared one) nor touch task containers. A fill that fails or is
 //! cancelled leaves no volume and no helper container behind.
@@ -31,8 +34,8 @@ use std::io::Read;
 use serde_json::json;
 
 use super::names::{
-    self, FILL_PATH, FOREIGN_ALTERNATE_SUFFIX, LABEL_ROLE, LABEL_SIDECAR_IMAGE, LABEL_VOLUME,
-    MARKER, ROLE_FILL,
+    self, FILL_PATH, FOREIGN_ALTERNATE_SUFFIX, LABEL_FILLED_FROM, LABEL_ROLE, LABEL_SIDECAR_IMAGE,
+    LABEL_VOLUME, MARKER, ROLE_FILL,
 };
 use super::progress::{self, CopyTally, Throttle};
 use crate::container_spec::LABEL_MANAGED;
@@ -46,6 +49,12 @@ use crate::telemetry;
 const OTHER_FILL_POLL: Duration = Duration::from_millis(500);
 /// Longest wait for another worker process's fill.
 const OTHER_FILL_WAIT: Duration = Duration::from_secs(600);
+/// How long a volume another process just made may show no fill helper
+/// yet (it makes them right after the volume).
+const FIRST_FILL_GRACE: Duration = Duration::from_secs(30);
+/// How often a first fill is tried when other processes' fills keep
+/// vanishing unfinished.
+const FILL_ATTEMPTS: usize = 3;
 
 /// Why a sidecar volume could not be prepared.
 #[derive(Debug)]
@@ -66,6 +75,12 @@ pub enum SidecarError {
     },
     /// The task was cancelled while waiting for or doing the copy.
     Cancelled,
+    /// Other worker processes kept starting the volume's first copy and
+    /// never finished it.
+    Contended {
+        /// The volume.
+        volume: String,
+    },
 }
 
 impl fmt::Display for SidecarError {
@@ -88,6 +103,11 @@ impl fmt::Display for SidecarError {
                 crate::outside::Shown(volume)
             ),
             Self::Cancelled => f.write_str("cancelled while preparing a sidecar volume"),
+            Self::Contended { volume } => write!(
+                f,
+                "preparing sidecar volume {}: other worker processes kept starting its copy and never finished it ({FILL_ATTEMPTS} tries)",
+                crate::outside::Shown(volume)
+            ),
         }
     }
 }
@@ -108,6 +128,7 @@ struct Known {
 struct Identity {
     created_at: String,
     fill_id: Option<String>,
+    filled_from: Option<String>,
 }
 
 impl Identity {
@@ -115,8 +136,14 @@ impl Identity {
         Self {
             created_at: info.created_at.clone(),
             fill_id: info.labels.get(names::LABEL_FILL_ID).cloned(),
+            filled_from: info.labels.get(LABEL_FILLED_FROM).cloned(),
         }
     }
+}
+
+/// Whether `info` records that it was filled from image `image_id`.
+fn filled_from(info: &VolumeInfo, image_id: &str) -> bool {
+    !image_id.is_empty() && info.labels.get(LABEL_FILLED_FROM).map(String::as_str) == Some(image_id)
 }
 
 #[derive(Default)]
@@ -291,7 +318,7 @@ impl SidecarVolumes {
             let known = state.complete.get(&volume).cloned();
             state.busy.insert(volume.clone());
             drop(state);
-            let result = self.resolve(&volume, reference, known, cancel);
+            let result = self.resolve(&volume, reference, image_id, known, cancel);
             state = self.lock();
             state.busy.remove(&volume);
             match &result {
@@ -313,13 +340,18 @@ impl SidecarVolumes {
         &self,
         volume: &str,
         reference: &str,
+        image_id: &str,
         known: Option<Known>,
         cancel: &CancelToken,
     ) -> Result<Known, SidecarError> {
         if let Some(known) = known {
             // One inspect: the same volume as verified, or check again.
             match self.inspect(&known.volume)? {
-                Some(info) if Identity::of(&info) == known.identity => return Ok(known),
+                Some(info)
+                    if Identity::of(&info) == known.identity && filled_from(&info, image_id) =>
+                {
+                    return Ok(known);
+                }
                 Some(_) => log::info!(
                     "sidecar volume {} was replaced since it was checked; checking it again",
                     known.volume
@@ -327,27 +359,51 @@ impl SidecarVolumes {
                 None => {}
             }
         }
+        for _ in 0..FILL_ATTEMPTS {
+            if let Some(known) = self.resolve_once(volume, reference, image_id, cancel)? {
+                return Ok(known);
+            }
+        }
+        Err(SidecarError::Contended {
+            volume: volume.to_owned(),
+        })
+    }
+
+    /// One try of [`Self::resolve`]; `None` when another process began the
+    /// first copy and went away without finishing it (try again).
+    fn resolve_once(
+        &self,
+        volume: &str,
+        reference: &str,
+        image_id: &str,
+        cancel: &CancelToken,
+    ) -> Result<Option<Known>, SidecarError> {
         let Some(info) = self.inspect(volume)? else {
-            return self.fill(volume, reference, cancel);
+            return self.fill_or_wait(volume, reference, image_id, cancel);
         };
         if self.is_suspect(volume) {
             log::warn!(
                 "sidecar volume {volume} was in use when a task could not start; copying it again"
             );
+        } else if is_ours(&info) && !filled_from(&info, image_id) {
+            log::warn!(
+                "sidecar volume {volume} does not record being filled from image {}; copying that image again",
+                crate::outside::Shown(image_id)
+            );
         } else if is_ours(&info) {
             if self.has_marker(volume, reference)? {
                 log::debug!("sidecar volume {volume} is complete; reusing it");
-                return Ok(Known {
+                return Ok(Some(Known {
                     volume: volume.to_owned(),
                     identity: Identity::of(&info),
-                });
+                }));
             }
-            if self.filled_elsewhere(volume, reference, cancel)? {
+            if self.filled_elsewhere(volume, reference, cancel, Duration::ZERO)? {
                 let info = self.inspect(volume)?.unwrap_or(info);
-                return Ok(Known {
+                return Ok(Some(Known {
                     volume: volume.to_owned(),
                     identity: Identity::of(&info),
-                });
+                }));
             }
             log::warn!("sidecar volume {volume} was never completed; removing and copying again");
         } else {
@@ -357,8 +413,10 @@ impl SidecarVolumes {
         }
         match self.remove_unused(volume) {
             Ok(()) => {
-                let known = self.fill(volume, reference, cancel)?;
-                self.drop_alternate(volume);
+                let known = self.fill_or_wait(volume, reference, image_id, cancel)?;
+                if known.is_some() {
+                    self.drop_alternate(volume);
+                }
                 Ok(known)
             }
             Err(DockerError::Api { status: 409, .. }) => {
@@ -366,10 +424,35 @@ impl SidecarVolumes {
                 log::info!(
                     "volume {volume} is in use by a container; using this worker's own copy {alternate}"
                 );
-                self.resolve_alternate(&alternate, reference, cancel)
+                self.resolve_alternate(&alternate, reference, image_id, cancel)
             }
             Err(source) => Err(docker_err(volume, "removing it", source)),
         }
+    }
+
+    /// Fills `volume` — or, when another worker process made it first (the
+    /// daemon keeps the first creator's labels), waits for that process's
+    /// copy. `None`: that copy vanished unfinished.
+    fn fill_or_wait(
+        &self,
+        volume: &str,
+        reference: &str,
+        image_id: &str,
+        cancel: &CancelToken,
+    ) -> Result<Option<Known>, SidecarError> {
+        if let Some(known) = self.fill(volume, reference, image_id, cancel)? {
+            return Ok(Some(known));
+        }
+        if self.filled_elsewhere(volume, reference, cancel, FIRST_FILL_GRACE)?
+            && let Some(info) = self.inspect(volume)?
+            && filled_from(&info, image_id)
+        {
+            return Ok(Some(Known {
+                volume: volume.to_owned(),
+                identity: Identity::of(&info),
+            }));
+        }
+        Ok(None)
     }
 
     /// The worker's own volume under the alternate name: reused when
@@ -378,23 +461,25 @@ impl SidecarVolumes {
         &self,
         alternate: &str,
         reference: &str,
+        image_id: &str,
         cancel: &CancelToken,
-    ) -> Result<Known, SidecarError> {
+    ) -> Result<Option<Known>, SidecarError> {
         if let Some(info) = self.inspect(alternate)? {
             if is_ours(&info)
+                && filled_from(&info, image_id)
                 && !self.is_suspect(alternate)
                 && self.has_marker(alternate, reference)?
             {
-                return Ok(Known {
+                return Ok(Some(Known {
                     volume: alternate.to_owned(),
                     identity: Identity::of(&info),
-                });
+                }));
             }
             self.remove_unused(alternate).map_err(|source| {
                 docker_err(alternate, "removing the incomplete volume", source)
             })?;
         }
-        self.fill(alternate, reference, cancel)
+        self.fill_or_wait(alternate, reference, image_id, cancel)
     }
 
     /// After the plain name is the worker's again, its alternate serves
@@ -426,7 +511,9 @@ impl SidecarVolumes {
         volume: &str,
         reference: &str,
         cancel: &CancelToken,
+        grace: Duration,
     ) -> Result<bool, SidecarError> {
+        let started = Instant::now();
         let filling = [
             names::label(LABEL_ROLE, ROLE_FILL),
             names::label(LABEL_VOLUME, volume),
@@ -440,7 +527,17 @@ impl SidecarVolumes {
                 .map_err(|source| docker_err(volume, "looking for a fill in progress", source))?;
             if helpers.is_empty() {
                 // The fill may have finished just now.
-                return Ok(logged && self.has_marker(volume, reference)?);
+                if (logged || !grace.is_zero()) && self.has_marker(volume, reference)? {
+                    return Ok(true);
+                }
+                if logged || started.elapsed() >= grace {
+                    return Ok(false);
+                }
+                // Its maker has yet to make its helpers (within the grace).
+                if cancel.wait_timeout(OTHER_FILL_POLL).is_some() {
+                    return Err(SidecarError::Cancelled);
+                }
+                continue;
             }
             if !logged {
                 log::info!(
@@ -474,33 +571,45 @@ impl SidecarVolumes {
         found
     }
 
-    /// Fills a new shared volume, marker last.
+    /// Fills a new shared volume, marker last; `None` when another worker
+    /// process made the volume first (it fills it).
     fn fill(
         &self,
         volume: &str,
         reference: &str,
+        image_id: &str,
         cancel: &CancelToken,
-    ) -> Result<Known, SidecarError> {
-        self.fills.fetch_add(1, Ordering::SeqCst);
-        log::info!("copying sidecar image {reference} into volume {volume}");
+    ) -> Result<Option<Known>, SidecarError> {
         let fill_id = names::fill_id();
-        let labels = names::volume_labels(&self.worker_id, reference, &fill_id);
-        self.copy_image(volume, reference, &labels, true, cancel)?;
+        let fill = names::Fill {
+            id: &fill_id,
+            instance: &self.instance,
+            image_id,
+        };
+        let labels = names::volume_labels(&self.worker_id, reference, &fill);
+        log::info!("copying sidecar image {reference} into volume {volume}");
+        if !self.copy_image(volume, reference, &labels, true, cancel)? {
+            log::info!(
+                "another worker process began copying sidecar volume {volume} first; waiting for it"
+            );
+            return Ok(None);
+        }
         self.lock().suspect.remove(volume);
         // The creation time the daemon reports follows changes at the
         // volume's root, so it is read once the copy is in.
         let info = self.inspect(volume)?;
         log::info!("sidecar volume {volume} is ready");
-        Ok(Known {
+        Ok(Some(Known {
             volume: volume.to_owned(),
             identity: info.as_ref().map_or(
                 Identity {
                     created_at: String::new(),
-                    fill_id: Some(fill_id),
+                    fill_id: Some(fill_id.clone()),
+                    filled_from: Some(image_id.to_owned()),
                 },
                 Identity::of,
             ),
-        })
+        }))
     }
 
     /// [`Self::copy_counted`], timed and counted for the copy metrics and
@@ -512,13 +621,14 @@ impl SidecarVolumes {
         labels: &BTreeMap<String, String>,
         marker: bool,
         cancel: &CancelToken,
-    ) -> Result<(), SidecarError> {
+    ) -> Result<bool, SidecarError> {
         let started = Instant::now();
         let mut tally = CopyTally::default();
         let result = self.copy_counted(volume, reference, labels, marker, cancel, &mut tally);
         let took = started.elapsed();
         let outcome = match &result {
-            Ok(()) => {
+            Ok(false) => return result,
+            Ok(true) => {
                 log::info!("{}", tally.summary(reference, volume, took));
                 WorkResult::Succeeded
             }
@@ -530,7 +640,9 @@ impl SidecarVolumes {
 
     /// Creates `volume` with `labels` and copies `reference`'s filesystem
     /// into it (then the marker, when asked). Removes the volume again
-    /// unless the copy completes.
+    /// unless the copy completes. `false` (nothing done): `labels` name a
+    /// fill id and the daemon already had the volume with another one — its
+    /// first maker fills it.
     fn copy_counted(
         &self,
         volume: &str,
@@ -539,16 +651,25 @@ impl SidecarVolumes {
         marker: bool,
         cancel: &CancelToken,
         tally: &mut CopyTally,
-    ) -> Result<(), SidecarError> {
+    ) -> Result<bool, SidecarError> {
         let started = Instant::now();
+        let made = self
+            .docker
+            .volume_create(volume, labels)
+            .map_err(|source| docker_err(volume, "creating it", source))?;
+        if let Some(mine) = labels.get(names::LABEL_FILL_ID)
+            && made.labels.get(names::LABEL_FILL_ID) != Some(mine)
+        {
+            return Ok(false);
+        }
+        if marker {
+            self.fills.fetch_add(1, Ordering::SeqCst);
+        }
         let mut partial = PartialVolume {
             docker: &self.docker,
             volume,
             done: false,
         };
-        self.docker
-            .volume_create(volume, labels)
-            .map_err(|source| docker_err(volume, "creating it", source))?;
         let source = self
             .helper(volume, reference, "src", false)
             .map_err(|source| docker_err(volume, "creating the source container", source))?;
@@ -603,7 +724,7 @@ impl SidecarVolumes {
                 .map_err(copy_err)?;
         }
         partial.done = true;
-        Ok(())
+        Ok(true)
     }
 
     /// A created, never started container of `reference`, mounting `volume` when asked.

@@ -71,6 +71,7 @@ impl SidecarVolumes {
         }
         log::info!("copying sidecar image {reference} into this task's own volume {volume}");
         keep.push(volume.clone());
+        // A private volume's name is the task's own: nobody else makes it.
         self.copy_image(&volume, reference, &labels, false, cancel)?;
         Ok(volume)
     }
