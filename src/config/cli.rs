@@ -60,6 +60,11 @@ pub(crate) struct Flags {
     pub sidecar_image: Option<String>,
     pub image_pull_policy: Option<PullPolicy>,
     pub stop_grace: Option<Duration>,
+    /// `--prefetch-image`, in order (repeatable).
+    pub prefetch_images: Vec<String>,
+    pub image_archives: Option<String>,
+    pub sidecar_retention: Option<Duration>,
+    pub image_retention: Option<Duration>,
     /// The first configuration error found in a flag, reported once the
     /// whole command line has parsed.
     pub deferred: Option<ConfigError>,
@@ -92,6 +97,10 @@ const LONG_FLAGS: &[&str] = &[
     "sidecar-image",
     "image-pull-policy",
     "stop-grace",
+    "prefetch-image",
+    "image-archives",
+    "sidecar-retention",
+    "image-retention",
     "format",
     "target-dir",
 ];
@@ -306,6 +315,16 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
         }
         "task-timeout" => flags.task_timeout = Some(duration(parser, "--task-timeout")?),
         "stop-grace" => flags.stop_grace = Some(duration(parser, "--stop-grace")?),
+        "prefetch-image" => {
+            if let Some(image) = non_empty(text(parser, "--prefetch-image")?) {
+                flags.prefetch_images.push(image);
+            }
+        }
+        "image-archives" => flags.image_archives = non_empty(text(parser, "--image-archives")?),
+        "sidecar-retention" => {
+            flags.sidecar_retention = Some(duration(parser, "--sidecar-retention")?);
+        }
+        "image-retention" => flags.image_retention = Some(duration(parser, "--image-retention")?),
         "default-image" => flags.default_image = non_empty(text(parser, "--default-image")?),
         "sidecar-image" => flags.sidecar_image = non_empty(text(parser, "--sidecar-image")?),
         "image-pull-policy" => {

@@ -75,6 +75,11 @@ pub(crate) struct DockerSection {
     pub init: Option<bool>,
     pub container_log_max_size: Option<Size>,
     pub container_log_max_file: Option<FileCount>,
+    #[serde(default)]
+    pub prefetch_images: Vec<String>,
+    pub image_archives: Option<String>,
+    pub sidecar_retention: Option<Checked<Duration>>,
+    pub image_retention: Option<Checked<Duration>>,
 }
 
 /// One `environment` entry; no `value` = the worker's own value.

@@ -56,6 +56,14 @@ Flags:
   --image-pull-policy POLICY      Always, IfNotPresent or Never [default: Always]
   --stop-grace DURATION           Time between SIGTERM and SIGKILL when stopping a
                                   task container [default: 10s]
+  --prefetch-image IMAGE          Pull IMAGE in the background at start (besides
+                                  the default and sidecar images); repeatable
+  --image-archives DIR            Load every *.tar / *.tar.gz in DIR (docker save
+                                  archives) at start, before the first task
+  --sidecar-retention DURATION    Remove sidecar volumes unused this long; 0s =
+                                  keep them [default: 168h]
+  --image-retention DURATION      Remove task images this worker pulled, unused
+                                  this long [default: 0s, keep them]
   -h, --help                      Print this help
   --version                       Print the version
 
@@ -121,6 +129,10 @@ mod tests {
             "--sidecar-image",
             "--image-pull-policy",
             "--stop-grace",
+            "--prefetch-image",
+            "--image-archives",
+            "--sidecar-retention",
+            "--image-retention",
             "-h, --help",
             "--version",
             "doctor",

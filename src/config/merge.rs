@@ -7,6 +7,7 @@
 //! over the decoded file) or log anything.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cli::Flags;
@@ -16,8 +17,9 @@ use super::values::timeout_or_none;
 use super::volume;
 use super::{
     ApiKey, Config, ContainerLogs, DEFAULT_IMAGE, DEFAULT_LEASE_TTL, DEFAULT_REAP_INTERVAL,
-    DEFAULT_SERVER_ROOT_URL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_GRACE, DEFAULT_TASK_TIMEOUT,
-    DEFAULT_WEBSOCKET_URL, DockerConfig, Hardening, LogFormat, Upkeep,
+    DEFAULT_SERVER_ROOT_URL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SIDECAR_RETENTION,
+    DEFAULT_STOP_GRACE, DEFAULT_TASK_TIMEOUT, DEFAULT_WEBSOCKET_URL, DockerConfig, Hardening,
+    LogFormat, Upkeep,
 };
 
 /// The environment variable holding the API key when `--api-key` is absent.
@@ -207,5 +209,29 @@ fn merge_docker(
             file.container_log_max_size.map(|s| s.0),
             file.container_log_max_file.map(|c| c.0),
         ),
+        prefetch_images: {
+            let mut images: Vec<String> = Vec::new();
+            for image in flags.prefetch_images.iter().chain(&file.prefetch_images) {
+                if !image.is_empty() && !images.contains(image) {
+                    images.push(image.clone());
+                }
+            }
+            images
+        },
+        image_archives: flags
+            .image_archives
+            .clone()
+            .or(file.image_archives.filter(|s| !s.is_empty()))
+            .map(PathBuf::from),
+        sidecar_retention: timeout_or_none(
+            flags
+                .sidecar_retention
+                .or(file.sidecar_retention.map(|c| c.0))
+                .unwrap_or(DEFAULT_SIDECAR_RETENTION),
+        ),
+        image_retention: flags
+            .image_retention
+            .or(file.image_retention.map(|c| c.0))
+            .and_then(timeout_or_none),
     }
 }

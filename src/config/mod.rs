@@ -19,6 +19,7 @@ mod volume;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorFormat, DoctorInput};
@@ -226,6 +227,16 @@ pub struct DockerConfig {
     pub hardening: Hardening,
     /// Bounds on container logs on the host.
     pub container_logs: ContainerLogs,
+    /// Images pulled in the background at start (besides the default and
+    /// sidecar images), flags first then the file's, without repeats.
+    pub prefetch_images: Vec<String>,
+    /// A directory of `docker save` archives loaded at start.
+    pub image_archives: Option<PathBuf>,
+    /// How long an unused sidecar volume is kept; `None` = forever.
+    pub sidecar_retention: Option<Duration>,
+    /// How long an unused task image this worker pulled is kept; `None`
+    /// (the default) = forever.
+    pub image_retention: Option<Duration>,
 }
 
 impl fmt::Debug for DockerConfig {
@@ -247,6 +258,10 @@ impl fmt::Debug for DockerConfig {
             .field("stop_grace", &self.stop_grace)
             .field("hardening", &self.hardening)
             .field("container_logs", &self.container_logs)
+            .field("prefetch_images", &self.prefetch_images)
+            .field("image_archives", &self.image_archives)
+            .field("sidecar_retention", &self.sidecar_retention)
+            .field("image_retention", &self.image_retention)
             .finish()
     }
 }
@@ -264,12 +279,18 @@ impl Default for DockerConfig {
             stop_grace: DEFAULT_STOP_GRACE,
             hardening: Hardening::default(),
             container_logs: ContainerLogs::default(),
+            prefetch_images: Vec::new(),
+            image_archives: None,
+            sidecar_retention: Some(DEFAULT_SIDECAR_RETENTION),
+            image_retention: None,
         }
     }
 }
 
 /// Image used when neither the assignment nor the config names one.
 pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
+/// Default `sidecar_retention`: a week unused.
+pub const DEFAULT_SIDECAR_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default orchestrator endpoint.
 pub const DEFAULT_WEBSOCKET_URL: &str = "wss://oz.warp.dev/api/v1/selfhosted/worker/ws";
 /// Default Warp server root.

@@ -794,3 +794,69 @@ fn a_line_break_in_a_url_or_header_bound_setting_stops_the_start() {
         "invalid --api-key (or WARP_API_KEY): it holds a CR, LF or NUL character, which would split the HTTP request or label it goes into; remove it"
     );
 }
+
+#[test]
+fn warm_start_archives_and_retention_from_flags_and_file() {
+    // Defaults: nothing prefetched or loaded, sidecar volumes kept a week
+    // unused, task images kept.
+    let c = run(&["--worker-id", "w", "--api-key", "k"]);
+    assert_eq!(c.docker.prefetch_images, Vec::<String>::new());
+    assert_eq!(c.docker.image_archives, None);
+    assert_eq!(
+        c.docker.sidecar_retention,
+        Some(Duration::from_secs(7 * 24 * 3600))
+    );
+    assert_eq!(c.docker.image_retention, None);
+
+    let file = TempFile::new(
+        "worker_id: w\nbackend:\n  docker:\n    prefetch_images: [\"a:1\", \"b:2\"]\n    image_archives: /srv/images\n    sidecar_retention: 24h\n    image_retention: 72h\n",
+    );
+    let c = run(&["--api-key", "k", "--config-file", file.path()]);
+    assert_eq!(c.docker.prefetch_images, vec!["a:1", "b:2"]);
+    assert_eq!(c.docker.image_archives, Some(PathBuf::from("/srv/images")));
+    assert_eq!(
+        c.docker.sidecar_retention,
+        Some(Duration::from_secs(86_400))
+    );
+    assert_eq!(c.docker.image_retention, Some(Duration::from_secs(259_200)));
+
+    // Flags first and winning; repeats of one image once; 0s keeps forever.
+    let c = run(&[
+        "--api-key",
+        "k",
+        "--config-file",
+        file.path(),
+        "--prefetch-image",
+        "b:2",
+        "--prefetch-image=c:3",
+        "--image-archives",
+        "/mnt/archives",
+        "--sidecar-retention",
+        "0s",
+        "--image-retention",
+        "0s",
+    ]);
+    assert_eq!(c.docker.prefetch_images, vec!["b:2", "c:3", "a:1"]);
+    assert_eq!(
+        c.docker.image_archives,
+        Some(PathBuf::from("/mnt/archives"))
+    );
+    assert_eq!(c.docker.sidecar_retention, None);
+    assert_eq!(c.docker.image_retention, None);
+
+    // A bad duration names its flag or its line.
+    assert!(
+        error(&[
+            "--worker-id",
+            "w",
+            "--api-key",
+            "k",
+            "--sidecar-retention",
+            "7d"
+        ])
+        .contains("--sidecar-retention"),
+    );
+    let bad = TempFile::new("worker_id: w\nbackend:\n  docker:\n    image_retention: soon\n");
+    let e = error(&["--api-key", "k", "--config-file", bad.path()]);
+    assert!(e.contains("image_retention") || e.contains("line 4"), "{e}");
+}
