@@ -44,6 +44,9 @@ pub const REJECT_SHUTTING_DOWN: &str = "worker is shutting down";
 /// orchestrator can route the task to a healthy worker instead of this one
 /// claiming it and failing it at once.
 pub const REJECT_DOCKER_UNAVAILABLE: &str = "worker cannot reach its Docker daemon";
+/// `task_rejected` reason while the Docker daemon's disk is full: every
+/// task would fail its pull or create.
+pub const REJECT_DISK_FULL: &str = "worker's Docker daemon has no disk space left";
 
 /// What the dispatcher needs to know.
 #[derive(Debug, Clone)]
@@ -144,6 +147,7 @@ struct Shared {
     idle: Condvar,
     accepting: AtomicBool,
     docker_available: AtomicBool,
+    disk_full: AtomicBool,
     deadlines: Deadlines,
     in_flight: InFlight,
 }
@@ -179,6 +183,7 @@ impl Dispatcher {
             idle: Condvar::new(),
             accepting: AtomicBool::new(true),
             docker_available: AtomicBool::new(true),
+            disk_full: AtomicBool::new(false),
             deadlines: Deadlines::start(),
             in_flight,
         });
@@ -275,6 +280,12 @@ impl Dispatcher {
             drop(active);
             warn!(task_id = task_id.as_str(); "rejecting task {task_id}: the Docker daemon does not answer");
             self.reject(task_id, REJECT_DOCKER_UNAVAILABLE);
+            return;
+        }
+        if shared.disk_full.load(Ordering::SeqCst) {
+            drop(active);
+            warn!(task_id = task_id.as_str(); "rejecting task {task_id}: the Docker daemon's disk is full");
+            self.reject(task_id, REJECT_DISK_FULL);
             return;
         }
         let max = shared.settings.max_concurrent_tasks;
@@ -472,6 +483,12 @@ impl Dispatcher {
         self.shared
             .docker_available
             .store(available, Ordering::SeqCst);
+    }
+
+    /// Whether the Docker daemon's disk is full; while it is, new
+    /// assignments are rejected instead of claimed and failed.
+    pub fn set_disk_full(&self, full: bool) {
+        self.shared.disk_full.store(full, Ordering::SeqCst);
     }
 
     /// Cancels every active task with `cause`.

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
@@ -20,7 +20,8 @@ use crate::config::{Config, ShutdownMode};
 use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
 use crate::dispatch::Dispatcher;
 use crate::docker::{Docker, DockerError, discovery};
-use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
+use crate::execute::disk::{DiskStep, DiskWatch, Probe};
+use crate::execute::{DockerRunner, RunnerSettings, lease, prefetch, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInfo};
 use crate::signals::Signal;
 use crate::task_network::{self, TASK_NETWORK};
@@ -217,6 +218,12 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
             }
         })),
     };
+    // In the background while the worker connects and claims: a task that
+    // needs an image being prefetched waits for that pull.
+    let warmth = prefetch::Warmth::default();
+    let w = warmth.clone();
+    metrics.set_prefetch_source(Arc::new(move || w.gauge()));
+    let prefetching = prefetch::spawn(runner.clone(), prefetch::targets(&config.docker), warmth);
     let daemon = Daemon::start(config, runner.clone(), &env, Timings::default(), hooks)
         .map_err(RunError::Startup)?;
     let outbox = daemon.outbox().clone();
@@ -224,7 +231,13 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let dispatcher = daemon.dispatcher().clone();
     let adopt: reaper::AdoptSink = Arc::new(move |t| dispatcher.adopt(t));
     let reaper = runner.spawn_reaper(adopt, config.upkeep.reap_interval, REAP_GRACE);
-    spawn_docker_watch(docker, health, daemon.dispatcher().clone(), metrics.clone());
+    spawn_docker_watch(
+        docker,
+        runner.clone(),
+        health,
+        daemon.dispatcher().clone(),
+        metrics.clone(),
+    );
 
     let (tx, rx) = crossbeam_channel::bounded(1);
     signals::watch(move |signal| {
@@ -237,6 +250,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     };
     // No adoption while stopping: what is left goes to the next process.
     drop(reaper);
+    drop(prefetching);
     let report = daemon.shutdown_in(mode);
     // Last: from here another process may take over what this one left.
     lease.release();
@@ -271,20 +285,60 @@ fn register_otlp_secrets(env: &dyn Fn(&str) -> Option<String>) {
     }
 }
 
+/// One look at Docker's disk: reject while a task found it full, probe
+/// now and then, take tasks again once it can write.
+fn watch_disk(runner: &DockerRunner, dispatcher: &Dispatcher, watch: &mut DiskWatch) {
+    let since = runner.disk().full_since();
+    match watch.tick(since.is_some(), Instant::now()) {
+        DiskStep::Idle => {}
+        DiskStep::Reject => dispatcher.set_disk_full(true),
+        DiskStep::Probe => {
+            let probe = runner.probe_disk();
+            if let Probe::Short(space) = &probe {
+                debug!(
+                    "Docker's data root still has only {} MB free of {} MB",
+                    space.free >> 20,
+                    space.total >> 20
+                );
+            }
+            if let Probe::Failed(e) = &probe {
+                debug!("Docker still cannot write: {e}");
+            }
+            if watch.probed(matches!(probe, Probe::Writable), Instant::now()) {
+                runner.disk().clear();
+                dispatcher.set_disk_full(false);
+                info!(
+                    "Docker can write again (its disk was full for {}); taking new tasks again",
+                    crate::duration::format(since.map_or(Duration::ZERO, |t| t.elapsed()))
+                );
+            }
+        }
+    }
+}
+
 /// Pings Docker: `/readyz` learns when it last answered, and while it does
-/// not answer the dispatcher rejects new assignments (so the orchestrator
-/// routes them to a healthy worker) instead of claiming and failing them.
-fn spawn_docker_watch(docker: Docker, health: Health, dispatcher: Dispatcher, metrics: Metrics) {
+/// not answer — or while its disk is full — the dispatcher rejects new
+/// assignments (so the orchestrator routes them to a healthy worker)
+/// instead of claiming and failing them.
+fn spawn_docker_watch(
+    docker: Docker,
+    runner: Arc<DockerRunner>,
+    health: Health,
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+) {
     let _ = std::thread::Builder::new()
         .name("docker-ping".into())
         .spawn(move || {
             let mut answering = true;
+            let mut disk = DiskWatch::new(Instant::now());
             loop {
                 std::thread::sleep(if answering {
                     DOCKER_PING_INTERVAL
                 } else {
                     DOCKER_RETRY_INTERVAL
                 });
+                watch_disk(&runner, &dispatcher, &mut disk);
                 // Any call that got an answer (lease renewals, tasks) is as
                 // good as a ping; only an idle client pings.
                 if answering && docker.answered_within(DOCKER_PING_INTERVAL) {

@@ -249,6 +249,40 @@ fn while_docker_does_not_answer_new_tasks_are_rejected_not_claimed() {
     assert!(d.wait_idle(Duration::from_secs(10)));
 }
 
+#[test]
+fn while_dockers_disk_is_full_new_tasks_are_rejected_with_that_reason() {
+    let (d, outbox) = dispatcher(0, None);
+    d.set_disk_full(true);
+    d.handle(assignment("new", "quick"));
+    d.set_disk_full(false);
+    d.handle(assignment("later", "quick"));
+    assert!(d.wait_active_at_most(0, Duration::from_secs(10)));
+    let k = kinds(&outbox);
+    assert_eq!(
+        &k[..2],
+        &[pair("task_rejected", "new"), pair("task_claimed", "later")]
+    );
+    let rejected = outbox
+        .after(0)
+        .into_iter()
+        .find(|q| q.message.kind() == "task_rejected")
+        .unwrap()
+        .message;
+    assert_eq!(
+        rejected,
+        Outbound::TaskRejected {
+            task_id: "new".into(),
+            reason: "worker's Docker daemon has no disk space left".into()
+        }
+    );
+    assert_eq!(
+        crate::metrics::labels::reject_label(crate::dispatch::REJECT_DISK_FULL),
+        "disk_full"
+    );
+    d.cancel_all(CancelCause::Shutdown);
+    assert!(d.wait_idle(Duration::from_secs(10)));
+}
+
 fn adopted(id: &str, outcome: TaskOutcome) -> AdoptedTask {
     AdoptedTask {
         task_id: id.into(),

@@ -40,6 +40,9 @@ pub struct SystemInfo {
         deserialize_with = "null_as_default"
     )]
     pub registry_config: RegistryConfig,
+    /// The daemon's data root (`/var/lib/docker`), as the daemon's host sees it.
+    #[serde(rename = "DockerRootDir", default)]
+    pub docker_root_dir: String,
 }
 
 impl SystemInfo {
@@ -101,6 +104,17 @@ impl Docker {
     /// `GET /info`.
     pub fn info(&self) -> Result<SystemInfo> {
         self.send_json("GET", "/info".into(), Body::None)
+    }
+
+    /// The ids of the images the daemon has (`GET /images/json`).
+    pub fn image_ids(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Summary {
+            #[serde(rename = "Id")]
+            id: String,
+        }
+        let list: Vec<Summary> = self.send_json("GET", "/images/json".into(), Body::None)?;
+        Ok(list.into_iter().map(|s| s.id).collect())
     }
 
     /// `GET /networks/{name}`; `None` when the daemon has no such network.

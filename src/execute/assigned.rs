@@ -65,8 +65,14 @@ impl<'a> AssignedWork<'a> {
 impl TaskWork for AssignedWork<'_> {
     fn prepare(&mut self, cancel: &CancelToken) -> Result<(), TaskOutcome> {
         let r = self.runner;
-        let image = image::ensure(&r.docker, &r.settings.images, &self.spec.image, cancel)
-            .map_err(|e| TaskOutcome::failed(FailureReason::ImagePull, e.to_string()))?;
+        let image = image::ensure(
+            &r.docker,
+            &r.settings.images,
+            &r.pulls,
+            &self.spec.image,
+            cancel,
+        )
+        .map_err(|e| TaskOutcome::failed(FailureReason::ImagePull, e.to_string()))?;
         self.image = Some(image);
         for sidecar in &self.spec.sidecars {
             if cancel.is_cancelled() {
@@ -83,11 +89,17 @@ impl TaskWork for AssignedWork<'_> {
                     ),
                 ],
             ));
-            let prepared = image::ensure(&r.docker, &r.settings.images, &sidecar.image, cancel)
-                .map_err(|e| {
-                    let detail = format!("sidecar {}: {e}", sidecar.mount_path);
-                    span.fail(TaskOutcome::failed(FailureReason::SidecarPrep, detail))
-                })?;
+            let prepared = image::ensure(
+                &r.docker,
+                &r.settings.images,
+                &r.pulls,
+                &sidecar.image,
+                cancel,
+            )
+            .map_err(|e| {
+                let detail = format!("sidecar {}: {e}", sidecar.mount_path);
+                span.fail(TaskOutcome::failed(FailureReason::SidecarPrep, detail))
+            })?;
             let shared = r.volumes.ensure(
                 &sidecar.image,
                 &prepared.reference,

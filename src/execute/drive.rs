@@ -25,6 +25,7 @@ use super::ownership::machine::{
 use crate::container_spec::LABEL_WORKER_ID;
 use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::task::{CancelCause, CancelToken, TaskOutcome};
+use crate::wire::FailureReason;
 
 /// Why a create did not make a container.
 pub(super) enum CreateFailure {
@@ -265,7 +266,15 @@ impl Executor {
                     Some((ids.task_id, ids.execution_id)),
                 ) {
                     Ok(holder) => Reply::Holder(holder),
-                    Err(e) => reply_of(&e),
+                    Err(e) => {
+                        // Kept for the terminal message, should the daemon
+                        // go on refusing.
+                        work.fail(TaskOutcome::failed(
+                            FailureReason::ContainerCreate,
+                            format!("could not record the task on the Docker daemon: {e}"),
+                        ));
+                        reply_of(&e)
+                    }
                 }
             }
             Call::ReadExecution => match self.snapshot() {

@@ -320,7 +320,8 @@ impl Ownership {
         {
             // Gone since the last renewal: a prune (or a hand) erased
             // records meanwhile; a task that waits out a lapse waits again.
-            self.with(|s| s.own.erased());
+            let now = self.now();
+            self.with(|s| s.own.erased(now));
             log::info!(
                 "this worker's lease volume was removed from outside (a docker volume prune?); its records are made again"
             );

@@ -16,6 +16,7 @@
 mod assigned;
 pub mod claims;
 pub mod cleanup;
+pub mod disk;
 pub mod drive;
 mod follow;
 pub mod image;
@@ -23,6 +24,7 @@ pub mod lease;
 pub mod logconf;
 pub mod names;
 pub mod ownership;
+pub mod prefetch;
 pub mod progress;
 pub mod reaper;
 pub mod sidecar;
@@ -40,7 +42,7 @@ use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
 use crate::wire::{FailureReason, TaskAssignment};
 
-pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage};
+pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage, PullGate};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
 use assigned::AssignedWork;
@@ -113,6 +115,10 @@ pub struct DockerRunner {
     docker: Docker,
     settings: RunnerSettings,
     volumes: Arc<SidecarVolumes>,
+    /// One pull of an image at a time (tasks and the prefetch share it).
+    pulls: Arc<image::PullGate>,
+    /// Whether Docker's disk was found full (tasks fail on it meanwhile).
+    disk: Arc<disk::DiskSpace>,
     active: Arc<Mutex<HashSet<String>>>,
     /// Execution keys this process runs, follows or adopts now.
     keys: Mutex<HashSet<String>>,
@@ -146,6 +152,8 @@ impl DockerRunner {
             docker,
             settings,
             volumes,
+            pulls: Arc::default(),
+            disk: Arc::default(),
             active: Arc::default(),
             keys: Mutex::default(),
             held: Mutex::default(),
@@ -159,6 +167,25 @@ impl DockerRunner {
     /// This process's ownership state (its lease is [`lease::acquire`]d on it).
     pub fn ownership(&self) -> &Arc<Ownership> {
         self.executor.ownership()
+    }
+
+    /// One pull of an image at a time: tasks and the prefetch share it.
+    pub fn pulls(&self) -> &Arc<PullGate> {
+        &self.pulls
+    }
+
+    /// Whether Docker's disk was found full by a task.
+    pub fn disk(&self) -> &Arc<disk::DiskSpace> {
+        &self.disk
+    }
+
+    /// Whether Docker can write again (see [`disk::probe`]).
+    pub fn probe_disk(&self) -> disk::Probe {
+        disk::probe(
+            &self.docker,
+            &self.settings.spec.worker_id,
+            &self.settings.instance,
+        )
     }
 
     /// The sidecar volumes (fill count, observer; the reaper asks which are busy).
@@ -247,6 +274,7 @@ impl DockerRunner {
                 }
             }
         }
+        let outcome = self.on_full_disk(outcome);
         if let TaskOutcome::Failed {
             reason: FailureReason::ContainerStart,
             ..
@@ -257,6 +285,31 @@ impl DockerRunner {
             self.volumes.forget(&sidecars);
         }
         outcome
+    }
+
+    /// A failure because Docker's disk is full says so and what to do,
+    /// and is recorded so the worker rejects new tasks until Docker can
+    /// write again.
+    fn on_full_disk(&self, outcome: TaskOutcome) -> TaskOutcome {
+        match outcome {
+            TaskOutcome::Failed {
+                reason,
+                detail,
+                exit_code,
+            } if disk::is_full(&detail) => {
+                if self.disk.mark_full() {
+                    log::error!(
+                        "Docker's disk is full (no space left on device); rejecting new tasks until Docker can write again"
+                    );
+                }
+                TaskOutcome::Failed {
+                    reason,
+                    detail: disk::explain(detail),
+                    exit_code,
+                }
+            }
+            other => other,
+        }
     }
 
     /// The task outcome of a machine's last step; hands a held container

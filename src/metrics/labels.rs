@@ -14,6 +14,8 @@ pub const REJECT_SHUTTING_DOWN: &str = "shutting_down";
 /// `reason` of `oz_worker_tasks_rejected_total` while the Docker daemon does
 /// not answer (ours, like `shutting_down`).
 pub const REJECT_DOCKER_UNAVAILABLE: &str = "docker_unavailable";
+/// Rejected while the Docker daemon's disk is full.
+pub const REJECT_DISK_FULL: &str = "disk_full";
 /// `reason` of `oz_worker_tasks_rejected_total` for any other rejection, so
 /// free text never becomes a label value.
 pub const REJECT_OTHER: &str = "other";
@@ -125,6 +127,8 @@ pub fn reject_label(wire_reason: &str) -> &'static str {
         REJECT_SHUTTING_DOWN
     } else if wire_reason == crate::dispatch::REJECT_DOCKER_UNAVAILABLE {
         REJECT_DOCKER_UNAVAILABLE
+    } else if wire_reason == crate::dispatch::REJECT_DISK_FULL {
+        REJECT_DISK_FULL
     } else {
         REJECT_OTHER
     }

@@ -78,6 +78,9 @@ impl WorkResult {
 /// Reads a gauge that lives elsewhere (the outbox) at each reading.
 pub type GaugeSource = Arc<dyn Fn() -> usize + Send + Sync>;
 
+/// Reads a labelled gauge at scrape time: (label value, value) pairs.
+pub type LabelledSource = Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
 /// The worker's metrics; cheap to clone, shared by every thread that records.
 #[derive(Clone)]
 pub struct Metrics {
@@ -110,6 +113,7 @@ struct State {
     copy_durations: BTreeMap<&'static str, Histogram>,
     copy_bytes: u64,
     unacknowledged: Option<GaugeSource>,
+    prefetch: Option<LabelledSource>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -178,6 +182,7 @@ impl Metrics {
             copy_durations: BTreeMap::new(),
             copy_bytes: 0,
             unacknowledged: None,
+            prefetch: None,
         };
         Self {
             state: Arc::new(Mutex::new(state)),
@@ -208,6 +213,12 @@ impl Metrics {
     /// Records whether the Docker daemon answered its last ping.
     pub fn set_docker_up(&self, up: bool) {
         self.lock().docker_up = up;
+    }
+
+    /// Makes `oz_worker_prefetch_images` read `source` (images by prefetch
+    /// state) at every scrape and push.
+    pub fn set_prefetch_source(&self, source: LabelledSource) {
+        self.lock().prefetch = Some(source);
     }
 
     /// Makes `oz_worker_status_messages_unacknowledged` read `source` (the
@@ -282,9 +293,13 @@ impl Metrics {
     /// Every metric now, in name order (the scope labels and the resource
     /// are not in it; [`render`] and the OTLP push add them).
     pub fn snapshot(&self) -> Snapshot {
-        let source = self.lock().unacknowledged.clone();
-        // Read outside our lock: the source takes the outbox's.
+        let (source, prefetch) = {
+            let s = self.lock();
+            (s.unacknowledged.clone(), s.prefetch.clone())
+        };
+        // Read outside our lock: the sources take their own.
         let unacknowledged = source.map_or(0, |f| f());
+        let prefetch = prefetch.map_or_else(Vec::new, |f| f());
         let s = self.lock();
         let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
         let one = |v: u64| {
@@ -359,6 +374,20 @@ impl Metrics {
                     ],
                     value: Value::Int(1),
                 }],
+            ),
+            // Ours: shown once the prefetch has something to do.
+            family(
+                "oz_worker_prefetch_images",
+                HELP_PREFETCH,
+                "",
+                Gauge,
+                prefetch
+                    .iter()
+                    .map(|(state, n)| Point {
+                        attributes: vec![("state", (*state).to_owned())],
+                        value: int(*n),
+                    })
+                    .collect(),
             ),
             family(
                 "oz_worker_sidecar_copy_bytes_total",
@@ -518,6 +547,7 @@ const HELP_RECONNECTS: &str = "WebSocket reconnect attempts since the worker sta
 /// HELP of `promhttp_metric_handler_errors_total` (scrape only).
 pub const HELP_HANDLER_ERRORS: &str =
     "Errors the metrics endpoint hit while gathering or encoding a scrape.";
+const HELP_PREFETCH: &str = "Images the worker makes ready at start (prefetch_images, the configured default and sidecar images), by state: pending, warm, failed.";
 const HELP_DOCKER_UP: &str =
     "Whether the Docker daemon answered the worker's last ping: 1 yes, 0 no.";
 const HELP_PULL_BYTES: &str =

@@ -190,9 +190,9 @@ pub struct OwnLease {
     /// How many times the lease was renewed after it had lapsed: what a
     /// task checked before a lapse must be checked again after it.
     epoch: u64,
-    /// How many times a renewal found this process's previous lease volume
-    /// gone: a `docker volume prune` (or a hand) erased records meanwhile.
-    erasures: u64,
+    /// When a renewal last found this process's previous lease volume gone:
+    /// a `docker volume prune` (or a hand) erased records before then.
+    erased_at: Option<Mono>,
 }
 
 impl OwnLease {
@@ -203,7 +203,7 @@ impl OwnLease {
             margin: millis(margin),
             renewed_from: None,
             epoch: 0,
-            erasures: 0,
+            erased_at: None,
         }
     }
 
@@ -215,15 +215,16 @@ impl OwnLease {
         self.renewed_from = Some(started.max(self.renewed_from.unwrap_or(0)));
     }
 
-    /// A renewal found the previous lease volume gone: the daemon's records
-    /// were erased since the renewal before.
-    pub fn erased(&mut self) {
-        self.erasures += 1;
+    /// A renewal found the previous lease volume gone at `now`: the
+    /// daemon's records were erased before then.
+    pub fn erased(&mut self, now: Mono) {
+        self.erased_at = Some(self.erased_at.map_or(now, |t| t.max(now)));
     }
 
-    /// The number of erasures seen so far (see [`OwnLease::erased`]).
-    pub fn erasures(&self) -> u64 {
-        self.erasures
+    /// Whether records were found erased less than `window` before `now`.
+    pub fn erased_within(&self, now: Mono, window: Mono) -> bool {
+        self.erased_at
+            .is_some_and(|t| now.saturating_sub(t) < window)
     }
 
     /// The number of lapses so far (see [`OwnLease::renewed`]).

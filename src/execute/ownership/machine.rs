@@ -23,6 +23,8 @@ use super::liveness::{FRESH, Liveness, Mono, OwnLease, lease_subject, owner_subj
 pub const FOLLOW_POLL: Mono = 2_000;
 /// How long to wait before asking an unreachable daemon again.
 pub const RETRY: Mono = 1_000;
+/// How many refusals of an execution claim end the task.
+const REFUSALS: u32 = 3;
 
 /// Why a task is being cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,6 +437,8 @@ pub struct TaskMachine {
     dedupe_can_run: bool,
     /// The generation of the execution claim this process won.
     held_generation: u64,
+    /// How many times the daemon refused the execution claim.
+    refusals: u32,
     /// The lease epoch when the task began (see [`OwnLease::epoch`]).
     epoch: Option<u64>,
     /// When its guards may trust an owner record (see [`Trust`]).
@@ -497,6 +501,7 @@ impl TaskMachine {
             dedupe,
             dedupe_can_run: can_run,
             held_generation: 1,
+            refusals: 0,
             epoch: None,
             trust: Trust::default(),
             claim_epoch: None,
@@ -564,29 +569,41 @@ impl TaskMachine {
                 generation,
                 takeover,
             } => match reply {
-                Reply::Holder(h) if h == env.me => match takeover {
-                    _ if {
-                        self.held_generation = generation;
-                        false
-                    } =>
-                    {
-                        unreachable!()
+                Reply::Holder(h) if h == env.me => {
+                    self.held_generation = generation;
+                    match takeover {
+                        Some(takeover) => {
+                            self.phase = Phase::ExecRecheck { takeover };
+                            self.enter(env)
+                        }
+                        None => self.goto(
+                            Phase::FindExisting {
+                                interrupted_only: false,
+                            },
+                            env,
+                        ),
                     }
-                    Some(takeover) => {
-                        self.phase = Phase::ExecRecheck { takeover };
-                        self.enter(env)
-                    }
-                    None => self.goto(
-                        Phase::FindExisting {
-                            interrupted_only: false,
-                        },
-                        env,
-                    ),
-                },
+                }
                 Reply::Holder(_) if takeover.as_ref().is_some_and(|t| t.interrupted_only) => {
                     self.silent(Silence::Lost)
                 }
                 Reply::Holder(_) => self.goto(Phase::Follow, env),
+                // The daemon refuses to record the claim (its disk is full,
+                // say): nothing was made, so after a few tries the task
+                // fails plainly — a takeover leaves it to a later pass.
+                Reply::Failed => {
+                    self.refusals += 1;
+                    if self.refusals < REFUSALS {
+                        return self.pause_and_retry(Phase::ClaimExec {
+                            generation,
+                            takeover,
+                        });
+                    }
+                    match takeover {
+                        None => self.report(Outcome::Failed, None),
+                        Some(_) => self.silent(Silence::Lost),
+                    }
+                }
                 _ => self.goto(
                     Phase::ClaimExec {
                         generation,
@@ -741,11 +758,14 @@ impl TaskMachine {
                 self.goto(phase(GuardStage::Renew), env)
             }
             (GuardStage::Read, Reply::Execution(view))
-                if !self.trust.confirm(
-                    env.lease,
-                    view.holder.as_ref().is_some_and(|(h, _)| h == env.me)
-                        && view.holder_lease.is_none(),
-                ) =>
+                if self.dedupe
+                    && !view.done
+                    && !self.trust.confirm(
+                        env.lease,
+                        env.now,
+                        view.holder.as_ref().is_some_and(|(h, _)| h == env.me)
+                            && view.holder_lease.is_none(),
+                    ) =>
             {
                 self.goto(phase(GuardStage::Renew), env)
             }
@@ -777,6 +797,8 @@ impl TaskMachine {
             }
             (GuardStage::Reclaim, Reply::Holder(_)) => self.silent(Silence::Lost),
             (GuardStage::Fresh, _) => self.goto(phase(GuardStage::Read), env),
+            // Refused (not unanswered): try again after a pause, never in a loop.
+            (stage, Reply::Failed) => self.pause_and_retry(phase(stage)),
             (stage, _) => self.goto(phase(stage), env),
         }
     }
@@ -787,6 +809,7 @@ impl TaskMachine {
     }
 
     fn pause_and_retry(&mut self, phase: Phase) -> Step {
+        debug_assert!(!matches!(phase, Phase::Ended));
         self.phase = phase;
         self.retrying = true;
         Step::Call(Call::Pause(RETRY))
@@ -921,7 +944,6 @@ impl TaskMachine {
                 GuardStage::Renew if !env.lease.safe(env.now) => Call::Renew,
                 GuardStage::Renew if self.trust.must_settle(env.lease) => {
                     self.set_exec_stage(GuardStage::Settle);
-                    self.trust.begin(env.lease);
                     Call::Pause(settle_after_lapse(env.lease))
                 }
                 GuardStage::Renew => {
@@ -1094,7 +1116,6 @@ impl TaskMachine {
             GuardStage::Renew if !env.lease.safe(env.now) => Call::Renew,
             GuardStage::Renew if self.trust.must_settle(env.lease) => {
                 *stage = GuardStage::Settle;
-                self.trust.begin(env.lease);
                 Call::Pause(settle_after_lapse(env.lease))
             }
             GuardStage::Settle => Call::Pause(settle_after_lapse(env.lease)),
@@ -1140,9 +1161,11 @@ impl TaskMachine {
                 self.goto(phase(GuardStage::Renew), env)
             }
             (GuardStage::Read, Reply::Owner(view))
-                if !self
-                    .trust
-                    .confirm(env.lease, view.instance == env.me && view.lease.is_none()) =>
+                if !self.trust.confirm(
+                    env.lease,
+                    env.now,
+                    view.instance == env.me && view.lease.is_none(),
+                ) =>
             {
                 self.goto(phase(GuardStage::Renew), env)
             }
@@ -1197,6 +1220,8 @@ impl TaskMachine {
             (GuardStage::Reclaim, Reply::Holder(_)) => self.silent(Silence::Lost),
             (GuardStage::Act, Reply::Lapsed) => self.goto(phase(GuardStage::Renew), env),
             (GuardStage::Act, reply) => self.acted(id, generation, action, reply, env),
+            // Refused (not unanswered): try again after a pause, never in a loop.
+            (stage, Reply::Failed) => self.pause_and_retry(phase(stage)),
             (stage, _) => self.goto(phase(stage), env),
         }
     }
@@ -1367,20 +1392,18 @@ pub fn settle_after_lapse(lease: &OwnLease) -> Mono {
 
 /// When a guard may trust what the daemon's records say about what this
 /// process holds. After its lease lapsed, another process may have taken
-/// a claim over and a prune may have erased that claim's record: the guard
-/// waits [`settle_after_lapse`] (longer than a renewal period, by when a
-/// taker whose lease held has made its claim again, and one whose lease did
-/// not never acts on it again without reading). A prune *during* that wait
-/// could land just before the read, before the taker's renewal: the wait
-/// then starts over. Such a prune shows either as an erasure a renewal
-/// found ([`OwnLease::erased`]) or, with no renewal since, as this
-/// process's own lease missing from the record it reads.
+/// a claim over; after a `docker volume prune`, that claim's record may be
+/// gone while its holder has yet to make it again. Either way the guard
+/// waits [`settle_after_lapse`] and reads again: by then a holder whose
+/// lease held has made its claim again (it renews every third of a ttl),
+/// and one whose lease did not never acts on it again without reading. A
+/// prune shows as an erasure a renewal found ([`OwnLease::erased`]) less
+/// than a ttl ago, or, with no renewal since, as this process's own lease
+/// missing from the very record it reads.
 #[derive(Debug, Clone, Default)]
 struct Trust {
     /// The lease epoch of the last completed wait (`None`: wait first).
     validated: Option<u64>,
-    /// The erasures counted when the current wait began.
-    waiting_since: Option<u64>,
 }
 
 impl Trust {
@@ -1388,7 +1411,6 @@ impl Trust {
     fn in_epoch(epoch: u64) -> Self {
         Self {
             validated: Some(epoch),
-            waiting_since: None,
         }
     }
 
@@ -1397,27 +1419,20 @@ impl Trust {
         self.validated != Some(lease.epoch())
     }
 
-    /// The wait begins.
-    fn begin(&mut self, lease: &OwnLease) {
-        self.waiting_since = Some(lease.erasures());
-    }
-
     /// The wait is over.
     fn settled(&mut self, lease: &OwnLease) {
         self.validated = Some(lease.epoch());
     }
 
-    /// A record read after a wait: `false` (wait again) when records were
-    /// erased since the wait began, or `own_lease_missing` (the record names
-    /// this process, whose lease is not there).
-    fn confirm(&mut self, lease: &OwnLease, own_lease_missing: bool) -> bool {
-        match self.waiting_since.take() {
-            Some(n) if n != lease.erasures() || own_lease_missing => {
-                self.validated = None;
-                false
-            }
-            _ => true,
+    /// A record just read at `now`: `false` (wait, then read again) when
+    /// records were erased less than a ttl ago, or `own_lease_missing`
+    /// (the record names this process, whose lease is not there).
+    fn confirm(&mut self, lease: &OwnLease, now: Mono, own_lease_missing: bool) -> bool {
+        if own_lease_missing || lease.erased_within(now, lease.ttl()) {
+            self.validated = None;
+            return false;
         }
+        true
     }
 }
 
@@ -1561,7 +1576,6 @@ impl CleanupMachine {
             GuardStage::Renew if !env.lease.safe(env.now) => Call::Renew,
             GuardStage::Renew if self.trust.must_settle(env.lease) => {
                 self.stage = GuardStage::Settle;
-                self.trust.begin(env.lease);
                 Call::Pause(settle_after_lapse(env.lease))
             }
             GuardStage::Settle => Call::Pause(settle_after_lapse(env.lease)),
@@ -1611,9 +1625,11 @@ impl CleanupMachine {
                 self.next(env)
             }
             (GuardStage::Read, Reply::Owner(view))
-                if !self
-                    .trust
-                    .confirm(env.lease, view.instance == env.me && view.lease.is_none()) =>
+                if !self.trust.confirm(
+                    env.lease,
+                    env.now,
+                    view.instance == env.me && view.lease.is_none(),
+                ) =>
             {
                 self.stage = GuardStage::Renew;
                 self.next(env)
@@ -1680,6 +1696,10 @@ impl CleanupMachine {
                 self.next(env)
             }
             (GuardStage::Reclaim, _) => CleanupStep::Finished,
+            (_, Reply::Failed) => {
+                self.retrying = true;
+                CleanupStep::Call(Call::Pause(RETRY))
+            }
             _ => self.next(env),
         }
     }

@@ -1060,7 +1060,7 @@ impl World {
             .remove(&format!("lease-{inst}-{}", seq - 1));
         if previous.is_none() && seq > 1 {
             // Gone since the renewal before: records were erased.
-            self.procs[i].own.erased();
+            self.procs[i].own.erased(mono);
         }
         // Every ping to this process is answered.
         self.daemon

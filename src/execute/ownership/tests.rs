@@ -340,7 +340,7 @@ fn a_prune_during_the_wait_after_a_lapse_starts_the_wait_over() {
         CleanupStep::Call(Call::Pause(30_000))
     );
     // A renewal during the wait finds its previous lease volume gone.
-    own.erased();
+    own.erased(50_000);
     own.renewed(50_000);
     assert_eq!(
         step!(70_100, Reply::Done),
