@@ -20,6 +20,7 @@ use crate::config::{Config, ShutdownMode};
 use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
 use crate::dispatch::Dispatcher;
 use crate::docker::{Docker, DockerError, discovery};
+use crate::execute::retention::RetentionSettings;
 use crate::execute::{DockerRunner, RunnerSettings, lease, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInfo};
 use crate::signals::Signal;
@@ -141,6 +142,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         docker.clone(),
         RunnerSettings::from_config(config, platform, instance.clone()),
     ));
+    runner.set_retention(RetentionSettings::from_config(config));
     runner.clock().sync(&docker).map_err(RunError::Lease)?;
     let lease = lease::acquire(runner.ownership()).map_err(RunError::Lease)?;
     info!(
