@@ -528,6 +528,8 @@ pub fn pass_if_due(runner: &DockerRunner) {
 /// for longer than their retention, and the records of objects that are
 /// gone; logs one INFO line and counts the metrics when it removed
 /// something. Passes run one at a time; this waits for one in progress.
+/// An error is a look that failed (nothing was removed); a removal that
+/// fails is a WARN line, and the report counts what did go.
 pub fn retention_pass(runner: &DockerRunner) -> Result<RetentionReport, RetentionError> {
     let r = &runner.retention;
     let mut last_pass = lock(&r.passes);
@@ -654,7 +656,7 @@ pub fn retention_pass(runner: &DockerRunner) -> Result<RetentionReport, Retentio
         // taken it up since the decision.
         if runner.volumes.in_use_here(name)
             || r.used_since(Kind::SidecarVolume, name, started)
-            || used_during_pass(r, ROLE_SIDECAR_USE, (LABEL_VOLUME, name), now)?
+            || used_during_pass(r, ROLE_SIDECAR_USE, (LABEL_VOLUME, name), now)
         {
             continue;
         }
@@ -666,32 +668,32 @@ pub fn retention_pass(runner: &DockerRunner) -> Result<RetentionReport, Retentio
             }
             Ok(false) => {}
             Err(DockerError::Api { status: 409, .. }) => {}
-            Err(e) => return Err(step("removing a sidecar volume")(e)),
+            // One failure is not the pass's end: what was removed is still
+            // reported, and the next pass tries again.
+            Err(e) => log::warn!("retention: removing sidecar volume {name}: {e}"),
         }
     }
     report.volumes = removed_volumes.len();
     let mut removed_images = HashSet::new();
     for id in &images_doomed {
         if r.used_since(Kind::Image, id, started)
-            || used_during_pass(r, ROLE_IMAGE_PULL, (LABEL_IMAGE_ID, id), now)?
+            || used_during_pass(r, ROLE_IMAGE_PULL, (LABEL_IMAGE_ID, id), now)
         {
             continue;
         }
-        match docker
-            .image_remove_unused(id)
-            .map_err(step("removing an image"))?
-        {
-            ImageRemoval::Removed => {
+        match docker.image_remove_unused(id) {
+            Err(e) => log::warn!("retention: removing image {id}: {e}"),
+            Ok(ImageRemoval::Removed) => {
                 log::debug!("retention: removed image {id}");
                 report.add_size(sizes.images.get(id));
                 report.images += 1;
                 removed_images.insert(id.clone());
             }
             // Gone already: not this pass's doing, but its records go.
-            ImageRemoval::Missing => {
+            Ok(ImageRemoval::Missing) => {
                 removed_images.insert(id.clone());
             }
-            ImageRemoval::Refused => {
+            Ok(ImageRemoval::Refused) => {
                 log::debug!("retention: the daemon keeps image {id} (in use, or tagged elsewhere)");
             }
         }
@@ -714,20 +716,22 @@ pub fn retention_pass(runner: &DockerRunner) -> Result<RetentionReport, Retentio
 }
 
 /// Whether a record of the object was written at or after `now` (the
-/// pass's start): a task took it up meanwhile.
-fn used_during_pass(
-    r: &Retention,
-    role: &str,
-    target: (&str, &str),
-    now: u64,
-) -> Result<bool, RetentionError> {
-    let records = r
-        .records_of(role, target)
-        .map_err(step("looking at a use record again"))?;
-    Ok(records
-        .iter()
-        .filter_map(|v| parse_rfc3339(&v.created_at))
-        .any(|t| t >= now))
+/// pass's start): a task took it up meanwhile. When the records cannot be
+/// read, it may have been: true.
+fn used_during_pass(r: &Retention, role: &str, target: (&str, &str), now: u64) -> bool {
+    match r.records_of(role, target) {
+        Ok(records) => records
+            .iter()
+            .filter_map(|v| parse_rfc3339(&v.created_at))
+            .any(|t| t >= now),
+        Err(e) => {
+            log::warn!(
+                "retention: looking at the use records of {} again: {e}; keeping it",
+                target.1
+            );
+            true
+        }
+    }
 }
 
 /// Whether a record carries this worker id (`me` is `key=value`).
