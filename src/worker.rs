@@ -21,6 +21,7 @@ use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
 use crate::dispatch::Dispatcher;
 use crate::docker::{Docker, DockerError, discovery};
 use crate::execute::disk::{DiskStep, DiskWatch, Probe};
+use crate::execute::retention::RetentionSettings;
 use crate::execute::{DockerRunner, RunnerSettings, lease, prefetch, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInfo};
 use crate::signals::Signal;
@@ -142,6 +143,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         docker.clone(),
         RunnerSettings::from_config(config, platform, instance.clone()),
     ));
+    runner.set_retention(RetentionSettings::from_config(config));
     runner.clock().sync(&docker).map_err(RunError::Lease)?;
     let lease = lease::acquire(runner.ownership()).map_err(RunError::Lease)?;
     info!(
@@ -291,7 +293,15 @@ fn watch_disk(runner: &DockerRunner, dispatcher: &Dispatcher, watch: &mut DiskWa
     let since = runner.disk().full_since();
     match watch.tick(since.is_some(), Instant::now()) {
         DiskStep::Idle => {}
-        DiskStep::Reject => dispatcher.set_disk_full(true),
+        DiskStep::Reject => {
+            dispatcher.set_disk_full(true);
+            // What retention may remove goes now, not at its next turn.
+            match runner.retention_pass() {
+                Ok(r) if r.volumes + r.images > 0 => watch.freed(Instant::now()),
+                Ok(_) => {}
+                Err(e) => debug!("retention pass on a full disk: {e}"),
+            }
+        }
         DiskStep::Probe => {
             let probe = runner.probe_disk();
             if let Probe::Short(space) = &probe {

@@ -168,6 +168,7 @@ fn env_vars_cannot_override_the_operator_and_a_bad_name_creates_nothing() {
     let sidecar = fx.sidecar("envover");
     let mut settings = fx.settings();
     settings.spec.operator_env = [("OPERATOR_VAR".to_string(), "operator".to_string())].into();
+    let mut after = settings.clone();
     let runner = fx.runner(settings);
     let attack = fx.assignment(
         "T-attack",
@@ -193,6 +194,9 @@ fn env_vars_cannot_override_the_operator_and_a_bad_name_creates_nothing() {
     );
     fx.assert_nothing_left();
 
+    // A released process never acts again: the rest runs in a new one.
+    after.instance = format!("{}-after", after.instance);
+    let runner = fx.runner(after);
     let plain = fx.assignment(
         "T-plain",
         &sidecar,

@@ -110,13 +110,17 @@ fn copy_cancelled_halfway_leaves_nothing_and_is_redone() {
         TaskOutcome::Cancelled(CancelCause::User)
     );
     fx.assert_nothing_left();
+    assert_eq!(runner.volumes().fills_started(), 1);
 
-    runner.volumes().set_fill_observer(None);
+    // A released process never acts again: the copy is redone by a new one.
+    let mut after = fx.settings();
+    after.instance = format!("{}-after", after.instance);
+    let runner = fx.runner(after);
     assert_eq!(
         runner.run(&support::fresh(&task), &CancelToken::new()),
         TaskOutcome::Completed
     );
-    assert_eq!(runner.volumes().fills_started(), 2);
+    assert_eq!(runner.volumes().fills_started(), 1);
     assert!(fx.read_out("argv").starts_with("agent\nrun\n"));
     fx.assert_no_containers();
 }

@@ -3,7 +3,7 @@
 //!
 //! Layers, bottom up: [`http`] (pure framing), [`transport`] (sockets),
 //! [`client`] (one request/response, pooling, aborts), [`api`] and
-//! [`containers`] and [`system`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
+//! [`containers`], [`system`] and [`disk`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
 //! daemon; [`logs`] demuxes log streams. Task logic (names, specs) lives
 //! elsewhere and must not move in here.
 
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod containers;
 pub mod discovery;
+pub mod disk;
 pub mod error;
 pub mod http;
 pub mod logs;

@@ -73,6 +73,7 @@ impl TaskWork for AssignedWork<'_> {
             cancel,
         )
         .map_err(|e| TaskOutcome::failed(FailureReason::ImagePull, e.to_string()))?;
+        r.retention.image_used(&image);
         self.image = Some(image);
         for sidecar in &self.spec.sidecars {
             if cancel.is_cancelled() {
@@ -107,6 +108,9 @@ impl TaskWork for AssignedWork<'_> {
                 &prepared.info.id,
                 cancel,
             );
+            if let Ok(shared) = &shared {
+                r.retention.sidecar_used(shared);
+            }
             let volume = match shared {
                 Ok(shared) if !sidecar.read_only => {
                     // A shared volume is never mounted writable: this task gets its own.

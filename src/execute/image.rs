@@ -55,6 +55,9 @@ pub struct PreparedImage {
     pub reference: String,
     /// The daemon's view of it.
     pub info: ImageInfo,
+    /// This call pulled the image onto the host (the daemon did not have
+    /// it): the worker brought it, so retention may take it away again.
+    pub pulled: bool,
     /// Keeps the credential masked in logs while the task runs.
     _secrets: Vec<SecretGuard>,
 }
@@ -161,6 +164,11 @@ fn daemon_words(e: &DockerError) -> String {
         other => other.to_string(),
     }
 }
+
+/// How the daemon's last pull status starts when it did not have the image
+/// (moby `distribution/pull.go`: `Status: Downloaded newer image for …`;
+/// otherwise `Status: Image is up to date for …`).
+const DOWNLOADED_NEWER: &str = "Status: Downloaded newer image";
 
 /// The reference to pull for `image` once `mirrors` are applied.
 pub fn resolve(
@@ -298,18 +306,21 @@ pub fn ensure(
         PullPolicy::Always => None,
         PullPolicy::IfNotPresent | PullPolicy::Never => inspect(docker, &reference)?,
     };
-    let info = match (present, settings.policy) {
+    let (info, pulled) = match (present, settings.policy) {
         (Some(info), _) => {
             log::debug!("image {reference} is present; not pulling");
-            info
+            (info, false)
         }
         (None, PullPolicy::Never) => return Err(ImageError::NotPresent { image: reference }),
         (None, _) => {
-            match gate.turn(&reference, cancel) {
-                Some(Turn::Pulled) => {}
+            // Whether this caller's pull downloaded it (a waiter that used
+            // another's pull did not).
+            let pulled = match gate.turn(&reference, cancel) {
+                Some(Turn::Pulled) => false,
                 Some(Turn::Mine(mut turn)) => {
-                    pull(docker, settings, &target, &reference, cancel, &mut secrets)?;
+                    let pulled = pull(docker, settings, &target, &reference, cancel, &mut secrets)?;
                     turn.succeeded = true;
+                    pulled
                 }
                 None => {
                     return Err(ImageError::Pull {
@@ -319,10 +330,11 @@ pub fn ensure(
                         },
                     });
                 }
-            }
-            inspect(docker, &reference)?.ok_or(ImageError::MissingAfterPull {
+            };
+            let info = inspect(docker, &reference)?.ok_or(ImageError::MissingAfterPull {
                 image: reference.clone(),
-            })?
+            })?;
+            (info, pulled)
         }
     };
     let found = format!("{}/{}", info.os, info.architecture);
@@ -336,6 +348,7 @@ pub fn ensure(
     Ok(PreparedImage {
         reference,
         info,
+        pulled,
         _secrets: secrets,
     })
 }
@@ -349,6 +362,9 @@ fn inspect(docker: &Docker, reference: &str) -> Result<Option<ImageInfo>, ImageE
         })
 }
 
+/// Pulls `target`; true when the daemon did not have the image before
+/// (its last status says it downloaded a newer image, not that the image
+/// is up to date).
 fn pull(
     docker: &Docker,
     settings: &ImageSettings,
@@ -356,7 +372,7 @@ fn pull(
     reference: &str,
     cancel: &CancelToken,
     secrets: &mut Vec<SecretGuard>,
-) -> Result<(), ImageError> {
+) -> Result<bool, ImageError> {
     let key = target.credential_key();
     // Like the Go worker: a credential problem is a warning and the pull goes
     // anonymous; the registry's refusal then says what is wrong.
@@ -393,6 +409,7 @@ fn pull(
     let started = Instant::now();
     let mut tally = PullTally::default();
     let mut throttle = Throttle::new(started, progress::EVERY);
+    let mut downloaded = false;
     let pulled = docker.image_pull(
         &target.name(),
         target.tag_or_digest(),
@@ -402,6 +419,7 @@ fn pull(
             watch.progress();
             log::trace!("pull {reference}: {} {}", p.id, p.status);
             tally.observe(&p.status, &p.id, p.detail.current, p.detail.total);
+            downloaded |= p.status.starts_with(DOWNLOADED_NEWER);
             if let Some(since) = throttle.due(Instant::now()) {
                 log::info!("{}", tally.line(reference, since));
             }
@@ -425,7 +443,7 @@ fn pull(
         }
     }
     match pulled {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(downloaded),
         Err(_) if stalled => Err(ImageError::Stalled {
             image: reference.to_owned(),
             after: settings.pull_stall_timeout,

@@ -27,6 +27,7 @@ pub mod ownership;
 pub mod prefetch;
 pub mod progress;
 pub mod reaper;
+pub mod retention;
 pub mod sidecar;
 
 use std::collections::HashSet;
@@ -128,6 +129,7 @@ pub struct DockerRunner {
     executor: Executor,
     cleanups: Arc<Cleanups>,
     logs: logconf::HostLogs,
+    retention: retention::Retention,
 }
 
 impl DockerRunner {
@@ -148,6 +150,7 @@ impl DockerRunner {
             settings.remove_after_delivery,
         ));
         let logs = logconf::HostLogs::new(settings.container_logs);
+        let retention = retention::Retention::new(docker.clone(), worker_id.clone());
         Self {
             docker,
             settings,
@@ -161,7 +164,20 @@ impl DockerRunner {
             executor,
             cleanups,
             logs,
+            retention,
         }
+    }
+
+    /// Sets how long unused sidecar volumes and images are kept (off until
+    /// called: a runner made without a configuration removes nothing).
+    pub fn set_retention(&self, settings: retention::RetentionSettings) {
+        self.retention.set(settings);
+    }
+
+    /// Runs a retention pass now (see [`retention::retention_pass`]): for
+    /// whoever needs disk space back, e.g. when the disk is full.
+    pub fn retention_pass(&self) -> Result<retention::RetentionReport, retention::RetentionError> {
+        retention::retention_pass(self)
     }
 
     /// This process's ownership state (its lease is [`lease::acquire`]d on it).

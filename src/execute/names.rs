@@ -64,6 +64,16 @@ pub const ROLE_PING: &str = "ping";
 pub const LABEL_TARGET: &str = "dev.warp.oz-agent-worker.target";
 /// Role of the marker a cleanly stopped instance leaves instead of its lease.
 pub const ROLE_RELEASED: &str = "released";
+/// Role of a sidecar volume's use record (see `retention`): its creation
+/// time on the daemon's clock is when a task last mounted the volume.
+pub const ROLE_SIDECAR_USE: &str = "sidecar-use";
+/// Role of an image's pull record (see `retention`): this worker pulled the
+/// image; its creation time is when a task last used it.
+pub const ROLE_IMAGE_PULL: &str = "image-pull";
+/// Label on a pull record: the id of the image pulled (`sha256:…`).
+pub const LABEL_IMAGE_ID: &str = "dev.warp.oz-agent-worker.image-id";
+/// Label on a pull record: the reference the image was pulled as.
+pub const LABEL_IMAGE: &str = "dev.warp.oz-agent-worker.image";
 /// Every label under the worker's prefix that the worker reads from a
 /// container. Each is written at create (empty where it has no value), so
 /// an image's labels can never set one: Docker copies an image's labels
@@ -293,6 +303,29 @@ pub fn claim_volume_name(container_id: &str, generation: u64) -> String {
     format!("oz-claim-{}-{generation}", sanitise(container_id))
 }
 
+/// Longest part of another name kept in a record volume's name; the
+/// whole is in the record's labels. Docker stores a volume as a directory,
+/// whose name the host's filesystem bounds (255 bytes).
+const RECORD_NAME_PART_MAX: usize = 100;
+
+/// `oz-used-<volume>-<nonce>`: a use record of sidecar volume `volume`
+/// (its name cut to 100 characters, so the record's stays well within
+/// what a filesystem allows).
+pub fn sidecar_use_name(volume: &str, nonce: u32) -> String {
+    let part: String = sanitise(volume)
+        .chars()
+        .take(RECORD_NAME_PART_MAX)
+        .collect();
+    format!("oz-used-{part}-{nonce:08x}")
+}
+
+/// `oz-pulled-<hex of the image id>-<nonce>`: a pull record of image `image_id`.
+pub fn image_pull_name(image_id: &str, nonce: u32) -> String {
+    let hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+    let part: String = sanitise(hex).chars().take(RECORD_NAME_PART_MAX).collect();
+    format!("oz-pulled-{part}-{nonce:08x}")
+}
+
 /// `key=value` for a label filter.
 pub fn label(key: &str, value: &str) -> String {
     debug_assert!(key.starts_with(LABEL_PREFIX));
@@ -402,6 +435,24 @@ mod tests {
         assert_eq!(
             claim_volume_name("4f1c2e9a8b7d6c5e4f3a2b1c0d9e8f7a", 2),
             "oz-claim-4f1c2e9a8b7d6c5e4f3a2b1c0d9e8f7a-2"
+        );
+    }
+
+    #[test]
+    fn record_names_are_bounded_and_name_their_object() {
+        assert_eq!(
+            sidecar_use_name("warpdotdev-warp-agent-0123456789ab", 0xabc),
+            "oz-used-warpdotdev-warp-agent-0123456789ab-00000abc"
+        );
+        let long = sidecar_use_name(&"x".repeat(300), 1);
+        assert_eq!(long.len(), 8 + 100 + 9);
+        assert_eq!(
+            image_pull_name(&format!("sha256:{}", "ab".repeat(32)), 2),
+            format!("oz-pulled-{}-00000002", "ab".repeat(32))
+        );
+        assert_eq!(
+            image_pull_name("weird/id", 3),
+            "oz-pulled-weird-id-00000003"
         );
     }
 

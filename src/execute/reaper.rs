@@ -6,7 +6,8 @@
 //! containers of interrupted sidecar fills and the volumes they were
 //! filling, sidecar volumes that never got their completeness marker,
 //! private (read-write) sidecar volumes of tasks whose container is gone,
-//! expired leases and claims of containers that are gone.
+//! expired leases and claims of containers that are gone. Its thread also
+//! runs the retention passes ([`super::retention`]).
 //!
 //! Owns [`pass`] (at start-up and then periodically, see
 //! [`spawn_periodic`]). It only touches objects labelled with this worker
@@ -290,6 +291,9 @@ pub fn spawn_periodic(
                     }
                     Err(e) => log::warn!("reaper: {e}"),
                 }
+                // Unused sidecar volumes and images: at start, then at most
+                // every few minutes (see retention.rs).
+                super::retention::pass_if_due(&runner);
             }
         })
         .ok();

@@ -212,6 +212,13 @@ impl SidecarVolumes {
                 .is_some_and(|plain| busy.contains(plain))
     }
 
+    /// True while this process checks or fills `volume`, or a running task
+    /// of it has an overlay on it (the daemon does not see that use):
+    /// retention leaves it alone.
+    pub fn in_use_here(&self, volume: &str) -> bool {
+        self.is_busy(volume) || self.lock().lowers.contains_key(volume)
+    }
+
     /// True when this process has verified `volume` complete.
     pub fn is_known_complete(&self, volume: &str) -> bool {
         self.lock().complete.values().any(|k| k.volume == volume)

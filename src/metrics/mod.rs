@@ -112,6 +112,9 @@ struct State {
     pull_bytes: u64,
     copy_durations: BTreeMap<&'static str, Histogram>,
     copy_bytes: u64,
+    /// Objects retention removed, by kind (empty until it removes one).
+    retention_removed: BTreeMap<&'static str, u64>,
+    retention_freed: u64,
     unacknowledged: Option<GaugeSource>,
     prefetch: Option<LabelledSource>,
 }
@@ -181,6 +184,8 @@ impl Metrics {
             pull_bytes: 0,
             copy_durations: BTreeMap::new(),
             copy_bytes: 0,
+            retention_removed: BTreeMap::new(),
+            retention_freed: 0,
             unacknowledged: None,
             prefetch: None,
         };
@@ -290,6 +295,19 @@ impl Metrics {
         s.copy_bytes += bytes;
     }
 
+    /// Records what a retention pass removed: `volumes` sidecar volumes and
+    /// `images` images, holding `bytes`.
+    pub fn retention_removed(&self, volumes: usize, images: usize, bytes: u64) {
+        let mut s = self.lock();
+        for (kind, n) in [
+            (RETENTION_SIDECAR_VOLUME, volumes),
+            (RETENTION_IMAGE, images),
+        ] {
+            *s.retention_removed.entry(kind).or_default() += n as u64;
+        }
+        s.retention_freed += bytes;
+    }
+
     /// Every metric now, in name order (the scope labels and the resource
     /// are not in it; [`render`] and the OTLP push add them).
     pub fn snapshot(&self) -> Snapshot {
@@ -388,6 +406,25 @@ impl Metrics {
                         value: int(*n),
                     })
                     .collect(),
+            ),
+            // Ours: shown once retention has removed something.
+            family(
+                "oz_worker_retention_freed_bytes_total",
+                HELP_RETENTION_FREED,
+                "By",
+                Counter,
+                if s.retention_removed.is_empty() {
+                    Vec::new()
+                } else {
+                    one(s.retention_freed)
+                },
+            ),
+            family(
+                "oz_worker_retention_removed_total",
+                HELP_RETENTION_REMOVED,
+                "",
+                Counter,
+                by("kind", &s.retention_removed),
             ),
             family(
                 "oz_worker_sidecar_copy_bytes_total",
@@ -557,6 +594,14 @@ const HELP_COPY_BYTES: &str =
     "Bytes of sidecar images copied into volumes since the worker started.";
 const HELP_COPY_DURATION: &str =
     "How long sidecar image copies into volumes took, in seconds, by result.";
+const HELP_RETENTION_REMOVED: &str =
+    "Unused sidecar volumes and images removed by retention since the worker started, by kind.";
+const HELP_RETENTION_FREED: &str =
+    "Bytes the sidecar volumes and images removed by retention held, since the worker started.";
+/// `kind` of a sidecar volume in `oz_worker_retention_removed_total`.
+pub const RETENTION_SIDECAR_VOLUME: &str = "sidecar_volume";
+/// `kind` of an image in `oz_worker_retention_removed_total`.
+pub const RETENTION_IMAGE: &str = "image";
 const HELP_UNACKED: &str =
     "Status messages sent to Oz (or waiting to be) that Oz has not acknowledged yet.";
 

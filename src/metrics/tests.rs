@@ -150,3 +150,36 @@ fn adopted_tasks_are_counted_once_there_is_one() {
         "oz_worker_tasks_adopted_total{otel_scope_name=\"github.com/warpdotdev/oz-agent-worker\",otel_scope_schema_url=\"\",otel_scope_version=\"\"} 2\n"
     ), "{scrape}");
 }
+
+#[test]
+fn retention_counts_appear_once_it_removed_something() {
+    let m = metrics();
+    let before = m.render();
+    assert!(!before.contains("oz_worker_retention_"), "{before}");
+    m.retention_removed(2, 0, 1000);
+    m.retention_removed(1, 1, 5);
+    let scrape = m.render();
+    let scope = "otel_scope_name=\"github.com/warpdotdev/oz-agent-worker\",otel_scope_schema_url=\"\",otel_scope_version=\"\"";
+    assert!(
+        scrape.contains("# TYPE oz_worker_retention_removed_total counter\n"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(&format!(
+            "oz_worker_retention_removed_total{{kind=\"image\",{scope}}} 1\n"
+        )),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(&format!(
+            "oz_worker_retention_removed_total{{kind=\"sidecar_volume\",{scope}}} 3\n"
+        )),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(&format!(
+            "oz_worker_retention_freed_bytes_total{{{scope}}} 1005\n"
+        )),
+        "{scrape}"
+    );
+}

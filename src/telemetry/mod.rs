@@ -310,6 +310,13 @@ pub fn sidecar_copied(result: WorkResult, took: Duration, bytes: u64) {
     }
 }
 
+/// Records what a retention pass removed.
+pub fn retention_removed(volumes: usize, images: usize, bytes: u64) {
+    if let Some(hub) = HUB.get() {
+        hub.metrics.retention_removed(volumes, images, bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

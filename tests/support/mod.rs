@@ -16,7 +16,9 @@ use oz_agent_worker::container_spec::{LABEL_WORKER_ID, SpecInputs};
 use oz_agent_worker::docker::auth::CredentialEnv;
 use oz_agent_worker::docker::discovery::{Source, Target};
 use oz_agent_worker::docker::{Docker, Endpoint};
-use oz_agent_worker::execute::names::{LABEL_ROLE, ROLE_EXEC_DONE, ROLE_LEASE, ROLE_PING};
+use oz_agent_worker::execute::names::{
+    LABEL_ROLE, ROLE_EXEC_DONE, ROLE_IMAGE_PULL, ROLE_LEASE, ROLE_PING, ROLE_SIDECAR_USE,
+};
 use oz_agent_worker::execute::{DockerRunner, ImageSettings, RunnerSettings};
 use oz_agent_worker::wire::TaskAssignment;
 use serde_json::{Value, json};
@@ -219,7 +221,8 @@ impl Fixture {
     }
 
     /// Names of this worker's containers and volumes still on the daemon,
-    /// but for the lease volumes of worker processes (see [`Fixture::leases`]).
+    /// but for the lease volumes of worker processes (see [`Fixture::leases`])
+    /// and retention's use records (the worker's own bookkeeping too).
     pub fn leftovers(&self) -> (Vec<String>, Vec<String>) {
         let label = self.worker_label();
         let containers = self.docker.list_by_label(&[&label]).unwrap();
@@ -231,7 +234,13 @@ impl Fixture {
                 .filter(|v| {
                     !matches!(
                         v.labels.get(LABEL_ROLE).map(String::as_str),
-                        Some(ROLE_LEASE | ROLE_EXEC_DONE | ROLE_PING)
+                        Some(
+                            ROLE_LEASE
+                                | ROLE_EXEC_DONE
+                                | ROLE_PING
+                                | ROLE_SIDECAR_USE
+                                | ROLE_IMAGE_PULL
+                        )
                     )
                 })
                 .map(|v| v.name)

@@ -661,7 +661,10 @@ impl TaskMachine {
                         // This process's claim vanished (a prune): make it
                         // again; whoever creates it first holds it.
                         None => self.goto(Phase::CreateReclaim, env),
-                        Some(_) => self.silent(Silence::Lost),
+                        // Another process holds it now: follow it (it runs
+                        // and reports, or is judged gone and taken over).
+                        Some(_) if leaving(env) => self.silent(Silence::NotMine),
+                        Some(_) => self.goto(Phase::Follow, env),
                     }
                 }
                 _ if renewing => {
@@ -787,7 +790,11 @@ impl TaskMachine {
                         self.report(outcome, None)
                     }
                     Some((h, _)) if h == env.me => self.goto(phase(GuardStage::Renew), env),
-                    Some(_) => self.silent(Silence::Lost),
+                    // Another process holds it: follow it until it reports
+                    // or is judged gone (then this one takes it over) —
+                    // its record alone may not outlive a prune.
+                    Some(_) if leaving(env) => self.silent(Silence::NotMine),
+                    Some(_) => self.goto(Phase::Follow, env),
                     // A prune took the claim: make it again (first creator wins).
                     None => self.goto(phase(GuardStage::Reclaim), env),
                 }
