@@ -303,13 +303,13 @@ pub fn read_manifest(path: &Path) -> Result<Vec<SavedImage>, ManifestError> {
 }
 
 /// Skips `n` bytes of a seekable file.
-pub fn seek_past<R: Seek>(r: &mut R, n: u64) -> io::Result<()> {
+fn seek_past<R: Seek>(r: &mut R, n: u64) -> io::Result<()> {
     let n = i64::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     r.seek(SeekFrom::Current(n)).map(drop)
 }
 
 /// Skips `n` bytes of a stream by reading them.
-pub fn discard<R: Read>(r: &mut R, n: u64) -> io::Result<()> {
+fn discard<R: Read>(r: &mut R, n: u64) -> io::Result<()> {
     if io::copy(&mut r.take(n), &mut io::sink())? < n {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
