@@ -10,6 +10,7 @@
 
 #![deny(missing_docs, unused_must_use)]
 
+pub mod archives;
 pub mod build_info;
 pub mod calendar;
 pub mod config;

@@ -3,7 +3,8 @@
 //! Owns start-up order and the one-line start-up errors: logging and secret
 //! masking first, then Docker (discovery, ping, platform), the task network
 //! (unless the operator named one), this process's
-//! instance id and lease, metrics, the [`Daemon`] (whose dispatcher first
+//! instance id and lease, metrics, the image archives to load (before the
+//! first claim), the [`Daemon`] (whose dispatcher first
 //! adopts what an earlier worker process left running), the reaper, the
 //! Docker health watch that turns assignments away while the daemon does
 //! not answer, and finally the wait for a stop signal, the shutdown in the
@@ -27,7 +28,7 @@ use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInf
 use crate::signals::Signal;
 use crate::task_network::{self, TASK_NETWORK};
 use crate::telemetry::{self, TaskTelemetry, Telemetry};
-use crate::{build_info, logging, preflight, signals};
+use crate::{archives, build_info, logging, preflight, signals};
 
 /// Objects younger than this are spared by the reaper where a live process
 /// may still be making them.
@@ -186,6 +187,12 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
             }
             None => None,
         };
+
+    // Before the first claim, with /healthz already answering: a load of
+    // gigabytes takes a while (see archives.rs; failures are logged, never fatal).
+    if let Some(dir) = &config.docker.image_archives {
+        let _ = archives::load_dir(&docker, dir);
+    }
 
     let (m, h) = (metrics.clone(), health.clone());
     let first_pass = runner.clone();

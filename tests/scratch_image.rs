@@ -31,6 +31,17 @@ impl Drop for WorkerContainer {
 /// Runs the image as operators do (socket mounted, key in the environment)
 /// against `orch`, and waits until it is connected.
 fn start_worker_container(fx: &Fixture, orch: &Orchestrator) -> WorkerContainer {
+    start_worker_container_with(fx, orch, &[], &[])
+}
+
+/// [`start_worker_container`] with more `docker run` options (before the
+/// image) and more worker flags.
+fn start_worker_container_with(
+    fx: &Fixture,
+    orch: &Orchestrator,
+    run_options: &[&str],
+    worker_flags: &[&str],
+) -> WorkerContainer {
     let image = image();
     let present = Command::new("docker")
         .args(["image", "inspect", &image])
@@ -42,7 +53,7 @@ fn start_worker_container(fx: &Fixture, orch: &Orchestrator) -> WorkerContainer 
     );
     let name = format!("{}-worker", fx.worker_id);
     let out = format!("{}:/out", fx.out.display());
-    let id = docker_cli(&[
+    let mut args = vec![
         "run",
         "-d",
         "--name",
@@ -55,16 +66,22 @@ fn start_worker_container(fx: &Fixture, orch: &Orchestrator) -> WorkerContainer 
         "/var/run/docker.sock:/var/run/docker.sock",
         "-e",
         "WARP_API_KEY=scratch-test-key",
+    ];
+    args.extend_from_slice(run_options);
+    let url = orch.url();
+    args.extend_from_slice(&[
         &image,
         "--worker-id",
         &fx.worker_id,
         "--web-socket-url",
-        &orch.url(),
+        &url,
         "--image-pull-policy",
         "IfNotPresent",
         "-v",
         &out,
     ]);
+    args.extend_from_slice(worker_flags);
+    let id = docker_cli(&args);
     let worker = WorkerContainer(id);
     assert!(
         orch.wait_until(|r| r.connected, WAIT),
@@ -158,4 +175,43 @@ fn a_plain_docker_stop_with_three_running_tasks_ends_cleanly_inside_ten_seconds(
     }
     assert_eq!(orch.close_code(), Some(1000));
     fx.assert_no_containers();
+}
+
+/// Air-gapped: the image loads `docker save | gzip` archives from a mounted
+/// directory through the socket (no Docker CLI inside), before it connects.
+#[test]
+fn the_scratch_image_loads_image_archives_from_a_mounted_directory() {
+    let mut fx = Fixture::new("scratch-archives");
+    let (tag, image_id) = fx.unique_image("scratch");
+    let dir = fx.out.join("images");
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("app.tar.gz");
+    let saved = Command::new("bash")
+        .args(["-o", "pipefail", "-c", "docker save \"$1\" | gzip > \"$2\""])
+        .args(["_", &tag, archive.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(saved.success());
+    docker_cli(&["rmi", &tag]);
+    let orch = Orchestrator::start(Options::default());
+    let mount = format!("{}:/images:ro", dir.display());
+    let worker = start_worker_container_with(
+        &fx,
+        &orch,
+        &["-v", &mount],
+        &["--image-archives", "/images"],
+    );
+    // The worker logs to stderr, which `docker logs` gives on its stderr.
+    let out = Command::new("docker")
+        .args(["logs", &worker.0])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("loaded image archive /images/app.tar.gz") && l.contains(&tag)),
+        "{logs}"
+    );
+    let present = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &tag]);
+    assert_eq!(present, image_id);
 }

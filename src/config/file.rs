@@ -388,6 +388,10 @@ mod tests {
         assert!(d.sidecar_image.is_some());
         assert_eq!(d.registry_mirrors.len(), 1);
         assert_eq!(d.task_timeout, Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(
+            d.image_archives.as_deref(),
+            Some(std::path::Path::new("/srv/oz-images"))
+        );
         let h = &d.hardening;
         assert_eq!(h.runtime.as_deref(), Some("runsc"));
         assert_eq!(h.network.as_deref(), Some("oz-tasks"));

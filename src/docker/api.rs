@@ -104,6 +104,14 @@ pub struct ProgressDetail {
     pub total: Option<u64>,
 }
 
+/// What `POST /images/load` said it loaded, in its order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The names of `Loaded image: NAME` lines and the ids of `Loaded image
+    /// ID: sha256:…` lines (an image saved without a tag).
+    pub loaded: Vec<String>,
+}
+
 /// `GET /volumes/{name}`, the fields the worker uses.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct VolumeInfo {
@@ -394,6 +402,38 @@ impl Docker {
         }
     }
 
+    /// `POST /images/load?quiet=1`: uploads `body`, a `docker save` archive
+    /// (plain or gzip-compressed: the daemon detects the compression),
+    /// chunked as it is read, so the archive is never held in memory. Reads
+    /// the reply stream to its end; an `error` line fails the load even
+    /// though the status was 200 (the daemon writes the status before it
+    /// knows; moby `postImagesLoad`). No time limit: the daemon answers only
+    /// once every layer is registered.
+    pub fn image_load(&self, body: &mut dyn Read) -> Result<LoadReport> {
+        let resp = self.send(
+            "POST",
+            "/images/load?quiet=1".into(),
+            Body::Stream("application/x-tar", body),
+            None,
+            None,
+        )?;
+        let resp = expect_success(resp)?;
+        let mut report = LoadReport::default();
+        let mut reader = BufReader::new(resp.body);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_PULL_LINE)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| reader.get_ref().error(e))?;
+            if n == 0 {
+                return Ok(report);
+            }
+            check_load_line(&line, &mut report)?;
+        }
+    }
+
     /// `DELETE /images/{name}?force=1`; an image already gone is fine.
     pub fn image_remove(&self, name: &str) -> Result<()> {
         let path = format!("/images/{}?force=1", enc_image(name));
@@ -525,6 +565,49 @@ fn check_pull_line(
     Ok(())
 }
 
+/// Reads one line of a load's reply: what it loaded, or its error.
+fn check_load_line(line: &[u8], report: &mut LoadReport) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(default)]
+        stream: String,
+        #[serde(default)]
+        error: String,
+        #[serde(rename = "errorDetail")]
+        error_detail: Option<Detail>,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        #[serde(default)]
+        message: String,
+    }
+    if line.trim_ascii().is_empty() {
+        return Ok(());
+    }
+    let parsed: Line = serde_json::from_slice(line).map_err(|source| DockerError::Decode {
+        call: "POST /images/load".into(),
+        source,
+    })?;
+    let detail = parsed.error_detail.map(|d| d.message).unwrap_or_default();
+    if !parsed.error.is_empty() || !detail.is_empty() {
+        let message = if parsed.error.is_empty() {
+            detail
+        } else {
+            parsed.error
+        };
+        return Err(DockerError::LoadFailed { message });
+    }
+    let text = parsed.stream.trim();
+    // "Loaded image ID:" first: "Loaded image:" is its prefix.
+    if let Some(name) = text
+        .strip_prefix("Loaded image ID:")
+        .or_else(|| text.strip_prefix("Loaded image:"))
+    {
+        report.loaded.push(name.trim().to_owned());
+    }
+    Ok(())
+}
+
 /// Turns a non-2xx reply into [`DockerError::Api`] with the daemon's message.
 pub(super) fn expect_success(resp: Response) -> Result<Response> {
     if (200..300).contains(&resp.status()) || resp.status() == 304 {
@@ -648,5 +731,29 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "pulling image a:1 failed: only detail");
         assert_eq!(seen, vec!["Pulling from library/a".to_string()]);
+    }
+
+    #[test]
+    fn load_lines() {
+        let mut report = LoadReport::default();
+        for line in [
+            &br#"{"stream":"Loaded image: oz-test/a:1\n"}"#[..],
+            b"\r\n",
+            br#"{"stream":"Loaded image ID: sha256:0123\n"}"#,
+            br#"{"status":"Loading layer","progressDetail":{"current":1,"total":2}}"#,
+        ] {
+            check_load_line(line, &mut report).unwrap();
+        }
+        assert_eq!(report.loaded, vec!["oz-test/a:1", "sha256:0123"]);
+        let err = check_load_line(
+            br#"{"errorDetail":{"message":"unexpected EOF"},"error":"unexpected EOF"}"#,
+            &mut report,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the Docker daemon could not load it: unexpected EOF"
+        );
+        assert!(check_load_line(b"not json", &mut report).is_err());
     }
 }

@@ -135,6 +135,11 @@ pub enum DockerError {
         /// The daemon's error text.
         message: String,
     },
+    /// An image load streamed an `error` line (the HTTP status was 200).
+    LoadFailed {
+        /// The daemon's error text.
+        message: String,
+    },
     /// The multiplexed log stream is malformed.
     Logs {
         /// The container.
@@ -271,6 +276,9 @@ impl fmt::Display for DockerError {
             ),
             DockerError::PullFailed { image, message } => {
                 write!(f, "pulling image {image} failed: {message}")
+            }
+            DockerError::LoadFailed { message } => {
+                write!(f, "the Docker daemon could not load it: {message}")
             }
             DockerError::Logs { id } => {
                 write!(f, "container {id}: malformed log stream from the daemon")

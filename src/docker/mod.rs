@@ -21,7 +21,9 @@ pub mod sha256;
 pub mod system;
 pub mod transport;
 
-pub use api::{Docker, ImageInfo, ProgressDetail, PullProgress, VersionInfo, VolumeInfo};
+pub use api::{
+    Docker, ImageInfo, LoadReport, ProgressDetail, PullProgress, VersionInfo, VolumeInfo,
+};
 pub use client::AbortSlot;
 pub use containers::{
     ContainerConfig, ContainerDetails, ContainerState, ContainerSummary, WaitResult,

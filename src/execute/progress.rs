@@ -237,7 +237,8 @@ pub fn size(bytes: u64) -> String {
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
-fn rate(bytes: u64, over: Duration) -> String {
+/// Bytes per second over `over`: `2.5 MB/s`.
+pub fn rate(bytes: u64, over: Duration) -> String {
     let millis = over.as_millis();
     if millis == 0 {
         return "—/s".into();
@@ -247,7 +248,7 @@ fn rate(bytes: u64, over: Duration) -> String {
 }
 
 /// Tenths of a second: `32.1s`.
-fn seconds(d: Duration) -> String {
+pub fn seconds(d: Duration) -> String {
     let tenths = (d.as_millis() + 50) / 100;
     format!("{}.{}s", tenths / 10, tenths % 10)
 }

@@ -188,6 +188,33 @@ impl Fixture {
         tag
     }
 
+    /// An image of this test's own (FROM scratch, one file naming the test,
+    /// labelled), so its id is unique; its tag is removed when the test
+    /// ends. Returns the tag and the image id.
+    pub fn unique_image(&mut self, name: &str) -> (String, String) {
+        let tag = format!(
+            "oz-test/unique-{}-{name}:latest",
+            self.worker_id.to_lowercase()
+        );
+        let dir = self.out.join(format!("unique-image-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::fs::write(dir.join("content"), format!("{tag} {nanos}\n")).unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "FROM scratch\nCOPY content /content\nLABEL oz-agent-worker.test=1\n",
+        )
+        .unwrap();
+        docker_cli(&["build", "-q", "-t", &tag, dir.to_str().unwrap()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        self.tags.push(tag.clone());
+        let id = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &tag]);
+        (tag, id)
+    }
+
     /// Removes `tag` when the test ends.
     pub fn forget_tag(&mut self, tag: &str) {
         self.tags.push(tag.to_owned());

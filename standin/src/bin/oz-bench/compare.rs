@@ -278,3 +278,96 @@ pub fn sidecar_copy(cfg: &Cfg, big: &str) -> Result<Row> {
     )
     .compared(format!("{c:.0} MB/s (docker export | docker cp)"), w / c))
 }
+
+/// Loading a `docker save` archive of `image`, as `.tar` and as `.tar.gz`:
+/// the worker at start (`--image-archives`; from its `loading image archive`
+/// line to its `loaded image archive` line, by the log's own millisecond
+/// timestamps) against `docker load -i` (timed around the CLI). The image is
+/// removed before every load, so both load every layer.
+pub fn archive_load(cfg: &Cfg, image: &str) -> Result<Vec<Row>> {
+    let dir = TempDir(std::env::temp_dir().join(format!("oz-bench-archives-{}", cfg.run_id)));
+    let size = docker::image_size(image)? as f64;
+    let url = format!("ws://127.0.0.1:9{}", oz_standin::WORKER_PATH);
+    let mut rows = Vec::new();
+    for ext in ["tar", "tar.gz"] {
+        let sub = dir.0.join(ext.replace('.', "-"));
+        std::fs::create_dir_all(&sub).map_err(crate::error::io("making the archive directory"))?;
+        let file = sub.join(format!("image.{ext}"));
+        let file_arg = file.to_string_lossy().into_owned();
+        let save = "docker save \"$1\" | if [ \"$3\" = tar.gz ]; then gzip; else cat; fi > \"$2\"";
+        let saved = std::process::Command::new("bash")
+            .args(["-o", "pipefail", "-c", save, "_", image, &file_arg, ext])
+            .status()
+            .map_err(crate::error::io("docker save"))?;
+        if !saved.success() {
+            return Err(BenchError::Command {
+                command: format!("docker save {image}"),
+                detail: format!("exit {saved}"),
+            });
+        }
+        let bytes = std::fs::metadata(&file)
+            .map_err(crate::error::io("the archive's size"))?
+            .len() as f64;
+        let (mut w, mut c) = (vec![], vec![]);
+        for i in 0..cfg.heavy_runs {
+            docker(&["rmi", image])?;
+            let dir_arg = sub.to_string_lossy().into_owned();
+            let worker = crate::worker::WorkerProc::start(
+                &cfg.worker,
+                &cfg.worker_id("archive", i),
+                &url,
+                &["--image-archives", &dir_arg],
+            )?;
+            worker.wait_log("started: up to", 1, Duration::from_secs(300))?;
+            let lines = worker.log_handle()();
+            let at = |needle: &str| {
+                lines
+                    .iter()
+                    .find(|l| l.contains(needle))
+                    .and_then(|l| log_ms(l))
+                    .ok_or_else(|| BenchError::Unexpected {
+                        what: format!("no timed {needle:?} line in {lines:?}"),
+                    })
+            };
+            let (start, end) = (at("loading image archive")?, at("loaded image archive")?);
+            w.push((end - start).rem_euclid(86_400_000.0));
+            drop(worker);
+            docker(&["rmi", image])?;
+            let t = Instant::now();
+            docker(&["load", "-i", &file_arg])?;
+            c.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (w, c) = (med(&w), med(&c));
+        rows.push(
+            Row::new(
+                format!(
+                    "image archive load, {:.1} MB image as .{ext} ({:.1} MB file)",
+                    size / MB,
+                    bytes / MB
+                ),
+                format!("{w:.0} ms ({:.0} MB/s)", bytes / MB / (w / 1000.0)),
+            )
+            .compared(format!("{c:.0} ms (docker load -i)"), w / c),
+        );
+    }
+    Ok(rows)
+}
+
+/// Milliseconds into the day of a text log line's timestamp
+/// (`2026-12-07T05:48:44.657Z INFO …`).
+fn log_ms(line: &str) -> Option<f64> {
+    let time = line.get(11..23)?;
+    let (h, rest) = time.split_once(':')?;
+    let (m, s) = rest.split_once(':')?;
+    let (h, m, s): (f64, f64, f64) = (h.parse().ok()?, m.parse().ok()?, s.parse().ok()?);
+    Some(((h * 60.0 + m) * 60.0 + s) * 1000.0)
+}
+
+/// Removes the directory when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -26,6 +26,9 @@ pub struct Cfg {
     pub sidecar: String,
     /// ~50 MB sidecar for the copy rows.
     pub big_sidecar: Option<String>,
+    /// ~50 MB image of its own for the archive-load rows (removed and
+    /// loaded again by them).
+    pub archive_image: Option<String>,
     /// `bench/raw-api.sh`.
     pub raw_script: String,
     /// Repetitions of the cheap measurements.
