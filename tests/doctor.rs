@@ -139,6 +139,12 @@ fn all_pass_over_plain_ws_with_the_real_daemon() {
     );
     assert!(line(&report, "docker api").starts_with("PASS docker api: using API 1.4"));
     assert!(line(&report, "docker platform").starts_with("PASS docker platform: linux/"));
+    // The daemon is local: its data root's free space is shown.
+    let disk = line(&report, "docker disk");
+    assert!(
+        disk.starts_with("PASS docker disk: /var/lib/docker: ") && disk.contains(" GB free of "),
+        "{disk}"
+    );
     assert_eq!(
         line(&report, "default image"),
         "PASS default image: `oz-test/busybox:latest` pulls as docker.io/oz-test/busybox:latest"

@@ -95,7 +95,33 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) -> Option<Docker> {
             return None;
         }
     }
+    if let Some(check) = data_root(&docker) {
+        report.add(check);
+    }
     Some(docker)
+}
+
+/// The data root's free space, when this process can see it (a local
+/// daemon whose data root is a path here too).
+fn data_root(docker: &Docker) -> Option<Check> {
+    let root = docker.info().ok()?.docker_root_dir;
+    let space = crate::execute::disk::data_root_space(docker, &root)?;
+    let gb = |b: u64| b as f64 / 1e9;
+    let detail = format!(
+        "{root}: {:.1} GB free of {:.1} GB",
+        gb(space.free),
+        gb(space.total)
+    );
+    Some(if space.is_enough() {
+        Check::pass("docker disk", detail)
+    } else {
+        Check::warn(
+            "docker disk",
+            format!(
+                "{detail}: pulls and creates will fail for lack of space; free some (docker system df shows what uses it)"
+            ),
+        )
+    })
 }
 
 fn unreachable_fix(e: &DockerError) -> String {
