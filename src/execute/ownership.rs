@@ -65,7 +65,14 @@
 //! means every later read by that holder sees the claim; changed means the
 //! holder came back and may have read before the claim existed, so the
 //! taker waits one ttl first. A process that only follows another live
-//! process's container never stops, removes or reports it.
+//! process's container never stops, removes or reports it. A process that
+//! finds an execution held by another — when it comes to report or create,
+//! or when its takeover's judgement went stale or another won the takeover
+//! — follows it rather than dropping it: it ends when the holder reports
+//! (the execution is done), or takes over when the holder is judged gone,
+//! or reports it interrupted when a prune left no record for a whole ttl.
+//! A claim the daemon refuses (a full disk) is tried three times; an
+//! assigned task then fails plainly, a takeover is left to a later pass.
 //!
 //! # Invariants (checked by the simulator, [`sim`], after every step)
 //!

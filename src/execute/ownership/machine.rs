@@ -584,9 +584,7 @@ impl TaskMachine {
                         ),
                     }
                 }
-                Reply::Holder(_) if takeover.as_ref().is_some_and(|t| t.interrupted_only) => {
-                    self.silent(Silence::Lost)
-                }
+                // Another process won it: follow it until it reports.
                 Reply::Holder(_) => self.goto(Phase::Follow, env),
                 // The daemon refuses to record the claim (its disk is full,
                 // say): nothing was made, so after a few tries the task
@@ -872,12 +870,10 @@ impl TaskMachine {
                 generation,
                 takeover: Some(t),
             } if !gone(env.live, &t.previous, &self.exec_subject(), env.now) => {
-                // The judgement went stale before the claim: look again
-                // (the reaper's own takeovers wait for its next pass).
+                // The judgement went stale before the claim: look again,
+                // following the record (the daemon's record alone may not
+                // outlive a prune: whoever follows reports what it finds).
                 let _ = generation;
-                if t.interrupted_only {
-                    return self.silent(Silence::Lost);
-                }
                 return self.goto(Phase::Follow, env);
             }
             Phase::ClaimExec { generation, .. } => Call::ClaimExecution {
