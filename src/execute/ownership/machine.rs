@@ -847,6 +847,13 @@ impl TaskMachine {
                     stage: GuardStage::Renew,
                 })
             }
+            // A create rests on the execution record read just before it:
+            // read it again first (the process may have been away long
+            // enough for the execution to be taken over and reported; found
+            // by the simulator, seed 381050).
+            Phase::Create if self.dedupe => {
+                self.pause_and_retry(Phase::CreateGuard { renewing: false })
+            }
             // Everything else is asked again until the daemon answers: a
             // daemon restart is not a task failure.
             phase => self.pause_and_retry(phase),
