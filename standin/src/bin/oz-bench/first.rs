@@ -236,6 +236,9 @@ pub fn first_task(cfg: &Cfg) -> Result<Vec<Row>> {
         for t in 2..=NTH {
             let id = format!("t{t}");
             last = s.run_ok(&id, &frame(&id))?;
+            if std::env::var_os("OZ_BENCH_DEBUG").is_some() && (t <= 5 || t == NTH) {
+                eprintln!("[oz-bench] task {t}: {last:.0} ms");
+            }
         }
         warm.push(last);
         s.shutdown()?;
