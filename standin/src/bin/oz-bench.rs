@@ -14,6 +14,8 @@ mod compare;
 mod docker;
 #[path = "oz-bench/error.rs"]
 mod error;
+#[path = "oz-bench/first.rs"]
+mod first;
 #[path = "oz-bench/hostile.rs"]
 mod hostile;
 #[path = "oz-bench/sections.rs"]
@@ -214,6 +216,13 @@ fn main() -> ExitCode {
     }
     step(
         only.as_deref(),
+        "prefetch: first task vs warm task",
+        &mut rows,
+        || first::first_task(&cfg),
+        many,
+    );
+    step(
+        only.as_deref(),
         "assignment memory",
         &mut rows,
         || hostile::assignment_memory(&cfg),
@@ -235,9 +244,13 @@ fn main() -> ExitCode {
     );
     println!("{}", table::render(&rows));
     println!(
-        "Each figure is the median of {} runs ({} for the 16-task, 200-task and sidecar-copy rows); \
-         claim latency is over {CLAIMS} assignments; idle CPU is one {} s window. MB = 10^6 bytes.",
-        cfg.runs, cfg.heavy_runs, cfg.idle_secs
+        "Each figure is the median of {} runs ({} for the 16-task, 200-task, sidecar-copy, \
+         archive and prefetch rows); claim latency is over {CLAIMS} assignments; idle CPU is one {} s \
+         window; the warm task is the {}th on its worker. MB = 10^6 bytes.",
+        cfg.runs,
+        cfg.heavy_runs,
+        cfg.idle_secs,
+        first::NTH
     );
     let failed = rows.iter().any(|r| r.failed);
     ExitCode::from(if failed { 1 } else { 0 })
