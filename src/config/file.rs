@@ -392,7 +392,10 @@ mod tests {
             d.image_archives.as_deref(),
             Some(std::path::Path::new("/srv/oz-images"))
         );
-        assert_eq!(d.prefetch_images, vec!["registry.example:5000/base/node:20"]);
+        assert_eq!(
+            d.prefetch_images,
+            vec!["registry.example:5000/base/node:20"]
+        );
         let h = &d.hardening;
         assert_eq!(h.runtime.as_deref(), Some("runsc"));
         assert_eq!(h.network.as_deref(), Some("oz-tasks"));
