@@ -13,6 +13,7 @@
 pub mod archives;
 pub mod build_info;
 pub mod calendar;
+pub mod cidr;
 pub mod config;
 pub mod connection;
 pub mod container_spec;

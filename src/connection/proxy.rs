@@ -12,6 +12,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::cidr::Cidr;
+
 use super::url::{WsUrl, percent_decode, split_host_port};
 
 /// A proxy that `CONNECT` can tunnel through.
@@ -74,7 +76,7 @@ impl ProxyUrl {
         if let Some(c) = &self.credentials {
             req.push_str(&format!(
                 "Proxy-Authorization: Basic {}\r\n",
-                base64(c.as_bytes())
+                data_encoding::BASE64.encode(c.as_bytes())
             ));
         }
         req.push_str("\r\n");
@@ -238,7 +240,7 @@ impl ProxySettings {
 pub struct NoProxy {
     all: bool,
     ips: Vec<(IpAddr, Option<u16>)>,
-    cidrs: Vec<(IpAddr, u8)>,
+    cidrs: Vec<Cidr>,
     /// (suffix with leading '.', also match the bare host, port)
     domains: Vec<(String, bool, Option<u16>)>,
 }
@@ -258,7 +260,7 @@ impl NoProxy {
                     ..Self::default()
                 };
             }
-            if let Some(cidr) = parse_cidr(&entry) {
+            if let Some(cidr) = Cidr::parse(&entry) {
                 rules.cidrs.push(cidr);
                 continue;
             }
@@ -301,11 +303,7 @@ impl NoProxy {
             if self.ips.iter().any(|(i, p)| *i == ip && port_ok(p)) {
                 return false;
             }
-            if self
-                .cidrs
-                .iter()
-                .any(|(net, bits)| in_cidr(ip, *net, *bits))
-            {
+            if self.cidrs.iter().any(|cidr| cidr.contains(ip)) {
                 return false;
             }
         }
@@ -327,24 +325,6 @@ fn split_entry(entry: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
-fn parse_cidr(entry: &str) -> Option<(IpAddr, u8)> {
-    let (ip, bits) = entry.split_once('/')?;
-    let ip: IpAddr = ip.parse().ok()?;
-    let bits: u8 = bits.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (bits <= max).then_some((ip, bits))
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
-    let (a, b, width) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
-        _ => return false,
-    };
-    let shift = width - u32::from(bits);
-    shift >= width || (a >> shift) == (b >> shift)
-}
-
 /// Checks the proxy's answer to `CONNECT` (the bytes up to the blank line).
 pub fn check_connect_response(head: &[u8]) -> Result<(), ProxyError> {
     let text = String::from_utf8_lossy(head);
@@ -355,26 +335,6 @@ pub fn check_connect_response(head: &[u8]) -> Result<(), ProxyError> {
         (Some(v), Some(_)) if v.starts_with("HTTP/") => Err(ProxyError::Refused { status_line }),
         _ => Err(ProxyError::Garbled),
     }
-}
-
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -392,20 +352,6 @@ mod tests {
 
     fn url(s: &str) -> WsUrl {
         WsUrl::parse(s).unwrap()
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let got: Vec<String> = ["", "f", "fo", "foo", "foob", "fooba", "foobar"]
-            .iter()
-            .map(|s| base64(s.as_bytes()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"
-            ]
-        );
     }
 
     #[test]
@@ -431,10 +377,7 @@ mod tests {
         assert_eq!(format!("{p:?}"), "ProxyUrl(http://proxy.example:3128)");
         assert_eq!(
             String::from_utf8(p.connect_request("oz.test:443")).unwrap(),
-            format!(
-                "CONNECT oz.test:443 HTTP/1.1\r\nHost: oz.test:443\r\nProxy-Authorization: Basic {}\r\n\r\n",
-                base64(b"us@r:p:ss")
-            )
+            "CONNECT oz.test:443 HTTP/1.1\r\nHost: oz.test:443\r\nProxy-Authorization: Basic dXNAcjpwOnNz\r\n\r\n"
         );
         let bare = ProxyUrl::parse("10.0.0.1").unwrap();
         assert_eq!(

@@ -1,65 +1,44 @@
-//! Base64 for the Docker formats (RFC 4648): the standard alphabet decoded
-//! from `config.json`'s `auth`, and padded base64url encoded for
-//! `X-Registry-Auth`. Pure; owns nothing else.
+//! Base64 for the Docker formats (RFC 4648) through `data-encoding`
+//! (already linked by tungstenite): the standard alphabet decoded from
+//! `config.json`'s `auth`, and padded base64url encoded for
+//! `X-Registry-Auth`. Owns only the choice of alphabet and leniency.
 
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+use std::sync::LazyLock;
+
+use data_encoding::{BASE64URL, Encoding, Specification};
 
 /// Padded base64url, as the daemon's `X-Registry-Auth` decoder expects.
 pub fn encode_url(bytes: &[u8]) -> String {
-    encode(bytes, URL)
+    BASE64URL.encode(bytes)
 }
 
 /// Standard padded base64 (used by tests to build fixtures).
 #[cfg(test)]
 pub fn encode_standard(bytes: &[u8]) -> String {
-    encode(bytes, STANDARD)
-}
-
-fn encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    data_encoding::BASE64.encode(bytes)
 }
 
 /// Standard base64, padded or not; `None` on any other character or a
 /// length no encoder produces.
 pub fn decode_standard(text: &str) -> Option<Vec<u8>> {
-    let text = text.as_bytes();
-    let body = match text {
-        [rest @ .., b'=', b'='] | [rest @ .., b'='] if text.len().is_multiple_of(4) => rest,
-        _ => text,
+    // Leftover bits are ignored, as Go's (non-strict) StdEncoding does, and
+    // `docker login` writers that drop the padding are accepted.
+    static PADDED: LazyLock<Encoding> = LazyLock::new(|| lenient(Some('=')));
+    static UNPADDED: LazyLock<Encoding> = LazyLock::new(|| lenient(None));
+    let encoding = if text.len().is_multiple_of(4) {
+        &*PADDED
+    } else {
+        &*UNPADDED
     };
-    if body.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &c in body {
-        let v = STANDARD.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits are ignored, as Go's (non-strict) StdEncoding does.
-    Some(out)
+    encoding.decode(text.as_bytes()).ok()
+}
+
+fn lenient(padding: Option<char>) -> Encoding {
+    let mut spec = Specification::new();
+    spec.symbols
+        .push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    spec.padding = padding;
+    spec.check_trailing_bits = false;
+    spec.encoding()
+        .expect("the standard base64 alphabet is a valid specification")
 }
