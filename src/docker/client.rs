@@ -2,7 +2,7 @@
 //! keep-alive pool and the [`AbortSlot`] that lets another thread cut a long
 //! call short.
 //!
-//! Framing comes from `http.rs`, sockets from `transport.rs`; this layer only
+//! Framing comes from the crate's codec (`src/http.rs`), sockets from `transport.rs`; this layer only
 //! moves bytes between them. It knows nothing of Engine API paths or JSON
 //! shapes (see `api.rs`).
 
@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{DockerError, Result};
-use super::http::{self, BodyDecoder, BodyFraming, HeadStatus, ParseError, ResponseHead};
 use super::transport::{Connector, ShutdownHandle, Stream};
+use crate::http::{self, BodyDecoder, BodyFraming, HeadStatus, ParseError, ResponseHead};
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;

@@ -1,4 +1,4 @@
-//! Byte-fixture tests for the HTTP/1.1 framing in `http.rs`.
+//! Byte-fixture tests for the HTTP/1.1 codec in `http.rs`.
 
 use super::*;
 
