@@ -2,8 +2,9 @@
 //! the worker's whole life (PROTOCOL.md, Connection).
 //!
 //! Owns dialing, reconnecting with backoff, and the per-connection loop
-//! ([`session`]); sockets, proxies and TLS come from [`crate::net`]. It reads the outbox and acknowledges what the orchestrator
-//! has provably read, and hands every inbound message to an
+//! ([`session`]); sockets, proxies and TLS come from [`crate::net`]. It
+//! reads the outbox and acknowledges what the orchestrator has provably
+//! read, and hands every inbound message to an
 //! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. A
 //! panic on the thread (a bug, or input that reached one) drops the
 //! connection and dials again, so the thread never ends half-alive. It

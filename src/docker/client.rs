@@ -2,9 +2,9 @@
 //! keep-alive pool and the [`AbortSlot`] that lets another thread cut a long
 //! call short.
 //!
-//! Framing comes from the crate's codec (`src/http.rs`), sockets from `transport.rs`; this layer only
-//! moves bytes between them. It knows nothing of Engine API paths or JSON
-//! shapes (see `api.rs`).
+//! Framing comes from the crate's codec (`src/http.rs`), sockets from
+//! `transport.rs`; this layer only moves bytes between them. It knows
+//! nothing of Engine API paths or JSON shapes (see `api.rs`).
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
