@@ -68,16 +68,18 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// Serialises a Docker Engine API request head (`Host: docker`, as the CLI
-/// sends). `headers` are written as given, after `Host` and before the
-/// framing header; the caller never sends `Accept-Encoding`.
+/// Serialises a request head for `host` (the `Host` value: `docker` for the
+/// Engine API, as the CLI sends; `host:port` elsewhere). `headers` are
+/// written as given, after `Host` and before the framing header; no caller
+/// sends `Accept-Encoding`.
 pub fn request_head(
     method: &str,
     target: &str,
+    host: &str,
     headers: &[(&str, &str)],
     body: BodyFraming,
 ) -> Vec<u8> {
-    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: docker\r\n");
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
     for (name, value) in headers {
         out.push_str(name);
         out.push_str(": ");

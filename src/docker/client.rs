@@ -429,7 +429,7 @@ impl Client {
                 BodyFraming::Chunked
             }
         };
-        let head = http::request_head(req.method, &req.target, &headers, framing);
+        let head = http::request_head(req.method, &req.target, "docker", &headers, framing);
         let sent = conn
             .stream
             .write_all(&head)

@@ -235,6 +235,7 @@ fn request_serialisation() {
         String::from_utf8(request_head(
             "POST",
             "/v1.41/containers/abc/start",
+            "docker",
             &[],
             BodyFraming::Length(0)
         ))
@@ -245,6 +246,7 @@ fn request_serialisation() {
         String::from_utf8(request_head(
             "PUT",
             "/x",
+            "docker",
             &[("Content-Type", "application/x-tar")],
             BodyFraming::Chunked
         ))
@@ -252,7 +254,14 @@ fn request_serialisation() {
         "PUT /x HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     assert_eq!(
-        String::from_utf8(request_head("GET", "/_ping", &[], BodyFraming::None)).unwrap(),
+        String::from_utf8(request_head(
+            "GET",
+            "/_ping",
+            "docker",
+            &[],
+            BodyFraming::None
+        ))
+        .unwrap(),
         "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
     );
     assert_eq!(chunk_header(255), b"ff\r\n");

@@ -173,9 +173,12 @@ fn exchange(host: &str, port: u16, tls: Option<&Arc<ClientConfig>>) -> io::Resul
     let tcp = connect(host, port).map_err(NetError::into_io)?;
     tcp.set_read_timeout(Some(PROBE_TIMEOUT))?;
     tcp.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let authority = net::authority(host, port);
-    let request = format!(
-        "GET /v2/ HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: oz-agent-worker\r\nConnection: close\r\n\r\n"
+    let request = crate::http::request_head(
+        "GET",
+        "/v2/",
+        &net::authority(host, port),
+        &[("User-Agent", "oz-agent-worker"), ("Connection", "close")],
+        crate::http::BodyFraming::None,
     );
     let stream = match tls {
         None => Stream::plain(tcp),
@@ -191,8 +194,8 @@ fn connect(host: &str, port: u16) -> Result<std::net::TcpStream, NetError> {
     net::connect_to(&net::authority(host, port), addrs, PROBE_TIMEOUT)
 }
 
-fn status_line(mut stream: impl Read + Write, request: &str) -> io::Result<String> {
-    stream.write_all(request.as_bytes())?;
+fn status_line(mut stream: impl Read + Write, request: &[u8]) -> io::Result<String> {
+    stream.write_all(request)?;
     stream.flush()?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
