@@ -296,3 +296,25 @@ fn data_before_bad_framing_comes_out_before_the_error() {
         Err(ParseError::ChunkSize("zz".into()))
     );
 }
+
+#[test]
+fn a_status_line_alone() {
+    assert_eq!(
+        parse_status_line("HTTP/1.1 407 Proxy Authentication Required"),
+        Ok(StatusLine {
+            minor: 1,
+            status: 407,
+            reason: "Proxy Authentication Required".into()
+        })
+    );
+    assert_eq!(
+        parse_status_line("HTTP/1.0 200").map(|l| (l.minor, l.status, l.reason)),
+        Ok((0, 200, String::new()))
+    );
+    for bad in ["SSH-2.0-OpenSSH_9.2", "HTTP/2 200", "HTTP/1.1 20", ""] {
+        assert!(
+            matches!(parse_status_line(bad), Err(ParseError::StatusLine(_))),
+            "{bad:?}"
+        );
+    }
+}
