@@ -1,4 +1,4 @@
-//! The Docker client's HTTP/1.1 response parsing (`docker::http`): status
+//! The Docker client's HTTP/1.1 response parsing (the crate's codec, `http`): status
 //! line, headers, framing choice and body decoding, driven the way
 //! `client.rs` drives them. The same bytes fed in arbitrary pieces (cut
 //! points taken from the input) must give exactly what feeding them whole
@@ -9,7 +9,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use oz_agent_worker::docker::http::{
+use oz_agent_worker::http::{
     BodyDecoder, Framing, HeadStatus, ParseError, ResponseHead, parse_head, response_framing,
 };
 

@@ -1,21 +1,17 @@
-//! Opening one WebSocket connection: TCP (directly or through an HTTP
-//! `CONNECT` proxy), TLS for `wss://`, then the WebSocket handshake with the
+//! Opening one WebSocket connection: the socket from the network layer
+//! ([`net::open_stream`]: TCP, directly or through an HTTP `CONNECT` proxy,
+//! and TLS for `wss://`), then the WebSocket handshake with the
 //! `Authorization: Bearer` header.
 //!
-//! Owns the socket type ([`Stream`]) and every reason a dial fails
-//! ([`DialError`]). Runs blocking with timeouts; the caller switches the
-//! socket to non-blocking afterwards. Must never put the API key or proxy
-//! credentials into an error or log line.
+//! Owns every reason a dial fails ([`DialError`]). Runs blocking with
+//! timeouts; the caller switches the socket to non-blocking afterwards. Must
+//! never put the API key or proxy credentials into an error or log line.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use rustls_pki_types::ServerName;
+use rustls::ClientConfig;
 use tungstenite::WebSocket;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::HandshakeError;
@@ -23,97 +19,16 @@ use tungstenite::handshake::client::Response;
 use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
 
-use super::proxy::{ProxyError, ProxyUrl, check_connect_response};
 use super::url::WsUrl;
 use crate::config::ApiKey;
+use crate::net::{self, NetError, ProxyUrl, Stream};
 use crate::wire::MAX_MESSAGE_BYTES;
-
-/// The byte stream under the WebSocket: plain TCP or TLS over TCP.
-pub enum Stream {
-    /// `ws://`.
-    Plain(TcpStream),
-    /// `wss://`.
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
-impl Stream {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(s) => s,
-            Self::Tls(s) => &s.sock,
-        }
-    }
-}
-
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.tcp().as_raw_fd()
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf),
-            Self::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.write(buf),
-            Self::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.flush(),
-            Self::Tls(s) => s.flush(),
-        }
-    }
-}
 
 /// Why a dial failed. The reconnect loop logs it and tries again later.
 #[derive(Debug)]
 pub enum DialError {
-    /// The host name did not resolve.
-    Resolve {
-        /// `host:port` looked up.
-        target: String,
-        /// The resolver's words.
-        source: io::Error,
-    },
-    /// No address of the host (or proxy) accepted a TCP connection.
-    Connect {
-        /// `host:port` dialled.
-        target: String,
-        /// The last address's error.
-        source: io::Error,
-    },
-    /// The proxy is unusable or refused the tunnel.
-    Proxy {
-        /// The proxy, without credentials.
-        proxy: String,
-        /// What went wrong.
-        error: ProxyError,
-    },
-    /// Talking to the proxy failed.
-    ProxyIo {
-        /// The proxy, without credentials.
-        proxy: String,
-        /// The system's words.
-        source: io::Error,
-    },
-    /// The TLS handshake failed (certificate not trusted, protocol error, …).
-    Tls {
-        /// The host the certificate should name.
-        host: String,
-        /// rustls's or the system's words.
-        source: io::Error,
-    },
+    /// No connection: DNS, TCP, the proxy or TLS.
+    Net(NetError),
     /// The orchestrator answered the upgrade with an HTTP error status.
     Rejected {
         /// HTTP status code.
@@ -137,21 +52,16 @@ impl DialError {
     }
 }
 
+impl From<NetError> for DialError {
+    fn from(e: NetError) -> Self {
+        Self::Net(e)
+    }
+}
+
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Resolve { target, source } => write!(f, "could not resolve {target}: {source}"),
-            Self::Connect { target, source } => {
-                write!(f, "could not connect to {target}: {source}")
-            }
-            Self::Proxy { proxy, error } => write!(f, "proxy {proxy}: {error}"),
-            Self::ProxyIo { proxy, source } => {
-                write!(f, "proxy {proxy}: the CONNECT exchange failed: {source}")
-            }
-            Self::Tls { host, source } => write!(
-                f,
-                "TLS handshake with {host} failed: {source} (behind a TLS-intercepting proxy? add its CA with SSL_CERT_FILE or SSL_CERT_DIR)"
-            ),
+            Self::Net(e) => e.fmt(f),
             Self::Rejected {
                 status: status @ (401 | 403),
                 reason,
@@ -193,116 +103,9 @@ pub fn dial(p: &DialParams<'_>) -> Result<WebSocket<Stream>, DialError> {
 /// [`dial`], also returning the orchestrator's `101` response (the doctor
 /// reads its `Date` header to check the clock).
 pub fn dial_with_response(p: &DialParams<'_>) -> Result<(WebSocket<Stream>, Response), DialError> {
-    let stream = open_stream(p.url, p.proxy, p.tls, p.timeout)?;
+    // The closing handshake, not TLS, says whether the orchestrator finished.
+    let stream = net::open_stream(&p.url.peer(), p.proxy, p.tls, p.timeout)?.report_unclean_close();
     ws_handshake(p, stream)
-}
-
-/// TCP to `url`'s host (directly or through a `CONNECT` tunnel) and, for a
-/// secure URL, TLS: the socket under the WebSocket, and under the OTLP push,
-/// so both go through the same proxy rules and trust the same roots.
-pub fn open_stream(
-    url: &WsUrl,
-    proxy: Option<&ProxyUrl>,
-    tls: &Arc<ClientConfig>,
-    timeout: Duration,
-) -> Result<Stream, DialError> {
-    let tcp = match proxy {
-        Some(proxy) => tunnel(proxy, &url.authority(), timeout)?,
-        None => connect_tcp(&url.host, url.port, timeout)?,
-    };
-    let io_err = |source| DialError::Connect {
-        target: url.authority(),
-        source,
-    };
-    tcp.set_read_timeout(Some(timeout)).map_err(io_err)?;
-    tcp.set_write_timeout(Some(timeout)).map_err(io_err)?;
-    let _ = tcp.set_nodelay(true);
-    Ok(if url.secure {
-        Stream::Tls(Box::new(tls_handshake(tcp, &url.host, tls)?))
-    } else {
-        Stream::Plain(tcp)
-    })
-}
-
-fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, DialError> {
-    let target = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|source| DialError::Resolve {
-            target: target.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(DialError::Connect {
-        target,
-        source: last,
-    })
-}
-
-/// Opens a `CONNECT` tunnel to `target` through `proxy`.
-fn tunnel(proxy: &ProxyUrl, target: &str, timeout: Duration) -> Result<TcpStream, DialError> {
-    let name = proxy.to_string();
-    let mut tcp = connect_tcp(&proxy.host, proxy.port, timeout)?;
-    let io_err = |source| DialError::ProxyIo {
-        proxy: name.clone(),
-        source,
-    };
-    tcp.set_read_timeout(Some(timeout)).map_err(io_err)?;
-    tcp.set_write_timeout(Some(timeout)).map_err(io_err)?;
-    tcp.write_all(&proxy.connect_request(target))
-        .map_err(io_err)?;
-    // Byte at a time: nothing after the blank line may be consumed, it belongs to TLS.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 16 * 1024 {
-            return Err(DialError::Proxy {
-                proxy: name,
-                error: ProxyError::Garbled,
-            });
-        }
-        match tcp.read(&mut byte).map_err(io_err)? {
-            0 => {
-                return Err(io_err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the proxy closed the connection",
-                )));
-            }
-            _ => head.push(byte[0]),
-        }
-    }
-    check_connect_response(&head).map_err(|error| DialError::Proxy { proxy: name, error })?;
-    Ok(tcp)
-}
-
-fn tls_handshake(
-    mut tcp: TcpStream,
-    host: &str,
-    config: &Arc<ClientConfig>,
-) -> Result<StreamOwned<ClientConnection, TcpStream>, DialError> {
-    let tls_err = |source| DialError::Tls {
-        host: host.to_owned(),
-        source,
-    };
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|e| tls_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-    let mut conn = ClientConnection::new(Arc::clone(config), name)
-        .map_err(|e| tls_err(io::Error::other(e)))?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).map_err(tls_err)?;
-    }
-    Ok(StreamOwned::new(conn, tcp))
 }
 
 fn ws_handshake(

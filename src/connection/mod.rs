@@ -2,8 +2,9 @@
 //! the worker's whole life (PROTOCOL.md, Connection).
 //!
 //! Owns dialing, reconnecting with backoff, and the per-connection loop
-//! ([`session`]). It reads the outbox and acknowledges what the orchestrator
-//! has provably read, and hands every inbound message to an
+//! ([`session`]); sockets, proxies and TLS come from [`crate::net`]. It
+//! reads the outbox and acknowledges what the orchestrator has provably
+//! read, and hands every inbound message to an
 //! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. A
 //! panic on the thread (a bug, or input that reached one) drops the
 //! connection and dials again, so the thread never ends half-alive. It
@@ -13,15 +14,11 @@
 
 mod backoff;
 mod dial;
-mod proxy;
 mod session;
-mod tls;
 mod url;
 
 pub use backoff::{Backoff, BackoffPolicy, JitterSource};
-pub use dial::{DialError, DialParams, Stream, dial_with_response, open_stream};
-pub use proxy::{NoProxy, ProxyError, ProxySettings, ProxyUrl, UnusableProxy};
-pub use tls::{RootProblem, RootSource, TlsSetupError, client_config, load_roots};
+pub use dial::{DialError, DialParams, dial_with_response};
 pub use url::{UrlError, WsUrl, query_escape};
 
 use std::io;
@@ -35,6 +32,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::ApiKey;
+use crate::net::{self, NetError, ProxySettings, RootSource};
 use crate::outbox::Outbox;
 use crate::wire::Inbound;
 
@@ -181,7 +179,7 @@ pub struct ConnectionHandle {
 #[derive(Debug)]
 pub enum SpawnError {
     /// The TLS configuration could not be built.
-    Tls(tls::TlsSetupError),
+    Tls(net::TlsSetupError),
     /// The wake-up socket or the thread could not be created.
     Io(io::Error),
 }
@@ -204,14 +202,14 @@ pub fn spawn(
     outbox: Outbox,
     handler: impl InboundHandler,
 ) -> Result<ConnectionHandle, SpawnError> {
-    let (roots, added, problems) = tls::load_roots(&settings.tls_roots);
+    let (roots, added, problems) = net::load_roots(&settings.tls_roots);
     for p in &problems {
         log::warn!("{p}");
     }
     if added > 0 {
         log::info!("trusting {added} extra CA certificate(s) from SSL_CERT_FILE/SSL_CERT_DIR");
     }
-    let tls = tls::client_config(roots).map_err(SpawnError::Tls)?;
+    let tls = net::client_config(roots).map_err(SpawnError::Tls)?;
     if settings.url.sends_key_in_clear() {
         log::warn!(
             "{} is plain ws:// to a host other than this one: the API key travels in clear on every connection; use wss://",
@@ -349,10 +347,10 @@ impl Worker {
             {
                 return self.report(false);
             }
-            let proxy = match self.settings.proxy.proxy_for(&url) {
+            let proxy = match self.settings.proxy.proxy_for(&url.peer()) {
                 Some(Ok(p)) => Some(p),
                 Some(Err(error)) => {
-                    let e = DialError::Proxy {
+                    let e = NetError::Proxy {
                         proxy: "(HTTPS_PROXY/HTTP_PROXY/ALL_PROXY)".into(),
                         error,
                     };
@@ -380,9 +378,11 @@ impl Worker {
                     .tcp()
                     .set_nonblocking(true)
                     .map(|_| ws)
-                    .map_err(|source| DialError::Connect {
-                        target: url.authority(),
-                        source,
+                    .map_err(|source| {
+                        DialError::Net(NetError::Connect {
+                            target: url.authority(),
+                            source,
+                        })
                     })
             }) {
                 Ok(ws) => ws,
@@ -457,7 +457,7 @@ mod tests {
         };
         let s = Settings::new("wss://oz.warp.dev/ws", "w", ApiKey::new("k"), &env).unwrap();
         assert_eq!(s.tls_roots.cert_file, Some("/ca.pem".into()));
-        let proxy = s.proxy.proxy_for(&s.url).unwrap().unwrap();
+        let proxy = s.proxy.proxy_for(&s.url.peer()).unwrap().unwrap();
         assert_eq!(proxy.to_string(), "http://p:3128");
         assert_eq!(s.ping_interval, Duration::from_secs(30));
         assert_eq!(s.dead_after, Duration::from_secs(60));

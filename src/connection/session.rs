@@ -19,8 +19,8 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use super::dial::Stream;
 use super::{InboundHandler, Shared};
+use crate::net::Stream;
 use crate::outbox::Outbox;
 use crate::outside::Shown;
 use crate::wire::{self, Inbound, MAX_MESSAGE_BYTES, Outbound};

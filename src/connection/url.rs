@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::net::{Peer, percent_decode, split_host_port};
+
 /// Why a WebSocket URL cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
@@ -88,7 +90,7 @@ impl WsUrl {
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
         let authority = authority.rsplit('@').next().unwrap_or_default();
-        let (host, port_text) = split_host_port(authority)?;
+        let (host, port_text) = split_host_port(authority).ok_or(UrlError::Bracket)?;
         if host.is_empty() {
             return Err(UrlError::NoHost);
         }
@@ -140,7 +142,16 @@ impl WsUrl {
 
     /// `host:port` as a CONNECT target or `Host` value (IPv6 in brackets).
     pub fn authority(&self) -> String {
-        format!("{}:{}", self.bracketed_host(), self.port)
+        crate::net::authority(&self.host, self.port)
+    }
+
+    /// Where the dial goes, for the network layer.
+    pub fn peer(&self) -> Peer {
+        Peer {
+            secure: self.secure,
+            host: self.host.clone(),
+            port: self.port,
+        }
     }
 
     /// The host, with brackets around an IPv6 address.
@@ -168,20 +179,6 @@ impl fmt::Display for WsUrl {
     }
 }
 
-/// Splits `host[:port]` / `[v6][:port]`.
-pub(crate) fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), UrlError> {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or(UrlError::Bracket)?;
-        let port = after.strip_prefix(':').filter(|p| !p.is_empty());
-        return Ok((host, port));
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() => Ok((h, Some(p))),
-        Some((h, _)) => Ok((h, None)),
-        None => Ok((authority, None)),
-    }
-}
-
 /// Decodes a query string into pairs (`+` is a space, `%XX` a byte).
 fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -192,31 +189,6 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
             (percent_decode(k), percent_decode(v))
         })
         .collect()
-}
-
-/// Decodes `%XX` and `+`; a malformed escape is kept as written.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() && hex_pair(bytes[i + 1], bytes[i + 2]).is_some() => {
-                out.extend(hex_pair(bytes[i + 1], bytes[i + 2]));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_pair(a: u8, b: u8) -> Option<u8> {
-    let h = (a as char).to_digit(16)?;
-    let l = (b as char).to_digit(16)?;
-    Some((h * 16 + l) as u8)
 }
 
 /// Go's `url.QueryEscape`: unreserved bytes kept, space as `+`, the rest `%XX`.
@@ -325,10 +297,5 @@ mod tests {
                 .to_string(),
             "wss://h/p?worker_id=w-1"
         );
-    }
-
-    #[test]
-    fn percent_decode_keeps_malformed_escapes() {
-        assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
     }
 }

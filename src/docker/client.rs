@@ -2,17 +2,17 @@
 //! keep-alive pool and the [`AbortSlot`] that lets another thread cut a long
 //! call short.
 //!
-//! Framing comes from `http.rs`, sockets from `transport.rs`; this layer only
-//! moves bytes between them. It knows nothing of Engine API paths or JSON
-//! shapes (see `api.rs`).
+//! Framing comes from the crate's codec (`src/http.rs`), sockets from
+//! `transport.rs`; this layer only moves bytes between them. It knows
+//! nothing of Engine API paths or JSON shapes (see `api.rs`).
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{DockerError, Result};
-use super::http::{self, BodyDecoder, BodyFraming, HeadStatus, ParseError, ResponseHead};
 use super::transport::{Connector, ShutdownHandle, Stream};
+use crate::http::{self, BodyDecoder, BodyFraming, HeadStatus, ParseError, ResponseHead};
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
@@ -429,7 +429,7 @@ impl Client {
                 BodyFraming::Chunked
             }
         };
-        let head = http::request_head(req.method, &req.target, &headers, framing);
+        let head = http::request_head(req.method, &req.target, "docker", &headers, framing);
         let sent = conn
             .stream
             .write_all(&head)

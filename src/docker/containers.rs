@@ -15,8 +15,8 @@ use super::api::{
 };
 use super::client::{AbortSlot, Body, BodyReader};
 use super::error::{DockerError, Result};
-use super::http::ParseError;
 use super::logs::TailCollector;
+use crate::http::ParseError;
 
 /// The answer of `wait`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::discovery::ContextFrom;
-use super::http::ParseError;
+use crate::http::ParseError;
 
 /// Everything that can go wrong talking to the Docker daemon.
 #[derive(Debug)]

@@ -1,7 +1,8 @@
 //! The Docker Engine API client: hand-written HTTP/1.1 over a Unix socket,
 //! TCP or TLS, with daemon discovery and a typed API.
 //!
-//! Layers, bottom up: [`http`] (pure framing), [`transport`] (sockets),
+//! Layers, bottom up: [`crate::http`] (the crate's pure HTTP/1.1 codec),
+//! [`transport`] (sockets, on [`crate::net`]),
 //! [`client`] (one request/response, pooling, aborts), [`api`] and
 //! [`containers`], [`system`] and [`disk`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
 //! daemon; [`logs`] demuxes log streams. Task logic (names, specs) lives
@@ -14,7 +15,6 @@ pub mod containers;
 pub mod discovery;
 pub mod disk;
 pub mod error;
-pub mod http;
 pub mod logs;
 pub mod reference;
 pub mod sha256;

@@ -1,13 +1,15 @@
 //! Byte streams to the daemon: a Unix socket, plain TCP, or TLS over TCP with
-//! client certificates (rustls with the ring provider).
+//! client certificates (the crate's network layer, [`crate::net`], does the
+//! TCP connect and the rustls handshake).
 //!
-//! This module opens connections and nothing else: no HTTP (see `http.rs`),
-//! no pooling (see `client.rs`). It owns the mapping of connect failures to
-//! the one-line messages an operator can act on.
+//! This module opens connections and nothing else: no HTTP (see the codec
+//! in `src/http.rs`), no pooling (see `client.rs`). It owns the daemon's TLS
+//! files and the mapping of connect failures to the one-line messages an
+//! operator can act on.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
 
 use super::error::{DockerError, Result};
+use crate::net::{self, NetError};
 
 /// Where the daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +102,7 @@ impl Connector {
         let tls = match &endpoint {
             Endpoint::Tcp {
                 tls: Some(files), ..
-            } => Some(Arc::new(tls_config(files)?)),
+            } => Some(tls_config(files)?),
             _ => None,
         };
         Ok(Connector { endpoint, tls })
@@ -121,10 +124,10 @@ impl Connector {
                     source,
                     origin: None,
                 };
-                let tcp = connect_tcp(host, *port, timeout).map_err(fail)?;
+                let tcp = net::connect(host, *port, timeout).map_err(|e| fail(e.into_io()))?;
                 tcp.set_nodelay(true).map_err(fail)?;
                 match &self.tls {
-                    None => Ok(Stream::Tcp(tcp)),
+                    None => Ok(Stream::Tcp(net::Stream::plain(tcp))),
                     Some(config) => handshake(config, host, tcp, timeout).map_err(fail),
                 }
             }
@@ -150,36 +153,20 @@ fn connect_unix(path: &Path) -> Result<Stream> {
     }
 }
 
-fn connect_tcp(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
 fn handshake(
     config: &Arc<ClientConfig>,
     host: &str,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     timeout: Duration,
 ) -> io::Result<Stream> {
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut conn = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp)?;
-    }
-    tcp.set_write_timeout(None)?;
-    Ok(Stream::Tls(Box::new(StreamOwned::new(conn, tcp))))
+    let stream = net::tls_handshake(tcp, host, config).map_err(NetError::into_io)?;
+    stream.tcp().set_write_timeout(None)?;
+    Ok(Stream::Tcp(stream))
 }
 
-fn tls_config(files: &TlsFiles) -> Result<ClientConfig> {
+fn tls_config(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
     let bad = |path: &Path, detail: String| DockerError::Config {
         what: path.display().to_string(),
         detail,
@@ -195,37 +182,38 @@ fn tls_config(files: &TlsFiles) -> Result<ClientConfig> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DockerError::Config {
-            what: "TLS".into(),
-            detail: e.to_string(),
-        })?
-        .with_root_certificates(roots);
-    match &files.client {
-        None => Ok(builder.with_no_client_auth()),
+    let client = match &files.client {
+        None => None,
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| bad(cert, e.to_string()))?
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| bad(cert, e.to_string()))?;
             let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|e| bad(cert, e.to_string()))
+            Some((cert, chain, key_der))
         }
-    }
+    };
+    let cert_path = client.as_ref().map(|(cert, _, _)| cert.to_path_buf());
+    net::tls::client_config_with_auth(roots, client.map(|(_, chain, key)| (chain, key))).map_err(
+        // With a client certificate the certificate is what rustls refuses.
+        |e| match &cert_path {
+            Some(cert) => bad(cert, e.0.to_string()),
+            None => DockerError::Config {
+                what: "TLS".into(),
+                detail: e.0.to_string(),
+            },
+        },
+    )
 }
 
 /// An open connection to the daemon.
 pub enum Stream {
     /// Unix socket.
     Unix(UnixStream),
-    /// Plain TCP.
-    Tcp(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// Plain TCP or TLS over TCP; a daemon that closes TLS without
+    /// `close_notify` has ended the stream (the HTTP framing decides whether
+    /// that was the end of the body).
+    Tcp(net::Stream),
 }
 
 impl Stream {
@@ -233,8 +221,7 @@ impl Stream {
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.set_read_timeout(timeout),
-            Stream::Tcp(s) => s.set_read_timeout(timeout),
-            Stream::Tls(s) => s.sock.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.tcp().set_read_timeout(timeout),
         }
     }
 
@@ -243,8 +230,7 @@ impl Stream {
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
         Ok(match self {
             Stream::Unix(s) => ShutdownHandle::Unix(s.try_clone()?),
-            Stream::Tcp(s) => ShutdownHandle::Tcp(s.try_clone()?),
-            Stream::Tls(s) => ShutdownHandle::Tcp(s.sock.try_clone()?),
+            Stream::Tcp(s) => ShutdownHandle::Tcp(s.tcp().try_clone()?),
         })
     }
 }
@@ -254,12 +240,6 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
-            Stream::Tls(s) => match s.read(buf) {
-                // Docker daemons often close without close_notify; the HTTP
-                // framing decides whether that was the end of the body.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
-                other => other,
-            },
         }
     }
 }
@@ -269,7 +249,6 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -277,7 +256,6 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.flush(),
             Stream::Tcp(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
         }
     }
 }

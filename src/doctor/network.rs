@@ -8,7 +8,6 @@
 //! message is read, so no task is claimed. Must never print the API key or
 //! proxy credentials.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tungstenite::protocol::CloseFrame;
@@ -17,10 +16,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::clock;
 use super::{Check, DoctorInput, Reporter, Status};
 use crate::config::check_line_breaks;
-use crate::connection::{
-    DialError, DialParams, ProxySettings, ProxyUrl, RootSource, WsUrl, client_config,
-    dial_with_response, load_roots,
-};
+use crate::connection::{DialError, DialParams, WsUrl, dial_with_response};
+use crate::net::{self, NetError, ProxySettings, ProxyUrl, RootSource, client_config, load_roots};
 
 /// Bound on DNS, on the TCP connect and on each read or write of the
 /// handshakes.
@@ -51,7 +48,7 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
     }
     let env = |name: &str| input.env.get(name);
     let proxies = ProxySettings::from_env(&env);
-    if let Some(unusable) = proxies.unusable_for(&url) {
+    if let Some(unusable) = proxies.unusable_for(&url.peer()) {
         report.add(Check::fail(
             "proxy",
             unusable.to_string(),
@@ -59,7 +56,7 @@ pub fn run(input: &DoctorInput, report: &mut Reporter<'_>) {
         ));
         return;
     }
-    let proxy = match proxies.proxy_for(&url) {
+    let proxy = match proxies.proxy_for(&url.peer()) {
         None => {
             report.add(Check::pass(
                 "proxy",
@@ -118,42 +115,23 @@ pub struct Resolved {
 /// Resolves on a helper thread so a hung resolver cannot hold the doctor
 /// beyond [`STEP_TIMEOUT`]; the thread is left to finish on its own.
 pub fn resolve(host: &str, port: u16) -> Resolved {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let target = (host.to_owned(), port);
-    let spawned = std::thread::Builder::new()
-        .name("doctor-dns".into())
-        .spawn(move || {
-            let result = target
-                .to_socket_addrs()
-                .map(|addrs| addrs.collect::<Vec<SocketAddr>>());
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        return Resolved {
-            status: Status::Fail,
-            detail: format!("could not start the lookup: {e}"),
-        };
-    }
-    match rx.recv_timeout(STEP_TIMEOUT) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => {
+    let fail = |detail| Resolved {
+        status: Status::Fail,
+        detail,
+    };
+    match net::resolve_within(host, port, STEP_TIMEOUT) {
+        Ok(addrs) if !addrs.is_empty() => {
             let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
             Resolved {
                 status: Status::Pass,
                 detail: list.join(", "),
             }
         }
-        Ok(Ok(_)) => Resolved {
-            status: Status::Fail,
-            detail: "the name has no addresses".into(),
-        },
-        Ok(Err(e)) => Resolved {
-            status: Status::Fail,
-            detail: e.to_string(),
-        },
-        Err(_) => Resolved {
-            status: Status::Fail,
-            detail: format!("no answer within {}s", STEP_TIMEOUT.as_secs()),
-        },
+        Ok(_) => fail("the name has no addresses".into()),
+        Err(NetError::ResolveTimeout { .. }) => {
+            fail(format!("no answer within {}s", STEP_TIMEOUT.as_secs()))
+        }
+        Err(e) => fail(e.into_io().to_string()),
     }
 }
 
@@ -272,7 +250,8 @@ pub fn dial_failure(e: &DialError, url: &WsUrl, via: &str, added: usize) -> Vec<
         .secure
         .then(|| Check::pass("tls", tls_detail(&url.host, added)));
     match e {
-        DialError::Resolve { .. } | DialError::Connect { .. } => vec![Check::fail(
+        DialError::Net(NetError::Resolve { .. } | NetError::ResolveTimeout { .. })
+        | DialError::Net(NetError::Connect { .. }) => vec![Check::fail(
             "connect",
             e.to_string(),
             if via.is_empty() {
@@ -281,12 +260,12 @@ pub fn dial_failure(e: &DialError, url: &WsUrl, via: &str, added: usize) -> Vec<
                 "check that the proxy in HTTPS_PROXY / HTTP_PROXY is up and reachable from this host"
             },
         )],
-        DialError::Proxy { .. } | DialError::ProxyIo { .. } => vec![Check::fail(
+        DialError::Net(NetError::Proxy { .. } | NetError::ProxyIo { .. }) => vec![Check::fail(
             "connect",
             e.to_string(),
             "check the proxy's address and credentials, and that it allows CONNECT to this host and port",
         )],
-        DialError::Tls { .. } => vec![
+        DialError::Net(NetError::Tls { .. }) => vec![
             connected,
             Check::fail(
                 "tls",

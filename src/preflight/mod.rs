@@ -21,10 +21,10 @@ use std::io;
 use log::warn;
 
 use crate::config::{Config, Hardening};
-use crate::connection::RootSource;
-use crate::connection::{ProxySettings, UnusableProxy, WsUrl, client_config, load_roots};
+use crate::connection::WsUrl;
 use crate::docker::system::{RegistryConfig, SystemInfo};
 use crate::docker::{Docker, DockerError};
+use crate::net::{ProxySettings, RootSource, UnusableProxy, client_config, load_roots};
 use profiles::{ProfileError, SecurityOpt};
 use registry::{Answer, Silence};
 
@@ -270,7 +270,7 @@ pub fn proxy(websocket_url: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let Ok(url) = WsUrl::parse(websocket_url) else {
         return Ok(());
     };
-    match ProxySettings::from_env(env).unusable_for(&url) {
+    match ProxySettings::from_env(env).unusable_for(&url.peer()) {
         Some(proxy) => Err(Problem::Proxy {
             url: url.to_string(),
             proxy,

@@ -2,7 +2,9 @@
 //! HTTPS, or plain HTTP for a registry the daemon treats as insecure
 //! (loopback, its `insecure-registries`), as the daemon itself would try.
 //!
-//! Owns one bounded HTTP exchange per registry, read up to the status line;
+//! Owns one bounded HTTP exchange per registry, read up to the status line
+//! (judged by the crate's codec, [`crate::http`]; sockets and TLS come from
+//! [`crate::net`]);
 //! sends no credentials (a `401` means "answering, wants a login", which the
 //! credential checks cover). Trust roots are the worker's own (Web PKI plus
 //! `SSL_CERT_FILE`/`SSL_CERT_DIR`); the daemon may trust more through
@@ -11,15 +13,15 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::ClientConfig;
 
-use crate::cidr::Cidr;
 use crate::docker::system::RegistryConfig;
+use crate::net::cidr::Cidr;
+use crate::net::{self, NetError, Stream};
 
 /// Bound on the lookup, the connect and each read or write.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,12 +104,9 @@ fn is_certificate_error(e: &io::Error) -> bool {
 }
 
 fn classify(scheme: &'static str, status_line: &str) -> Result<Answer, Silence> {
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse::<u16>().ok());
+    let status = crate::http::parse_status_line(status_line).map(|line| line.status);
     match status {
-        Some(status @ (200 | 401)) => Ok(Answer::Registry { scheme, status }),
+        Ok(status @ (200 | 401)) => Ok(Answer::Registry { scheme, status }),
         _ => Err(Silence::NotARegistry {
             scheme,
             answer: status_line.chars().take(80).collect(),
@@ -157,59 +156,32 @@ pub fn is_insecure(registry: &str, host: &str, config: &RegistryConfig) -> bool 
 
 /// One `GET /v2/`; returns the status line.
 fn exchange(host: &str, port: u16, tls: Option<&Arc<ClientConfig>>) -> io::Result<String> {
-    let tcp = connect(host, port)?;
+    let tcp = connect(host, port).map_err(NetError::into_io)?;
     tcp.set_read_timeout(Some(PROBE_TIMEOUT))?;
     tcp.set_write_timeout(Some(PROBE_TIMEOUT))?;
-    let authority = match (host.contains(':'), port) {
-        (true, p) => format!("[{host}]:{p}"),
-        (false, p) => format!("{host}:{p}"),
-    };
-    let request = format!(
-        "GET /v2/ HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: oz-agent-worker\r\nConnection: close\r\n\r\n"
+    let request = crate::http::request_head(
+        "GET",
+        "/v2/",
+        &net::authority(host, port),
+        &[("User-Agent", "oz-agent-worker"), ("Connection", "close")],
+        crate::http::BodyFraming::None,
     );
-    match tls {
-        None => status_line(tcp, &request),
-        Some(config) => {
-            let name = ServerName::try_from(host.to_owned())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let conn = ClientConnection::new(config.clone(), name)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            status_line(StreamOwned::new(conn, tcp), &request)
-        }
-    }
+    let stream = match tls {
+        None => Stream::plain(tcp),
+        Some(config) => net::tls_handshake(tcp, host, config).map_err(NetError::into_io)?,
+    };
+    status_line(stream, &request)
 }
 
-fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-    let addrs = resolve(host, port)?;
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no addresses");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+/// The lookup on a helper thread, so a hung resolver costs at most the
+/// timeout, then each address in turn.
+fn connect(host: &str, port: u16) -> Result<std::net::TcpStream, NetError> {
+    let addrs = net::resolve_within(host, port, PROBE_TIMEOUT)?;
+    net::connect_to(&net::authority(host, port), addrs, PROBE_TIMEOUT)
 }
 
-/// The lookup on a helper thread, so a hung resolver costs at most the timeout.
-fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let target = (host.to_owned(), port);
-    std::thread::Builder::new()
-        .name("registry-dns".into())
-        .spawn(move || {
-            let _ = tx.send(target.to_socket_addrs().map(Iterator::collect));
-        })?;
-    rx.recv_timeout(PROBE_TIMEOUT).unwrap_or_else(|_| {
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("looking up {host} took longer than {PROBE_TIMEOUT:?}"),
-        ))
-    })
-}
-
-fn status_line(mut stream: impl Read + Write, request: &str) -> io::Result<String> {
-    stream.write_all(request.as_bytes())?;
+fn status_line(mut stream: impl Read + Write, request: &[u8]) -> io::Result<String> {
+    stream.write_all(request)?;
     stream.flush()?;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];

@@ -1,11 +1,12 @@
 //! One OTLP/HTTP export: a `POST` of an encoded (optionally gzipped) body,
-//! over the same socket code as the WebSocket ([`connection::open_stream`]):
+//! over the same socket code as the WebSocket ([`net::open_stream`]):
 //! the same `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` rules and the same trust
 //! roots (Web PKI plus `SSL_CERT_FILE`/`SSL_CERT_DIR`), or only the CAs of
 //! `OTEL_EXPORTER_OTLP_CERTIFICATE` when it is set, as in Go.
 //!
-//! Owns the request bytes and the reading of the status line; one request
-//! per connection (`Connection: close`), everything bounded by the timeout.
+//! Owns the request bytes and judging the answer (read with the crate's
+//! codec, [`crate::http`]); one request per connection (`Connection:
+//! close`), everything bounded by the timeout.
 //! Header values (often an API key) never appear in an error.
 
 use std::fmt;
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 
-use crate::connection::{self, DialError, ProxySettings, ProxyUrl, WsUrl};
+use crate::http::{self as codec, Framing, HeadStatus};
+use crate::net::{self, NetError, Peer, ProxySettings, ProxyUrl};
 
 use super::config::{Endpoint, OtlpSettings, Protocol};
 
@@ -36,7 +38,7 @@ const RESERVED: [&str; 6] = [
 #[derive(Debug)]
 pub enum PushError {
     /// No connection (DNS, TCP, proxy or TLS).
-    Dial(DialError),
+    Net(NetError),
     /// The connection broke or stalled.
     Io(io::Error),
     /// The whole request took longer than the timeout.
@@ -55,7 +57,7 @@ pub enum PushError {
 impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Dial(e) => e.fmt(f),
+            Self::Net(e) => e.fmt(f),
             Self::Io(e) => write!(f, "the connection failed: {e}"),
             Self::Timeout(t) => write!(f, "no answer within {} ms", t.as_millis()),
             Self::Status { code, body } if body.is_empty() => {
@@ -85,7 +87,7 @@ impl PushError {
 
 /// Where one signal's exports go, ready to send.
 pub struct Target {
-    url: WsUrl,
+    peer: Peer,
     shown: String,
     proxy: Option<ProxyUrl>,
     tls: Arc<ClientConfig>,
@@ -107,8 +109,8 @@ impl Target {
         proxies: &ProxySettings,
         tls: Arc<ClientConfig>,
     ) -> Result<Target, String> {
-        let url = ws_url(&settings.endpoint);
-        let proxy = match proxies.proxy_for(&url) {
+        let peer = peer(&settings.endpoint);
+        let proxy = match proxies.proxy_for(&peer) {
             None => None,
             Some(Ok(p)) => Some(p),
             Some(Err(e)) => {
@@ -116,9 +118,9 @@ impl Target {
             }
         };
         Ok(Target {
-            head: request_head(settings, &url),
+            head: request_head(settings),
             shown: settings.endpoint.shown(),
-            url,
+            peer,
             proxy,
             tls,
             gzip: settings.gzip,
@@ -142,9 +144,8 @@ impl Target {
         } else {
             body
         };
-        let mut stream =
-            connection::open_stream(&self.url, self.proxy.as_ref(), &self.tls, timeout)
-                .map_err(PushError::Dial)?;
+        let mut stream = net::open_stream(&self.peer, self.proxy.as_ref(), &self.tls, timeout)
+            .map_err(PushError::Net)?;
         let mut request = self.head.clone().into_bytes();
         request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         request.extend_from_slice(body);
@@ -166,8 +167,6 @@ impl Target {
                         break;
                     }
                 }
-                // A TLS peer that closes without close_notify has still answered.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => break,
                 Err(e) => return Err(io_error(e, timeout)),
             }
         }
@@ -182,19 +181,17 @@ fn io_error(e: io::Error, timeout: Duration) -> PushError {
     }
 }
 
-fn ws_url(e: &Endpoint) -> WsUrl {
-    WsUrl {
+fn peer(e: &Endpoint) -> Peer {
+    Peer {
         secure: e.secure,
         host: e.host.clone(),
         port: e.port,
-        explicit_port: true,
-        path: e.path.clone(),
-        query: e.query.clone(),
     }
 }
 
 /// Everything before `Content-Length`.
-fn request_head(settings: &OtlpSettings, url: &WsUrl) -> String {
+fn request_head(settings: &OtlpSettings) -> String {
+    let url = &settings.endpoint;
     let target = if url.query.is_empty() {
         url.path.clone()
     } else {
@@ -206,7 +203,7 @@ fn request_head(settings: &OtlpSettings, url: &WsUrl) -> String {
     };
     let mut head = format!(
         "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n",
-        url.authority()
+        net::authority(&url.host, url.port)
     );
     if settings.gzip {
         head.push_str("Content-Encoding: gzip\r\n");
@@ -231,42 +228,35 @@ fn request_head(settings: &OtlpSettings, url: &WsUrl) -> String {
 
 /// The head has arrived and, when it gives a length, the whole body.
 fn complete(response: &[u8]) -> bool {
-    let Some(end) = find(response, b"\r\n\r\n") else {
+    let Ok(HeadStatus::Complete(head, used)) = codec::parse_head(response) else {
         return false;
     };
-    let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    match length {
-        Some(n) => response.len() >= end + 4 + n,
-        None => false,
+    match codec::response_framing("POST", &head) {
+        Ok(Framing::Length(n)) => (response.len() - used) as u64 >= n,
+        _ => false,
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `Ok` for a 2xx status line; the error names the status and the body's start.
 pub fn check_response(response: &[u8]) -> Result<(), PushError> {
-    let line_end = find(response, b"\r\n").ok_or(PushError::Garbled)?;
-    let line = std::str::from_utf8(&response[..line_end]).map_err(|_| PushError::Garbled)?;
-    let mut parts = line.splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        return Err(PushError::Garbled);
+    let (code, body) = match codec::parse_head(response) {
+        Ok(HeadStatus::Complete(head, used)) => (head.status, &response[used..]),
+        // Cut short before the blank line (the size cap, or a collector that
+        // hung up) or a header the codec refuses: the status line decides.
+        _ => {
+            let line_end = response
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or(PushError::Garbled)?;
+            let line =
+                std::str::from_utf8(&response[..line_end]).map_err(|_| PushError::Garbled)?;
+            let status = codec::parse_status_line(line).map_err(|_| PushError::Garbled)?;
+            (status.status, &[][..])
+        }
     };
-    if !version.starts_with("HTTP/1.") {
-        return Err(PushError::Garbled);
-    }
-    let code: u16 = code.parse().map_err(|_| PushError::Garbled)?;
     if (200..300).contains(&code) {
         return Ok(());
     }
-    let body = find(response, b"\r\n\r\n")
-        .map(|i| &response[i + 4..])
-        .unwrap_or_default();
     // Masked before it is cut short: a collector that echoes the request
     // would otherwise show the start of a header value past the mask.
     let masked = crate::logging::redact(&String::from_utf8_lossy(body));
@@ -299,7 +289,7 @@ mod tests {
     #[test]
     fn the_request_head_carries_the_operator_headers_but_not_over_the_framing() {
         let s = settings(true, &[("api-key", "s3cret"), ("Content-Length", "1")]);
-        let head = request_head(&s, &ws_url(&s.endpoint));
+        let head = request_head(&s);
         assert_eq!(
             head,
             format!(
@@ -308,7 +298,7 @@ mod tests {
             )
         );
         let s = settings(false, &[("User-Agent", "mine")]);
-        let head = request_head(&s, &ws_url(&s.endpoint));
+        let head = request_head(&s);
         assert!(
             head.ends_with("Connection: close\r\nUser-Agent: mine\r\n"),
             "{head}"

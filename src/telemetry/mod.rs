@@ -36,9 +36,9 @@ use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::connection::{self, ProxySettings, RootSource, TlsSetupError};
 use crate::dispatch::DispatchObserver;
 use crate::metrics::{Metrics, WorkResult, WorkerInfo};
+use crate::net::{self, ProxySettings, RootSource, TlsSetupError};
 use crate::wire::Outbound;
 
 pub use config::{ConfigError, TelemetryConfig};
@@ -108,8 +108,8 @@ impl Telemetry {
                 None => match &default_tls {
                     Some(t) => t.clone(),
                     None => {
-                        let (roots, _, _) = connection::load_roots(&RootSource::from_env(env));
-                        let t = connection::client_config(roots).map_err(StartError::Tls)?;
+                        let (roots, _, _) = net::load_roots(&RootSource::from_env(env));
+                        let t = net::client_config(roots).map_err(StartError::Tls)?;
                         default_tls = Some(t.clone());
                         t
                     }
@@ -234,7 +234,7 @@ fn only_roots_of(path: &std::path::Path) -> Result<Arc<ClientConfig>, StartError
     if added == 0 {
         return Err(err("it holds no usable certificate".into()));
     }
-    connection::client_config(roots).map_err(StartError::Tls)
+    net::client_config(roots).map_err(StartError::Tls)
 }
 
 /// The dispatcher's observer: metrics, and spans when traces are on.

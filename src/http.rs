@@ -1,9 +1,14 @@
-//! HTTP/1.1 framing for the Docker client, with no I/O: request heads and
-//! chunk framing out, response heads and body decoding in.
+//! The crate's HTTP/1.1 codec, with no I/O: request heads and chunk framing
+//! out, status lines, response heads and body decoding in.
 //!
-//! Everything here works on byte slices so it can be tested on fixtures split
-//! at any boundary. Sockets, pooling and timeouts live in `client.rs`; this
-//! module must not touch them.
+//! Every HTTP exchange the worker makes reads its answer through here: the
+//! Docker client (`docker/client.rs`), the OTLP exporter
+//! (`telemetry/http.rs`), the proxy's reply to `CONNECT` (`net/proxy.rs`)
+//! and the registry probe (`preflight/registry.rs`); [`parse_status_line`]
+//! is the one status-line parser and [`parse_head`] the one head parser.
+//! Everything works on byte slices so it can be tested (and fuzzed) on
+//! fixtures split at any boundary. Sockets, pooling and timeouts live with
+//! the callers and in [`crate::net`]; this module must not touch them.
 
 use std::fmt;
 
@@ -63,15 +68,18 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// Serialises a request head. `headers` are written as given, after `Host`
-/// and before the framing header; the caller never sends `Accept-Encoding`.
+/// Serialises a request head for `host` (the `Host` value: `docker` for the
+/// Engine API, as the CLI sends; `host:port` elsewhere). `headers` are
+/// written as given, after `Host` and before the framing header; no caller
+/// sends `Accept-Encoding`.
 pub fn request_head(
     method: &str,
     target: &str,
+    host: &str,
     headers: &[(&str, &str)],
     body: BodyFraming,
 ) -> Vec<u8> {
-    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: docker\r\n");
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
     for (name, value) in headers {
         out.push_str(name);
         out.push_str(": ");
@@ -190,19 +198,11 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 fn parse_head_block(block: &[u8]) -> Result<ResponseHead, ParseError> {
     let text = String::from_utf8_lossy(block);
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let status_line = lines.next().unwrap_or("");
-    let bad_status = || ParseError::StatusLine(status_line.chars().take(80).collect());
-    let (version, rest) = status_line.split_once(' ').ok_or_else(bad_status)?;
-    let minor = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
-        _ => return Err(bad_status()),
-    };
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad_status());
-    }
-    let status: u16 = code.parse().map_err(|_| bad_status())?;
+    let StatusLine {
+        minor,
+        status,
+        reason,
+    } = parse_status_line(lines.next().unwrap_or(""))?;
     let mut headers = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let bad = || ParseError::HeaderLine(line.chars().take(80).collect());
@@ -218,8 +218,42 @@ fn parse_head_block(block: &[u8]) -> Result<ResponseHead, ParseError> {
     Ok(ResponseHead {
         minor,
         status,
-        reason: reason.to_string(),
+        reason,
         headers,
+    })
+}
+
+/// A response's first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    /// `HTTP/1.0` or `HTTP/1.1` minor version.
+    pub minor: u8,
+    /// Status code (three digits).
+    pub status: u16,
+    /// Reason phrase, possibly empty.
+    pub reason: String,
+}
+
+/// Parses `HTTP/1.x NNN reason` (the line without its line ending).
+/// [`parse_head`] uses it; so do callers that read no more than the first
+/// line (the registry probe) or judge a head only by it (`CONNECT`).
+pub fn parse_status_line(line: &str) -> Result<StatusLine, ParseError> {
+    let bad_status = || ParseError::StatusLine(line.chars().take(80).collect());
+    let (version, rest) = line.split_once(' ').ok_or_else(bad_status)?;
+    let minor = match version {
+        "HTTP/1.1" => 1,
+        "HTTP/1.0" => 0,
+        _ => return Err(bad_status()),
+    };
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad_status());
+    }
+    let status: u16 = code.parse().map_err(|_| bad_status())?;
+    Ok(StatusLine {
+        minor,
+        status,
+        reason: reason.to_string(),
     })
 }
 
@@ -473,5 +507,4 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ParseError> {
 }
 
 #[cfg(test)]
-#[path = "http_tests.rs"]
 mod tests;

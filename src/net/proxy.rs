@@ -1,20 +1,27 @@
-//! Which HTTP proxy, if any, the WebSocket dial goes through, and the bytes
-//! of the `CONNECT` exchange.
+//! Which HTTP proxy, if any, a connection goes through, and the `CONNECT`
+//! tunnel through it.
 //!
 //! Owns reading `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` from an
 //! injected environment lookup, the `NO_PROXY` rules of Go's
 //! `golang.org/x/net/http/httpproxy` (`*`, IPs, CIDRs, domains with or without a
-//! leading `.`/`*.`, optional `:port`, loopback never proxied), and building /
-//! parsing the `CONNECT` request and response. Pure: no sockets, no logging.
-//! The proxy's credentials live only in [`ProxyUrl`] and the request bytes;
-//! its `Debug`/`Display` never show them.
+//! leading `.`/`*.`, optional `:port`, loopback never proxied), building the
+//! `CONNECT` request and judging its answer, and [`open_stream`]: TCP (direct
+//! or tunnelled) and TLS, the socket under the WebSocket and under the OTLP
+//! push, so both go through the same proxy rules and trust the same roots.
+//! Logs nothing. The proxy's credentials live only in [`ProxyUrl`] and the
+//! request bytes; its `Debug`/`Display` never show them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cidr::Cidr;
+use crate::net::cidr::Cidr;
 
-use super::url::{WsUrl, percent_decode, split_host_port};
+use rustls::ClientConfig;
+
+use super::{NetError, Peer, Stream, connect, percent_decode, split_host_port, tls_handshake};
 
 /// A proxy that `CONNECT` can tunnel through.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,7 +53,7 @@ impl ProxyUrl {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let (host, port) = split_host_port(hostport).map_err(|_| ProxyError::Invalid)?;
+        let (host, port) = split_host_port(hostport).ok_or(ProxyError::Invalid)?;
         if host.is_empty() {
             return Err(ProxyError::Invalid);
         }
@@ -213,8 +220,8 @@ impl ProxySettings {
         }
     }
 
-    /// The proxy to tunnel through for `url`, or `None` to dial directly.
-    pub fn proxy_for(&self, url: &WsUrl) -> Option<Result<ProxyUrl, ProxyError>> {
+    /// The proxy to tunnel through to `url`, or `None` to dial directly.
+    pub fn proxy_for(&self, url: &Peer) -> Option<Result<ProxyUrl, ProxyError>> {
         let chosen = if url.secure { &self.https } else { &self.http };
         let chosen = chosen.as_ref()?;
         if !self.no_proxy.use_proxy(&url.host, url.port) {
@@ -225,7 +232,7 @@ impl ProxySettings {
 
     /// The proxy variable that applies to `url` when its value cannot be
     /// used (an unsupported scheme, no host), naming the variable.
-    pub fn unusable_for(&self, url: &WsUrl) -> Option<UnusableProxy> {
+    pub fn unusable_for(&self, url: &Peer) -> Option<UnusableProxy> {
         let error = self.proxy_for(url)?.err()?;
         let from = if url.secure { self.from.0 } else { self.from.1 };
         Some(UnusableProxy {
@@ -318,23 +325,85 @@ fn split_entry(entry: &str) -> Option<(&str, Option<u16>)> {
     if entry.parse::<IpAddr>().is_ok() {
         return Some((entry, None));
     }
-    let (host, port) = split_host_port(entry).ok()?;
+    let (host, port) = split_host_port(entry)?;
     match port {
         Some(p) => Some((host, Some(p.parse().ok()?))),
         None => Some((host, None)),
     }
 }
 
-/// Checks the proxy's answer to `CONNECT` (the bytes up to the blank line).
+/// Checks the proxy's answer to `CONNECT` (the bytes up to the blank line):
+/// its status line decides.
 pub fn check_connect_response(head: &[u8]) -> Result<(), ProxyError> {
     let text = String::from_utf8_lossy(head);
     let status_line = text.lines().next().unwrap_or_default().trim().to_owned();
-    let mut parts = status_line.split_whitespace();
-    match (parts.next(), parts.next()) {
-        (Some(v), Some("200")) if v.starts_with("HTTP/1.") => Ok(()),
-        (Some(v), Some(_)) if v.starts_with("HTTP/") => Err(ProxyError::Refused { status_line }),
-        _ => Err(ProxyError::Garbled),
+    match crate::http::parse_status_line(&status_line) {
+        Ok(line) if line.status == 200 => Ok(()),
+        Ok(_) => Err(ProxyError::Refused { status_line }),
+        Err(_) => Err(ProxyError::Garbled),
     }
+}
+
+/// TCP to `url`'s host (directly or through a `CONNECT` tunnel) and, for a
+/// secure peer, TLS; read and write timeouts are set to `timeout`.
+pub fn open_stream(
+    url: &Peer,
+    proxy: Option<&ProxyUrl>,
+    tls: &Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Stream, NetError> {
+    let tcp = match proxy {
+        Some(proxy) => tunnel(proxy, &url.authority(), timeout)?,
+        None => connect(&url.host, url.port, timeout)?,
+    };
+    let io_err = |source| NetError::Connect {
+        target: url.authority(),
+        source,
+    };
+    tcp.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io_err)?;
+    let _ = tcp.set_nodelay(true);
+    if url.secure {
+        tls_handshake(tcp, &url.host, tls)
+    } else {
+        Ok(Stream::plain(tcp))
+    }
+}
+
+/// Opens a `CONNECT` tunnel to `target` through `proxy`.
+fn tunnel(proxy: &ProxyUrl, target: &str, timeout: Duration) -> Result<TcpStream, NetError> {
+    let name = proxy.to_string();
+    let mut tcp = connect(&proxy.host, proxy.port, timeout)?;
+    let io_err = |source| NetError::ProxyIo {
+        proxy: name.clone(),
+        source,
+    };
+    tcp.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io_err)?;
+    tcp.write_all(&proxy.connect_request(target))
+        .map_err(io_err)?;
+    // Byte at a time: nothing after the blank line may be consumed, it belongs to TLS.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(NetError::Proxy {
+                proxy: name,
+                error: ProxyError::Garbled,
+            });
+        }
+        match tcp.read(&mut byte).map_err(io_err)? {
+            0 => {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the proxy closed the connection",
+                )));
+            }
+            _ => head.push(byte[0]),
+        }
+    }
+    check_connect_response(&head).map_err(|error| NetError::Proxy { proxy: name, error })?;
+    Ok(tcp)
 }
 
 #[cfg(test)]
@@ -350,8 +419,16 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    fn url(s: &str) -> WsUrl {
-        WsUrl::parse(s).unwrap()
+    /// `ws[s]://host[:port]/` as the peer it dials.
+    fn url(s: &str) -> Peer {
+        let (scheme, rest) = s.split_once("://").unwrap();
+        let secure = scheme == "wss";
+        let (host, port) = split_host_port(rest.split('/').next().unwrap()).unwrap();
+        Peer {
+            secure,
+            host: host.to_owned(),
+            port: port.map_or(if secure { 443 } else { 80 }, |p| p.parse().unwrap()),
+        }
     }
 
     #[test]

@@ -1,18 +1,23 @@
-//! TLS for `wss://`: the rustls client configuration and its trust roots.
+//! The rustls client configuration and its trust roots, for every TLS
+//! connection the worker makes.
 //!
-//! Owns which certificate authorities the worker trusts: the built-in Web PKI
-//! roots plus every PEM certificate in `SSL_CERT_FILE` and in each file of
-//! `SSL_CERT_DIR` (colon-separated, as Go reads it), so operators behind a
-//! TLS-intercepting proxy can add their CA. Uses the ring provider. Does no
-//! network I/O; must not disable verification for any reason.
+//! Owns which certificate authorities the worker trusts towards Oz, the OTLP
+//! collector and registries: the built-in Web PKI roots plus every PEM
+//! certificate in `SSL_CERT_FILE` and in each file of `SSL_CERT_DIR`
+//! (colon-separated, as Go reads it), so operators behind a
+//! TLS-intercepting proxy can add their CA; and the one way a client
+//! configuration is built (ring provider, safe default versions, optional
+//! client certificate: the Docker daemon's roots and certificate come from
+//! its own files). Does no network I/O; must not disable verification for
+//! any reason.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Where extra trust roots come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,12 +127,26 @@ fn add_pem_file(store: &mut RootCertStore, path: &Path) -> Result<usize, String>
 
 /// A client configuration trusting `roots`, with the ring provider.
 pub fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    client_config_with_auth(roots, None)
+}
+
+/// [`client_config`], presenting `client` (certificate chain and key) when
+/// the server asks for one.
+pub fn client_config_with_auth(
+    roots: RootCertStore,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsSetupError)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(TlsSetupError)?,
+    };
     Ok(Arc::new(config))
 }
 

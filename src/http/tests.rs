@@ -1,4 +1,4 @@
-//! Byte-fixture tests for the HTTP/1.1 framing in `http.rs`.
+//! Byte-fixture tests for the HTTP/1.1 codec in `http.rs`.
 
 use super::*;
 
@@ -235,6 +235,7 @@ fn request_serialisation() {
         String::from_utf8(request_head(
             "POST",
             "/v1.41/containers/abc/start",
+            "docker",
             &[],
             BodyFraming::Length(0)
         ))
@@ -245,6 +246,7 @@ fn request_serialisation() {
         String::from_utf8(request_head(
             "PUT",
             "/x",
+            "docker",
             &[("Content-Type", "application/x-tar")],
             BodyFraming::Chunked
         ))
@@ -252,7 +254,14 @@ fn request_serialisation() {
         "PUT /x HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     assert_eq!(
-        String::from_utf8(request_head("GET", "/_ping", &[], BodyFraming::None)).unwrap(),
+        String::from_utf8(request_head(
+            "GET",
+            "/_ping",
+            "docker",
+            &[],
+            BodyFraming::None
+        ))
+        .unwrap(),
         "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
     );
     assert_eq!(chunk_header(255), b"ff\r\n");
@@ -286,4 +295,26 @@ fn data_before_bad_framing_comes_out_before_the_error() {
         d.decode(b"zz\r\n", &mut out),
         Err(ParseError::ChunkSize("zz".into()))
     );
+}
+
+#[test]
+fn a_status_line_alone() {
+    assert_eq!(
+        parse_status_line("HTTP/1.1 407 Proxy Authentication Required"),
+        Ok(StatusLine {
+            minor: 1,
+            status: 407,
+            reason: "Proxy Authentication Required".into()
+        })
+    );
+    assert_eq!(
+        parse_status_line("HTTP/1.0 200").map(|l| (l.minor, l.status, l.reason)),
+        Ok((0, 200, String::new()))
+    );
+    for bad in ["SSH-2.0-OpenSSH_9.2", "HTTP/2 200", "HTTP/1.1 20", ""] {
+        assert!(
+            matches!(parse_status_line(bad), Err(ParseError::StatusLine(_))),
+            "{bad:?}"
+        );
+    }
 }
