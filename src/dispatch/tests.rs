@@ -1,5 +1,10 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::*;
-use crate::wire::Task;
+use crate::events::{DispatchObserver, RejectReason, TaskEvent};
+use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
+use crate::wire::{self, FailureReason, Inbound, Outbound, Task, TaskAssignment};
 
 /// Runs until cancelled, or completes when its assignment names image "quick".
 struct FakeRunner;
@@ -275,10 +280,7 @@ fn while_dockers_disk_is_full_new_tasks_are_rejected_with_that_reason() {
             reason: "worker's Docker daemon has no disk space left".into()
         }
     );
-    assert_eq!(
-        crate::metrics::labels::reject_label(crate::dispatch::REJECT_DISK_FULL),
-        "disk_full"
-    );
+    assert_eq!(RejectReason::DiskFull.metric_label(), "disk_full");
     d.cancel_all(CancelCause::Shutdown);
     assert!(d.wait_idle(Duration::from_secs(10)));
 }
