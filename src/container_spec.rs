@@ -16,7 +16,7 @@ use std::ops::{Deref, DerefMut};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
-use crate::config::{Config, DEFAULT_IMAGE, Hardening, VolumeMount};
+use crate::config::{AGENT_MOUNT_PATH, Config, DEFAULT_IMAGE, Hardening, VolumeMount};
 use crate::outside::Shown;
 use crate::wire::{FailureReason, InstanceShape, TaskAssignment};
 
@@ -36,8 +36,6 @@ pub const LABEL_TASK_ID: &str = "dev.warp.oz-agent-worker.task-id";
 /// Label holding the execution id.
 pub const LABEL_EXECUTION_ID: &str = "dev.warp.oz-agent-worker.execution-id";
 
-/// Where the agent sidecar is mounted; its `entrypoint.sh` starts the agent.
-pub const AGENT_MOUNT_PATH: &str = "/agent";
 /// The container's working directory.
 pub const WORKING_DIR: &str = "/workspace";
 const ENTRYPOINT: &str = "/agent/entrypoint.sh";

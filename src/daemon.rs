@@ -22,7 +22,8 @@ use log::{info, warn};
 
 use crate::config::{Config, ShutdownMode};
 use crate::connection::{self, ConnectionHandle, InboundHandler, Settings};
-use crate::dispatch::{DispatchObserver, DispatchSettings, Dispatcher};
+use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::events::DispatchObserver;
 use crate::outbox::Outbox;
 use crate::task::{CancelCause, TaskOutcome, TaskRunner};
 use crate::wire::Inbound;

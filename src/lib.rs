@@ -22,6 +22,7 @@ pub mod dispatch;
 pub mod docker;
 pub mod doctor;
 pub mod duration;
+pub mod events;
 pub mod execute;
 pub mod http;
 pub mod inflight;

@@ -16,9 +16,6 @@ use serde_json::value::RawValue;
 /// Largest frame the worker accepts; a larger one closes the connection.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// `task_rejected` reason when every slot is busy (the Go worker's words).
-pub const REJECT_AT_CAPACITY: &str = "worker at maximum concurrency";
-
 /// `task_completed` message for a container that exited 0.
 pub const COMPLETED_MESSAGE: &str = "Task completed successfully";
 /// `task_completed` message for a task ended by `task_cancellation`.

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use oz_agent_worker::calendar::format_http_date;
 use oz_agent_worker::config::{self, Command};
-use oz_agent_worker::doctor::{self, clock};
+use oz_agent_worker::doctor;
 use oz_standin::{ConnectProxy, Options, Orchestrator, TEST_HOST};
 
 const KEY: &str = "sk-doctor-SECRET-key-123";
@@ -91,7 +92,7 @@ fn now_date(offset_secs: i64) -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    clock::format_http_date(now.saturating_add_signed(offset_secs))
+    format_http_date(now.saturating_add_signed(offset_secs))
 }
 
 fn no_fail(report: &str) {

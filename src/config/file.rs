@@ -14,11 +14,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
-use super::cli::Flags;
 use super::error::{ConfigError, ValueError};
 use super::limits::{FileCount, Size};
-use super::{ApiKey, Config, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
-use super::{merge, values};
+use super::values;
+use super::{LogFormat, PullPolicy, ShutdownMode, VolumeMount};
 
 /// The whole file. Every field is optional; absent = flag or default.
 #[derive(Debug, Default, Deserialize)]
@@ -237,20 +236,6 @@ impl<'de> Deserialize<'de> for ScalarText {
     }
 }
 
-/// Builds the [`Config`] that config-file text alone yields (no flags, no
-/// API key): the same strict [`decode`] the `--config-file` loader uses, then
-/// the same merge. `path` only names the file in errors; `env` supplies
-/// `environment` entries written without a value. Pure, so the file format
-/// can be checked (and fuzzed) without touching the filesystem.
-pub fn from_yaml(
-    text: &str,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    let file = decode(text, path)?;
-    merge::merge(Flags::default(), ApiKey::default(), file, env)
-}
-
 /// Reads and decodes the file at `path`.
 pub(crate) fn load(path: &str) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
@@ -363,8 +348,9 @@ mod tests {
 
     #[test]
     fn the_example_as_installed_sets_the_worker_id_and_nothing_else() {
-        let config = super::from_yaml(EXAMPLE, "config.example.yaml", &|_| None).unwrap();
-        let defaults = super::from_yaml("worker_id: oz-worker-1\n", "d.yaml", &|_| None).unwrap();
+        let config = super::super::from_yaml(EXAMPLE, "config.example.yaml", &|_| None).unwrap();
+        let defaults =
+            super::super::from_yaml("worker_id: oz-worker-1\n", "d.yaml", &|_| None).unwrap();
         assert_eq!(config, defaults);
         assert!(config.docker.environment.is_empty());
         assert!(config.docker.registry_mirrors.is_empty());
@@ -375,7 +361,8 @@ mod tests {
     fn every_commented_out_option_of_the_example_is_valid() {
         let env = |k: &str| (k == "NPM_TOKEN").then(|| "npm-from-env".to_owned());
         let text = uncommented(EXAMPLE);
-        let c = super::from_yaml(&text, "all.yaml", &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c = super::super::from_yaml(&text, "all.yaml", &env)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let d = &c.docker;
         assert_eq!(c.worker_id, "oz-worker-1");
         assert_eq!(c.idle_on_complete.as_deref(), Some("45m"));

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 pub use doctor::{DOCTOR_ENV_VARS, DoctorEnv, DoctorFormat, DoctorInput};
 pub use error::{ConfigError, EXIT_CONFIG, EXIT_USAGE, ValueError, VolumeProblem};
-pub use file::from_yaml;
 pub use help::{help, version};
 pub use limits::{ContainerLogs, DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, parse_size};
 pub use merge::{API_KEY_ENV, check_line_breaks, worker_id};
@@ -85,6 +84,20 @@ pub fn parse(
         return Err(e);
     }
     merge::merge(flags, api_key, file, env).map(Command::Run)
+}
+
+/// Builds the [`Config`] that config-file text alone yields (no flags, no
+/// API key): the same strict decode the `--config-file` loader uses, then
+/// the same merge. `path` only names the file in errors; `env` supplies
+/// `environment` entries written without a value. Pure, so the file format
+/// can be checked (and fuzzed) without touching the filesystem.
+pub fn from_yaml(
+    text: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = file::decode(text, path)?;
+    merge::merge(cli::Flags::default(), ApiKey::default(), file, env)
 }
 
 /// `~/x` → `$HOME/x`, as the Go worker's flag parser does for paths.
@@ -287,6 +300,9 @@ impl Default for DockerConfig {
     }
 }
 
+/// Where the agent sidecar is mounted in every task container (its
+/// `entrypoint.sh` starts the agent): no operator volume may mount there.
+pub const AGENT_MOUNT_PATH: &str = "/agent";
 /// Image used when neither the assignment nor the config names one.
 pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
 /// Default `sidecar_retention`: a week unused.

@@ -325,7 +325,7 @@ impl Docker {
     pub fn daemon_now(&self) -> Result<u64> {
         let (date, call) = self.ping_date()?;
         date.as_deref()
-            .and_then(crate::doctor::clock::parse_http_date)
+            .and_then(crate::calendar::parse_http_date)
             .ok_or(DockerError::NoDate { call })
     }
 

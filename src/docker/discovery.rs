@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::error::{DockerError, Result};
+use super::error::{ContextFrom, DockerError, Result};
 use super::sha256;
 use super::transport::{Endpoint, TlsFiles};
 
@@ -141,15 +141,6 @@ fn config_err(path: &Path, detail: String) -> DockerError {
         what: path.display().to_string(),
         detail,
     }
-}
-
-/// Which setting named the docker context, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContextFrom {
-    /// `DOCKER_CONTEXT`.
-    Env,
-    /// `currentContext` in the docker CLI's `config.json`.
-    ConfigFile,
 }
 
 /// The endpoint of context `name`; `None` when its docker endpoint has no host.

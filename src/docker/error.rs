@@ -8,8 +8,17 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use super::discovery::ContextFrom;
 use crate::http::ParseError;
+
+/// Which setting named the docker context, for
+/// [`DockerError::NoSuchContext`]'s words (set by discovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextFrom {
+    /// `DOCKER_CONTEXT`.
+    Env,
+    /// `currentContext` in the docker CLI's `config.json`.
+    ConfigFile,
+}
 
 /// Everything that can go wrong talking to the Docker daemon.
 #[derive(Debug)]

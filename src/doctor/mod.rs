@@ -5,11 +5,11 @@
 //! Owns the runner ([`run`]), the check result type ([`Check`]) and how a
 //! report is rendered (text lines as each check ends, or one JSON document
 //! with `--format json`). The checks themselves live in [`config_checks`],
-//! [`docker_checks`], [`daemon_side`] and [`network`]; [`clock`] holds the
-//! pure date arithmetic. The doctor reads the configuration, talks to the
-//! Docker daemon (read-only: `_ping`, `version`, `info`, image and network
-//! inspect), asks each mirror registry for `/v2/` and dials the orchestrator
-//! once; it must never print the API key, registry secrets or
+//! [`docker_checks`], [`daemon_side`] and [`network`]; [`clock`] rates the
+//! clock's drift (the dates are read by [`crate::calendar`]). The doctor
+//! reads the configuration, talks to the Docker daemon (read-only: `_ping`,
+//! `version`, `info`, image and network inspect), asks each mirror registry
+//! for `/v2/` and dials the orchestrator once; it must never print the API key, registry secrets or
 //! environment values, and must never change anything on the host.
 
 pub mod clock;

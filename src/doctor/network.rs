@@ -317,7 +317,7 @@ pub fn clock_check(date: Option<&str>, now: SystemTime) -> Check {
             "not checked: the handshake response has no Date header",
         );
     };
-    let Some(server) = clock::parse_http_date(date) else {
+    let Some(server) = crate::calendar::parse_http_date(date) else {
         return Check::warn(
             "clock",
             format!("not checked: cannot read the Date header `{date}`"),

@@ -4,11 +4,12 @@
 //! in [`super::ownership`]).
 //!
 //! Owns creating, reading back and removing claims; it must not decide who
-//! may claim what (that is `ownership`'s verdict) nor touch the containers.
+//! may claim what (that is `ownership`'s verdict), nor keep what this
+//! process holds (that is `lease`'s `Ownership`, whose renewal makes these
+//! claims again), nor touch the containers.
 
 use std::collections::BTreeMap;
 
-use super::lease::Ownership;
 use super::names::{
     self, LABEL_CONTAINER, LABEL_EXEC_KEY, LABEL_GENERATION, LABEL_INSTANCE, LABEL_REPORTED,
     LABEL_ROLE, ROLE_CLAIM, ROLE_EXEC, ROLE_EXEC_DONE,
@@ -97,73 +98,49 @@ pub fn exec_labels(
 /// What a claim on a done execution reads back as: nobody may hold it.
 pub const DONE_HOLDER: &str = "(done)";
 
-/// Tries to take execution `key` at `generation` for this process; returns
-/// the holder (this instance when it won, [`DONE_HOLDER`] when the
-/// execution was reported already). `ids` (task id, execution id) are
-/// recorded on the claim; `None` reuses what this process recorded.
+/// Tries to take execution `key` at `generation` for `instance`, recording
+/// `ids` (task id, execution id) on the claim; returns the holder (`instance`
+/// when it won, [`DONE_HOLDER`] when the execution was reported already).
+/// What this process holds is [`super::lease::Ownership::claim_exec`]'s to
+/// record.
 pub fn claim_exec(
-    o: &Ownership,
+    docker: &Docker,
+    worker_id: &str,
+    instance: &str,
     key: &str,
     generation: u64,
-    ids: Option<(&str, &str)>,
+    ids: (&str, &str),
 ) -> Result<String, DockerError> {
-    let docker = o.docker();
     if docker
         .volume_inspect(&names::exec_done_name(key))?
         .is_some()
     {
         return Ok(DONE_HOLDER.to_owned());
     }
-    let recorded = o.exec_ids(key);
-    let ids = ids.unwrap_or((recorded.0.as_str(), recorded.1.as_str()));
-    let labels = exec_labels(o.worker_id(), o.instance(), key, generation, ids);
+    let labels = exec_labels(worker_id, instance, key, generation, ids);
     let made = docker.volume_create(&names::exec_claim_name(key, generation), &labels)?;
-    let holder = made.labels.get(LABEL_INSTANCE).cloned().unwrap_or_default();
-    if holder == o.instance() {
-        o.hold_exec(key, generation, ids);
-    }
-    Ok(holder)
+    Ok(made.labels.get(LABEL_INSTANCE).cloned().unwrap_or_default())
 }
 
-/// Marks execution `key` done (its tombstone) and removes its claims.
-pub fn mark_done(o: &Ownership, key: &str) -> Result<(), DockerError> {
-    let docker = o.docker();
-    let mut labels = exec_labels(
-        o.worker_id(),
-        o.instance(),
-        key,
-        0,
-        o.exec_ids(key).as_refs(),
-    );
+/// Marks execution `key` done (its tombstone, recording `ids`) and removes
+/// its claims. The caller stops renewing its claim first
+/// ([`super::lease::Ownership::mark_exec_done`]).
+pub fn mark_done(
+    docker: &Docker,
+    worker_id: &str,
+    instance: &str,
+    key: &str,
+    ids: (&str, &str),
+) -> Result<(), DockerError> {
+    let mut labels = exec_labels(worker_id, instance, key, 0, ids);
     labels.insert(LABEL_ROLE.to_owned(), ROLE_EXEC_DONE.to_owned());
     labels.remove(LABEL_GENERATION);
-    // No renewal makes the claim again from here on (one already under way
-    // checks the tombstone after making it, see `renew_exec`).
-    o.release_exec(key);
     docker.volume_create(&names::exec_done_name(key), &labels)?;
-    let worker = names::label(LABEL_WORKER_ID, o.worker_id());
+    let worker = names::label(LABEL_WORKER_ID, worker_id);
     let of = names::label(LABEL_EXEC_KEY, key);
     let role = names::label(LABEL_ROLE, ROLE_EXEC);
     for v in docker.volume_list_by_label(&[&worker, &of, &role])? {
         docker.volume_remove(&v.name)?;
-    }
-    Ok(())
-}
-
-/// Makes this process's claim on execution `key` at `generation` again (a
-/// renewal, after a prune), unless the execution was marked done
-/// meanwhile: then the claim just made goes again.
-pub fn renew_exec(o: &Ownership, key: &str, generation: u64) -> Result<(), DockerError> {
-    if claim_exec(o, key, generation, None)? != o.instance() {
-        return Ok(());
-    }
-    if o.docker()
-        .volume_inspect(&names::exec_done_name(key))?
-        .is_some()
-    {
-        o.release_exec(key);
-        o.docker()
-            .volume_remove(&names::exec_claim_name(key, generation))?;
     }
     Ok(())
 }

@@ -216,7 +216,7 @@ fn clean(executor: &Executor, leftover: &Leftover) {
         // A task without a container: its execution is marked done.
         let deadline = Instant::now() + RETRY_FOR;
         loop {
-            match claims::mark_done(&o, key) {
+            match o.mark_exec_done(key) {
                 Ok(()) => break,
                 // Away, or answering errors while it shuts down: again.
                 Err(_) if Instant::now() < deadline => {
@@ -237,7 +237,7 @@ fn clean(executor: &Executor, leftover: &Leftover) {
     // for a while: the mark is tried again, a bounded number of times.
     let mut attempts = 0u32;
     executor.clean(&mut machine, |step| match step {
-        CleanupStep::MarkDone { .. } => match claims::mark_done(&o, key) {
+        CleanupStep::MarkDone { .. } => match o.mark_exec_done(key) {
             Ok(()) => Reply::Done,
             Err(e) if no_answer(&e) => Reply::Unreachable,
             Err(e) if attempts < MARK_ATTEMPTS => {
@@ -267,7 +267,7 @@ fn clean(executor: &Executor, leftover: &Leftover) {
             if let Err(e) = claims::remove_all(&docker, o.worker_id(), id) {
                 log::warn!("removing the claims on container {id}: {e}; the reaper removes them later");
             }
-            if let Err(e) = claims::mark_done(&o, key) {
+            if let Err(e) = o.mark_exec_done(key) {
                 log::warn!("marking execution {key} done: {e}; the reaper tidies it later");
             }
             o.release_container(id);

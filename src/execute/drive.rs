@@ -259,12 +259,7 @@ impl Executor {
         let d = &self.docker;
         match call {
             Call::ClaimExecution { generation } => {
-                match claims::claim_exec(
-                    o,
-                    ids.key,
-                    *generation,
-                    Some((ids.task_id, ids.execution_id)),
-                ) {
+                match o.claim_exec(ids.key, *generation, Some((ids.task_id, ids.execution_id))) {
                     Ok(holder) => Reply::Holder(holder),
                     Err(e) => {
                         // Kept for the terminal message, should the daemon

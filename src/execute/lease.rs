@@ -361,8 +361,58 @@ impl Ownership {
                     .volume_create(&names::claim_volume_name(&id, generation), &labels);
             }
             for (key, generation) in execs {
-                let _ = claims::renew_exec(self, &key, generation);
+                let _ = self.renew_exec(&key, generation);
             }
+        }
+        Ok(())
+    }
+
+    /// Tries to take execution `key` at `generation` for this process, and
+    /// holds it when it won; returns the holder (this instance when it won,
+    /// [`claims::DONE_HOLDER`] when the execution was reported already).
+    /// `ids` (task id, execution id) are recorded on the claim; `None` reuses
+    /// what this process recorded.
+    pub fn claim_exec(
+        &self,
+        key: &str,
+        generation: u64,
+        ids: Option<(&str, &str)>,
+    ) -> Result<String, DockerError> {
+        let recorded = self.exec_ids(key);
+        let ids = ids.unwrap_or(recorded.as_refs());
+        let (worker_id, instance) = (&self.worker_id, &self.instance);
+        let holder = claims::claim_exec(&self.docker, worker_id, instance, key, generation, ids)?;
+        if holder == self.instance {
+            self.hold_exec(key, generation, ids);
+        }
+        Ok(holder)
+    }
+
+    /// Marks execution `key` done (its tombstone) and removes its claims.
+    pub fn mark_exec_done(&self, key: &str) -> Result<(), DockerError> {
+        let ids = self.exec_ids(key);
+        // No renewal makes the claim again from here on (one already under way
+        // checks the tombstone after making it, see `renew_exec`).
+        self.release_exec(key);
+        let (worker_id, instance) = (&self.worker_id, &self.instance);
+        claims::mark_done(&self.docker, worker_id, instance, key, ids.as_refs())
+    }
+
+    /// Makes this process's claim on execution `key` at `generation` again (a
+    /// renewal, after a prune), unless the execution was marked done
+    /// meanwhile: then the claim just made goes again.
+    fn renew_exec(&self, key: &str, generation: u64) -> Result<(), DockerError> {
+        if self.claim_exec(key, generation, None)? != self.instance {
+            return Ok(());
+        }
+        if self
+            .docker
+            .volume_inspect(&names::exec_done_name(key))?
+            .is_some()
+        {
+            self.release_exec(key);
+            self.docker
+                .volume_remove(&names::exec_claim_name(key, generation))?;
         }
         Ok(())
     }

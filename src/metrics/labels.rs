@@ -1,24 +1,12 @@
 //! The bounded label values of the worker's metrics.
 //!
 //! Owns every label value the Go worker exposes (and primes at zero), and the
-//! mapping from this worker's own words (a `task_rejected` reason, a terminal
-//! [`Outbound`] message) to those values. Pure: no state, no I/O, no rendering.
+//! mapping from a terminal [`Outbound`] message to those values. A
+//! rejection's label is not here: it is
+//! [`RejectReason::metric_label`](crate::events::RejectReason::metric_label),
+//! beside the rejection's words. Pure: no state, no I/O, no rendering.
 
-use crate::wire::{self, CANCELLED_STATE, FailureReason, Outbound};
-
-/// `reason` of `oz_worker_tasks_rejected_total` when every slot is busy.
-pub const REJECT_AT_CAPACITY: &str = "at_capacity";
-/// `reason` of `oz_worker_tasks_rejected_total` while the worker shuts down.
-/// The Go worker has no such rejection, so this series only appears once it happens.
-pub const REJECT_SHUTTING_DOWN: &str = "shutting_down";
-/// `reason` of `oz_worker_tasks_rejected_total` while the Docker daemon does
-/// not answer (ours, like `shutting_down`).
-pub const REJECT_DOCKER_UNAVAILABLE: &str = "docker_unavailable";
-/// Rejected while the Docker daemon's disk is full.
-pub const REJECT_DISK_FULL: &str = "disk_full";
-/// `reason` of `oz_worker_tasks_rejected_total` for any other rejection, so
-/// free text never becomes a label value.
-pub const REJECT_OTHER: &str = "other";
+use crate::wire::{CANCELLED_STATE, FailureReason, Outbound};
 
 /// `reason` of `oz_worker_websocket_reconnects_total`: the dial failed.
 pub const RECONNECT_DIAL_FAILED: &str = "dial_failed";
@@ -119,21 +107,6 @@ pub const FAILURE_REASONS: [&str; 29] = [
     "cleanup",
 ];
 
-/// The rejection label for a `task_rejected` reason sent on the wire.
-pub fn reject_label(wire_reason: &str) -> &'static str {
-    if wire_reason == wire::REJECT_AT_CAPACITY {
-        REJECT_AT_CAPACITY
-    } else if wire_reason == crate::dispatch::REJECT_SHUTTING_DOWN {
-        REJECT_SHUTTING_DOWN
-    } else if wire_reason == crate::dispatch::REJECT_DOCKER_UNAVAILABLE {
-        REJECT_DOCKER_UNAVAILABLE
-    } else if wire_reason == crate::dispatch::REJECT_DISK_FULL {
-        REJECT_DISK_FULL
-    } else {
-        REJECT_OTHER
-    }
-}
-
 /// How a terminal message is counted: its result, and for a failure the
 /// failure reason (phase is always [`PHASE_BACKEND`]). `None` for a message
 /// that does not end a task.
@@ -205,16 +178,5 @@ mod tests {
         for r in FailureReason::ALL {
             assert!(FAILURE_REASONS.contains(&r.as_str()), "{r}");
         }
-    }
-
-    #[test]
-    fn rejection_reasons_are_bounded() {
-        assert_eq!(reject_label("worker at maximum concurrency"), "at_capacity");
-        assert_eq!(reject_label("worker is shutting down"), "shutting_down");
-        assert_eq!(
-            reject_label("worker cannot reach its Docker daemon"),
-            "docker_unavailable"
-        );
-        assert_eq!(reject_label("anything else"), "other");
     }
 }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use crate::dispatch::DispatchObserver;
+use crate::events::{DispatchObserver, RejectReason};
 use crate::wire::Outbound;
 
 pub use env::{EnvError, ListenAddr, config_from_env};
@@ -174,7 +174,7 @@ impl Metrics {
             max_concurrent,
             claimed: 0,
             adopted: 0,
-            rejected: BTreeMap::from([(labels::REJECT_AT_CAPACITY, 0)]),
+            rejected: BTreeMap::from([(RejectReason::AtCapacity.metric_label(), 0)]),
             completed: TaskResult::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
             // Unprimed on purpose, like Go: a fake 0 s sample would skew latency.
             durations: BTreeMap::new(),
@@ -252,12 +252,12 @@ impl Metrics {
         self.lock().claimed += 1;
     }
 
-    /// Records a rejection sent with `wire_reason`.
-    pub fn task_rejected(&self, wire_reason: &str) {
+    /// Records a rejection for `reason`.
+    pub fn task_rejected(&self, reason: RejectReason) {
         *self
             .lock()
             .rejected
-            .entry(labels::reject_label(wire_reason))
+            .entry(reason.metric_label())
             .or_default() += 1;
     }
 
@@ -552,7 +552,7 @@ impl DispatchObserver for Metrics {
         self.lock().adopted += 1;
     }
 
-    fn rejected(&self, reason: &str) {
+    fn rejected(&self, reason: RejectReason) {
         self.task_rejected(reason);
     }
 

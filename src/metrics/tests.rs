@@ -52,8 +52,8 @@ fn scenario_scrape_is_exact() {
     obs.claimed();
     obs.claimed();
     obs.active(3);
-    obs.rejected(crate::wire::REJECT_AT_CAPACITY);
-    obs.rejected(crate::dispatch::REJECT_SHUTTING_DOWN);
+    obs.rejected(RejectReason::AtCapacity);
+    obs.rejected(RejectReason::ShuttingDown);
     obs.finished(&completed(None), Duration::from_millis(750));
     obs.finished(&completed(None), Duration::from_millis(1500));
     obs.finished(&completed(Some("CANCELLED")), Duration::from_secs(12));

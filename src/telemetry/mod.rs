@@ -36,13 +36,13 @@ use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::dispatch::DispatchObserver;
+use crate::events::{DispatchObserver, RejectReason, TaskEvent};
 use crate::metrics::{Metrics, WorkResult, WorkerInfo};
 use crate::net::{self, ProxySettings, RootSource, TlsSetupError};
 use crate::wire::Outbound;
 
 pub use config::{ConfigError, TelemetryConfig};
-pub use trace::{AttrValue, ChildSpan, TaskEvent, Tracer};
+pub use trace::{AttrValue, ChildSpan, Tracer};
 
 use config::{OtlpSettings, Protocol};
 use export::{Exporters, MetricsJob, Pusher, TracesJob};
@@ -254,7 +254,7 @@ impl DispatchObserver for TaskTelemetry {
         DispatchObserver::adopted(&self.metrics);
     }
 
-    fn rejected(&self, reason: &str) {
+    fn rejected(&self, reason: RejectReason) {
         DispatchObserver::rejected(&self.metrics, reason);
     }
 
@@ -339,7 +339,7 @@ mod tests {
         };
         obs.claimed();
         obs.adopted();
-        obs.rejected("worker at maximum concurrency");
+        obs.rejected(RejectReason::AtCapacity);
         obs.active(3);
         let scrape = metrics.render();
         for line in [

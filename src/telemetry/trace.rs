@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::events::TaskEvent;
 use crate::logging;
 use crate::wire::{CANCELLED_STATE, Outbound};
 
@@ -88,33 +89,6 @@ pub enum Queued {
     Span(SpanData),
     /// Shutdown: export what waits within this budget, then stop.
     Flush(Duration),
-}
-
-/// What happened to a task, for its span.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskEvent<'a> {
-    /// The assignment arrived.
-    Assigned {
-        /// The task's title.
-        title: &'a str,
-    },
-    /// It was claimed.
-    Claimed,
-    /// It was rejected (this ends its span).
-    Rejected {
-        /// The bounded reason label.
-        reason: &'a str,
-    },
-    /// It starts running on the calling thread with this image.
-    Started {
-        /// The image the task names.
-        image: &'a str,
-    },
-    /// A cancellation was asked for.
-    CancelRequested {
-        /// `server` (the orchestrator), `signal` (shutdown) or `timeout`.
-        source: &'a str,
-    },
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -242,7 +216,7 @@ impl Tracer {
                     task_id,
                     t,
                     "task.rejected",
-                    vec![("reason", AttrValue::Str(reason.to_owned()))],
+                    vec![("reason", AttrValue::Str(reason.metric_label().to_owned()))],
                 );
                 if let Some(mut o) = open.remove(task_id) {
                     drop(open);
@@ -487,7 +461,7 @@ mod tests {
             tracer.task_event(
                 id,
                 TaskEvent::Rejected {
-                    reason: "at_capacity",
+                    reason: crate::events::RejectReason::AtCapacity,
                 },
             );
         }

@@ -70,7 +70,7 @@ fn completed_and_cancelled_are_exact() {
 fn rejected_is_exact() {
     let m = Outbound::TaskRejected {
         task_id: "T".into(),
-        reason: REJECT_AT_CAPACITY.into(),
+        reason: crate::events::RejectReason::AtCapacity.wire_text().into(),
     };
     assert_eq!(
         parsed(&m),

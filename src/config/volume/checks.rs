@@ -39,7 +39,7 @@ impl fmt::Display for VolumeConflict {
             Self::AgentPath { entry } => write!(
                 f,
                 "volume `{entry}` mounts at {}, where every task's agent sidecar is mounted",
-                crate::container_spec::AGENT_MOUNT_PATH
+                crate::config::AGENT_MOUNT_PATH
             ),
         }
     }
@@ -51,7 +51,7 @@ pub fn check_conflicts(volumes: &[VolumeMount]) -> Result<(), VolumeConflict> {
     let mut seen: Vec<(String, &str)> = Vec::with_capacity(volumes.len());
     for v in volumes {
         let path = clean(&v.container);
-        if path == crate::container_spec::AGENT_MOUNT_PATH {
+        if path == crate::config::AGENT_MOUNT_PATH {
             return Err(VolumeConflict::AgentPath {
                 entry: v.spec.clone(),
             });
