@@ -238,26 +238,17 @@ impl DockerRunner {
         reaper::spawn_periodic(Arc::clone(self), adopt, interval, grace)
     }
 
+    /// One assignment, start to end: build its container spec, drive its
+    /// state machine (image, sidecars, create, start, wait), turn the last
+    /// step into the outcome to report, then account for what that outcome
+    /// says about the daemon (its trace span, a full disk, volumes that
+    /// could not be started with).
     fn execute(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome {
-        let spec = match container_spec::build(task, &self.settings.spec) {
+        let spec = match self.build_spec(task) {
             Ok(spec) => spec,
-            Err(e) => return TaskOutcome::failed(e.failure_reason(), e.to_string()),
+            Err(outcome) => return outcome,
         };
-        if let Some(env) = container_spec::environment_without_image(task) {
-            log::warn!(
-                "task names environment {} but no image came with it; using {}",
-                Shown(env),
-                Shown(&spec.image)
-            );
-        }
-        // The dispatcher masks env_vars; the operator's values are secrets too.
-        let _secrets: Vec<_> = self
-            .settings
-            .spec
-            .operator_env
-            .values()
-            .map(|v| logging::register_secret(v))
-            .collect();
+        let _secrets = self.mask_operator_env();
         let key = names::exec_key(
             &self.settings.spec.worker_id,
             &task.task_id,
@@ -268,39 +259,78 @@ impl DockerRunner {
             task_id: &task.task_id,
             execution_id: &task.execution_id,
         };
-        let dedupe = !task.execution_id.is_empty();
-        let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, &key);
         let mut work = AssignedWork::new(self, task, spec, &key, cancel);
-        self.busy(&key, true);
-        let step = self
-            .executor
-            .drive(&mut machine, &ids, &mut work, cancel, &|f| {
-                self.holding(&task.task_id, f)
-            });
+        let step = self.drive_assigned(task, &ids, &mut work, cancel);
         let volumes = work.task_volumes.hand_over();
         let failure = work.failure.take();
         let sidecars = std::mem::take(&mut work.sidecar_volumes);
         let run_span = work.run_span.take();
         let outcome = self.finish(step, &ids, failure, volumes, cancel);
-        if let Some(mut span) = run_span {
-            match &outcome {
-                TaskOutcome::Completed => span.ok(),
-                other => {
-                    span.fail(other.clone());
-                }
-            }
-        }
+        close_run_span(run_span, &outcome);
         let outcome = self.on_full_disk(outcome);
+        self.on_failed_start(&outcome, &sidecars);
+        outcome
+    }
+
+    /// Phase 1: the container spec of `task`, or the outcome that refuses it.
+    fn build_spec<'a>(
+        &'a self,
+        task: &'a TaskAssignment,
+    ) -> Result<container_spec::ContainerSpec<'a>, TaskOutcome> {
+        let spec = container_spec::build(task, &self.settings.spec)
+            .map_err(|e| TaskOutcome::failed(e.failure_reason(), e.to_string()))?;
+        if let Some(env) = container_spec::environment_without_image(task) {
+            log::warn!(
+                "task names environment {} but no image came with it; using {}",
+                Shown(env),
+                Shown(&spec.image)
+            );
+        }
+        Ok(spec)
+    }
+
+    /// Masks the operator's environment values in every log line while the
+    /// returned guards live. The dispatcher masks `env_vars`; the operator's
+    /// values are secrets too.
+    fn mask_operator_env(&self) -> Vec<logging::SecretGuard> {
+        self.settings
+            .spec
+            .operator_env
+            .values()
+            .map(|v| logging::register_secret(v))
+            .collect()
+    }
+
+    /// Phase 2: the assigned execution's state machine, driven until it
+    /// reports, goes silent or hands its container to cleanup. The execution
+    /// is busy (the reaper leaves it alone) from here until [`Self::finish`]
+    /// hands it on.
+    fn drive_assigned(
+        &self,
+        task: &TaskAssignment,
+        ids: &TaskIds<'_>,
+        work: &mut AssignedWork<'_>,
+        cancel: &CancelToken,
+    ) -> Step {
+        let dedupe = !task.execution_id.is_empty();
+        let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, ids.key);
+        self.busy(ids.key, true);
+        self.executor.drive(&mut machine, ids, work, cancel, &|f| {
+            self.holding(&task.task_id, f)
+        })
+    }
+
+    /// A task whose container could not start forgets its sidecar volumes:
+    /// a volume replaced or emptied behind the worker's back shows here, so
+    /// the next task checks them again rather than trusting the record.
+    fn on_failed_start(&self, outcome: &TaskOutcome, sidecars: &[String]) {
         if let TaskOutcome::Failed {
             reason: FailureReason::ContainerStart,
             ..
-        } = &outcome
+        } = outcome
         {
-            // A volume replaced or emptied behind the worker's back shows here:
-            // the next task checks them again rather than trusting the record.
-            self.volumes.forget(&sidecars);
+            self.volumes.forget(sidecars);
         }
-        outcome
     }
 
     /// A failure because Docker's disk is full says so and what to do,
@@ -328,8 +358,9 @@ impl DockerRunner {
         }
     }
 
-    /// The task outcome of a machine's last step; hands a held container
-    /// (or the execution's records) to the cleanup that follows delivery.
+    /// Phase 3: the task outcome of a machine's last step; hands a held
+    /// container (or the execution's records) to the cleanup that follows
+    /// delivery.
     fn finish(
         &self,
         step: Step,
@@ -338,45 +369,16 @@ impl DockerRunner {
         volumes: Vec<String>,
         cancel: &CancelToken,
     ) -> TaskOutcome {
-        let key = ids.key.to_owned();
         match step {
             Step::Report { outcome, container } => {
-                let cancelled = cancel.is_cancelled();
-                let (result, keep) = match (outcome, &container) {
-                    (Outcome::Exited(code), Some((id, _))) => {
-                        let stopped_by_us = code != 0 && cancelled;
-                        let keep = !(self.settings.cleanup || stopped_by_us);
-                        (self.exit_outcome(id, code), keep)
-                    }
-                    (Outcome::Exited(code), None) => (exited(code, false), false),
-                    (Outcome::Failed, _) => (
-                        failure.unwrap_or_else(|| {
-                            TaskOutcome::failed(
-                                FailureReason::ContainerWait,
-                                "the Docker daemon did not answer",
-                            )
-                        }),
-                        false,
-                    ),
-                    (Outcome::Cancelled, _) => (
-                        TaskOutcome::failed(FailureReason::ContainerWait, "cancelled"),
-                        false,
-                    ),
-                    (Outcome::Interrupted, _) => (TaskOutcome::Interrupted, false),
-                    (Outcome::Vanished, _) => (
-                        TaskOutcome::failed(
-                            FailureReason::ContainerWait,
-                            "the task's container disappeared (removed outside the worker)",
-                        ),
-                        false,
-                    ),
-                };
+                let (result, keep) =
+                    self.reported(outcome, container.as_ref(), failure, cancel.is_cancelled());
                 let epoch = self.executor.ownership().epoch();
                 self.cleanups.hold(
                     ids.task_id,
                     Leftover {
                         container,
-                        key,
+                        key: ids.key.to_owned(),
                         keep,
                         volumes,
                         epoch,
@@ -387,24 +389,9 @@ impl DockerRunner {
                 result
             }
             Step::Silent(why) => {
-                let line = match why {
-                    Silence::OwnerReports => {
-                        "another worker process with this worker id owns its container and reports it"
-                    }
-                    Silence::Lost => {
-                        "another worker process took it over while this one could not act on it; that process reports it"
-                    }
-                    Silence::Detached => {
-                        "leaving its container running for the next worker process"
-                    }
-                    Silence::AlreadyDone => "it was reported already",
-                    Silence::NotMine => {
-                        "stopping to follow it: its container belongs to another live worker process, which reports it"
-                    }
-                };
-                log::info!("task {}: {line}", Shown(ids.task_id));
-                self.executor.ownership().forget_exec(&key);
-                self.busy(&key, false);
+                log::info!("task {}: {}", Shown(ids.task_id), silence_line(why));
+                self.executor.ownership().forget_exec(ids.key);
+                self.busy(ids.key, false);
                 for v in volumes.iter().rev() {
                     let _ = self.docker.volume_remove(v);
                 }
@@ -420,7 +407,7 @@ impl DockerRunner {
                 );
                 self.cleanups.now(Leftover {
                     container: Some((container, generation)),
-                    key,
+                    key: ids.key.to_owned(),
                     keep: false,
                     volumes,
                     epoch: self.executor.ownership().epoch(),
@@ -429,6 +416,47 @@ impl DockerRunner {
                 TaskOutcome::Detached
             }
             Step::Call(_) => TaskOutcome::Detached,
+        }
+    }
+
+    /// What a reported machine outcome means for the task, and whether its
+    /// container is kept after delivery (only an exit not caused by our own
+    /// stop, with cleanup off).
+    fn reported(
+        &self,
+        outcome: Outcome,
+        container: Option<&(String, u64)>,
+        failure: Option<TaskOutcome>,
+        cancelled: bool,
+    ) -> (TaskOutcome, bool) {
+        match (outcome, container) {
+            (Outcome::Exited(code), Some((id, _))) => {
+                let stopped_by_us = code != 0 && cancelled;
+                let keep = !(self.settings.cleanup || stopped_by_us);
+                (self.exit_outcome(id, code), keep)
+            }
+            (Outcome::Exited(code), None) => (exited(code, false), false),
+            (Outcome::Failed, _) => (
+                failure.unwrap_or_else(|| {
+                    TaskOutcome::failed(
+                        FailureReason::ContainerWait,
+                        "the Docker daemon did not answer",
+                    )
+                }),
+                false,
+            ),
+            (Outcome::Cancelled, _) => (
+                TaskOutcome::failed(FailureReason::ContainerWait, "cancelled"),
+                false,
+            ),
+            (Outcome::Interrupted, _) => (TaskOutcome::Interrupted, false),
+            (Outcome::Vanished, _) => (
+                TaskOutcome::failed(
+                    FailureReason::ContainerWait,
+                    "the task's container disappeared (removed outside the worker)",
+                ),
+                false,
+            ),
         }
     }
 
@@ -518,6 +546,35 @@ impl DockerRunner {
         lock(&self.held).remove(task_id);
         self.cleanups.forget_delivery(task_id);
         settle(outcome, cancel.cause())
+    }
+}
+
+/// Closes the container run's trace span with the task's outcome.
+fn close_run_span(span: Option<assigned::Phase>, outcome: &TaskOutcome) {
+    if let Some(mut span) = span {
+        match outcome {
+            TaskOutcome::Completed => span.ok(),
+            other => {
+                span.fail(other.clone());
+            }
+        }
+    }
+}
+
+/// The log line for a task this process ends without reporting.
+fn silence_line(why: Silence) -> &'static str {
+    match why {
+        Silence::OwnerReports => {
+            "another worker process with this worker id owns its container and reports it"
+        }
+        Silence::Lost => {
+            "another worker process took it over while this one could not act on it; that process reports it"
+        }
+        Silence::Detached => "leaving its container running for the next worker process",
+        Silence::AlreadyDone => "it was reported already",
+        Silence::NotMine => {
+            "stopping to follow it: its container belongs to another live worker process, which reports it"
+        }
     }
 }
 
