@@ -2,11 +2,13 @@
 //! container (`shared/spec/TASK.md` end to end).
 //!
 //! Owns [`DockerRunner`] (the flow: spec → image → sidecar volumes → create
-//! → musl probe → start → wait → exit status → logs) and the mapping of each
-//! step's failure to its `failure_reason`. Image pulls live in [`image`],
-//! sidecar volumes in [`sidecar`] (a `read_write` sidecar's private volume in
-//! [`sidecar::task_copy`]), host log limits in [`logconf`], what happens to an ended task's container
-//! in [`cleanup`], containers started by an earlier worker process in
+//! → musl probe → start → wait → exit status → logs): [`DockerRunner`]'s
+//! `execute` runs one assignment as its phases (spec, the driven state
+//! machine in `assigned` and [`drive`], then the end in `report`, which maps
+//! the last step to the outcome and its `failure_reason`). Image pulls live
+//! in [`image`], sidecar volumes in [`sidecar`] (a `read_write` sidecar's
+//! private volume in [`sidecar::task_copy`]), host log limits in
+//! [`logconf`], what happens to an ended task's container in [`cleanup`], containers started by an earlier worker process in
 //! `follow` (with [`ownership`], [`claims`] and [`lease`] for who may take
 //! them over), leftovers in [`reaper`], pure names in [`names`]. Cancel hooks
 //! registered here only abort in-flight I/O; stopping happens on the task's
@@ -27,6 +29,7 @@ pub mod ownership;
 pub mod prefetch;
 pub mod progress;
 pub mod reaper;
+mod report;
 pub mod retention;
 pub mod sidecar;
 
@@ -40,22 +43,19 @@ use crate::docker::Docker;
 use crate::docker::auth::CredentialEnv;
 use crate::logging;
 use crate::outside::Shown;
-use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
-use crate::wire::{FailureReason, TaskAssignment};
+use crate::task::{CancelToken, TaskOutcome, TaskRunner};
+use crate::wire::TaskAssignment;
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage, PullGate};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
 use assigned::AssignedWork;
-use cleanup::{Cleanups, Leftover};
+use cleanup::Cleanups;
 use drive::{Executor, TaskIds};
 use lease::{DaemonClock, Ownership};
-use ownership::machine::{Origin, Outcome, Silence, Step, TaskMachine};
+use ownership::machine::{Origin, Step, TaskMachine};
+use report::{close_run_span, settle};
 
-/// Lines of container output logged when a task ends.
-const LOG_TAIL_LINES: u32 = 100;
-/// Bytes of container output logged at most.
-const LOG_TAIL_BYTES: usize = 64 * 1024;
 /// What every logged line of container output starts with.
 pub const CONTAINER_LINE: &str = "[container] ";
 
@@ -320,146 +320,6 @@ impl DockerRunner {
         })
     }
 
-    /// A task whose container could not start forgets its sidecar volumes:
-    /// a volume replaced or emptied behind the worker's back shows here, so
-    /// the next task checks them again rather than trusting the record.
-    fn on_failed_start(&self, outcome: &TaskOutcome, sidecars: &[String]) {
-        if let TaskOutcome::Failed {
-            reason: FailureReason::ContainerStart,
-            ..
-        } = outcome
-        {
-            self.volumes.forget(sidecars);
-        }
-    }
-
-    /// A failure because Docker's disk is full says so and what to do,
-    /// and is recorded so the worker rejects new tasks until Docker can
-    /// write again.
-    fn on_full_disk(&self, outcome: TaskOutcome) -> TaskOutcome {
-        match outcome {
-            TaskOutcome::Failed {
-                reason,
-                detail,
-                exit_code,
-            } if disk::is_full(&detail) => {
-                if self.disk.mark_full() {
-                    log::error!(
-                        "Docker's disk is full (no space left on device); rejecting new tasks until Docker can write again"
-                    );
-                }
-                TaskOutcome::Failed {
-                    reason,
-                    detail: disk::explain(detail),
-                    exit_code,
-                }
-            }
-            other => other,
-        }
-    }
-
-    /// Phase 3: the task outcome of a machine's last step; hands a held
-    /// container (or the execution's records) to the cleanup that follows
-    /// delivery.
-    fn finish(
-        &self,
-        step: Step,
-        ids: &TaskIds<'_>,
-        failure: Option<TaskOutcome>,
-        volumes: Vec<String>,
-        cancel: &CancelToken,
-    ) -> TaskOutcome {
-        match step {
-            Step::Report { outcome, container } => {
-                let (result, keep) =
-                    self.reported(outcome, container.as_ref(), failure, cancel.is_cancelled());
-                let epoch = self.executor.ownership().epoch();
-                self.cleanups.hold(
-                    ids.task_id,
-                    Leftover {
-                        container,
-                        key: ids.key.to_owned(),
-                        keep,
-                        volumes,
-                        epoch,
-                    },
-                );
-                // The cleanup keeps the execution busy from here on.
-                self.busy(ids.key, false);
-                result
-            }
-            Step::Silent(why) => {
-                log::info!("task {}: {}", Shown(ids.task_id), silence_line(why));
-                self.executor.ownership().forget_exec(ids.key);
-                self.busy(ids.key, false);
-                for v in volumes.iter().rev() {
-                    let _ = self.docker.volume_remove(v);
-                }
-                TaskOutcome::Detached
-            }
-            Step::Cleanup {
-                container,
-                generation,
-            } => {
-                log::info!(
-                    "task {}: removing container {container}, whose task was reported by a worker process that ended before removing it",
-                    Shown(ids.task_id)
-                );
-                self.cleanups.now(Leftover {
-                    container: Some((container, generation)),
-                    key: ids.key.to_owned(),
-                    keep: false,
-                    volumes,
-                    epoch: self.executor.ownership().epoch(),
-                });
-                self.busy(ids.key, false);
-                TaskOutcome::Detached
-            }
-            Step::Call(_) => TaskOutcome::Detached,
-        }
-    }
-
-    /// What a reported machine outcome means for the task, and whether its
-    /// container is kept after delivery (only an exit not caused by our own
-    /// stop, with cleanup off).
-    fn reported(
-        &self,
-        outcome: Outcome,
-        container: Option<&(String, u64)>,
-        failure: Option<TaskOutcome>,
-        cancelled: bool,
-    ) -> (TaskOutcome, bool) {
-        match (outcome, container) {
-            (Outcome::Exited(code), Some((id, _))) => {
-                let stopped_by_us = code != 0 && cancelled;
-                let keep = !(self.settings.cleanup || stopped_by_us);
-                (self.exit_outcome(id, code), keep)
-            }
-            (Outcome::Exited(code), None) => (exited(code, false), false),
-            (Outcome::Failed, _) => (
-                failure.unwrap_or_else(|| {
-                    TaskOutcome::failed(
-                        FailureReason::ContainerWait,
-                        "the Docker daemon did not answer",
-                    )
-                }),
-                false,
-            ),
-            (Outcome::Cancelled, _) => (
-                TaskOutcome::failed(FailureReason::ContainerWait, "cancelled"),
-                false,
-            ),
-            (Outcome::Interrupted, _) => (TaskOutcome::Interrupted, false),
-            (Outcome::Vanished, _) => (
-                TaskOutcome::failed(
-                    FailureReason::ContainerWait,
-                    "the task's container disappeared (removed outside the worker)",
-                ),
-                false,
-            ),
-        }
-    }
-
     /// Marks execution `key` as handled by this process (the reaper leaves
     /// it alone) or not.
     fn busy(&self, key: &str, on: bool) {
@@ -486,52 +346,6 @@ impl DockerRunner {
         lock(&self.keys).contains(key) || self.cleanups.is_busy(key)
     }
 
-    /// The outcome of a container that exited with `status`, its output
-    /// logged (at debug on success) and `OOMKilled` read for a failure.
-    fn exit_outcome(&self, id: &str, status: i64) -> TaskOutcome {
-        self.log_tail(id, status);
-        if status == 0 {
-            log::info!("container {id} exited 0");
-            return TaskOutcome::Completed;
-        }
-        let oom = match self.docker.inspect(id) {
-            Ok(state) => state.oom_killed,
-            Err(e) => {
-                log::warn!("inspecting container {id}: {e}");
-                false
-            }
-        };
-        exited(status, oom)
-    }
-
-    fn log_tail(&self, id: &str, status: i64) {
-        let level = if status == 0 {
-            log::Level::Debug
-        } else {
-            log::Level::Info
-        };
-        if !log::log_enabled!(level) {
-            return;
-        }
-        match self.docker.logs_tail(id, LOG_TAIL_LINES, LOG_TAIL_BYTES) {
-            Ok(out) if !out.is_empty() => {
-                // One record per line, each marked as the container's (the
-                // logger escapes what a line holds), so no output line can
-                // pass for one the worker wrote.
-                log::log!(
-                    level,
-                    "container output (last {} lines):",
-                    out.lines().count()
-                );
-                for line in out.lines() {
-                    log::log!(level, "{CONTAINER_LINE}{line}");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("reading the output of container {id}: {e}"),
-        }
-    }
-
     /// Runs `work` as task `task_id` of this runner: marked active while it
     /// runs, its outcome settled against why it was cancelled.
     fn as_active(
@@ -546,61 +360,6 @@ impl DockerRunner {
         lock(&self.held).remove(task_id);
         self.cleanups.forget_delivery(task_id);
         settle(outcome, cancel.cause())
-    }
-}
-
-/// Closes the container run's trace span with the task's outcome.
-fn close_run_span(span: Option<assigned::Phase>, outcome: &TaskOutcome) {
-    if let Some(mut span) = span {
-        match outcome {
-            TaskOutcome::Completed => span.ok(),
-            other => {
-                span.fail(other.clone());
-            }
-        }
-    }
-}
-
-/// The log line for a task this process ends without reporting.
-fn silence_line(why: Silence) -> &'static str {
-    match why {
-        Silence::OwnerReports => {
-            "another worker process with this worker id owns its container and reports it"
-        }
-        Silence::Lost => {
-            "another worker process took it over while this one could not act on it; that process reports it"
-        }
-        Silence::Detached => "leaving its container running for the next worker process",
-        Silence::AlreadyDone => "it was reported already",
-        Silence::NotMine => {
-            "stopping to follow it: its container belongs to another live worker process, which reports it"
-        }
-    }
-}
-
-/// The outcome of a non-zero exit.
-fn exited(status: i64, oom: bool) -> TaskOutcome {
-    let reason = if oom {
-        FailureReason::ContainerOom
-    } else {
-        FailureReason::ContainerExit
-    };
-    TaskOutcome::Failed {
-        reason,
-        detail: format!("container exited with non-zero status: {status}"),
-        exit_code: status,
-    }
-}
-
-/// What a task reports, given how it ended and why it was cancelled (if
-/// it was): a cancelled task reports its cancel, a detach that found no
-/// started container to leave behind ends it as a shutdown does.
-fn settle(outcome: TaskOutcome, cause: Option<CancelCause>) -> TaskOutcome {
-    match (outcome, cause) {
-        (o @ (TaskOutcome::Completed | TaskOutcome::Detached), _) => o,
-        (_, Some(CancelCause::Detach)) => TaskOutcome::Cancelled(CancelCause::Shutdown),
-        (_, Some(cause)) => TaskOutcome::Cancelled(cause),
-        (o, None) => o,
     }
 }
 
@@ -625,39 +384,4 @@ impl TaskRunner for DockerRunner {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_settle_against_the_cancel_cause() {
-        let failed = || TaskOutcome::failed(FailureReason::ContainerWait, "cancelled");
-        assert_eq!(
-            settle(TaskOutcome::Completed, Some(CancelCause::User)),
-            TaskOutcome::Completed
-        );
-        assert_eq!(
-            settle(TaskOutcome::Detached, Some(CancelCause::Detach)),
-            TaskOutcome::Detached
-        );
-        assert_eq!(
-            settle(failed(), Some(CancelCause::Detach)),
-            TaskOutcome::Cancelled(CancelCause::Shutdown)
-        );
-        assert_eq!(
-            settle(failed(), Some(CancelCause::Timeout)),
-            TaskOutcome::Cancelled(CancelCause::Timeout)
-        );
-        assert_eq!(settle(failed(), None), failed());
-        assert_eq!(
-            exited(137, true),
-            TaskOutcome::Failed {
-                reason: FailureReason::ContainerOom,
-                detail: "container exited with non-zero status: 137".into(),
-                exit_code: 137
-            }
-        );
-    }
 }
