@@ -6,7 +6,7 @@ use super::super::liveness::FRESH;
 use super::RETRY;
 use super::guard::{GuardStage, Trust, settle_after_lapse};
 use super::observe::observe_owner;
-use super::protocol::{Call, Env, Reply};
+use super::protocol::{Call, Env, OwnerView, Reply};
 
 /// After a task's terminal message was read: remove its container (or
 /// keep it, recorded as reported), fenced like every action.
@@ -97,6 +97,49 @@ impl CleanupMachine {
         CleanupStep::Call(call)
     }
 
+    /// The owner record, read and trusted: keep, mark done or remove the
+    /// container if this process still holds it.
+    fn on_owner(&mut self, view: OwnerView, env: &mut Env<'_>) -> CleanupStep {
+        observe_owner(env.live, &self.id, &view, env.now);
+        if view.instance == env.me && view.generation >= self.generation {
+            self.claim_epoch = env.lease.epoch();
+            if !env.lease.safe(env.now) {
+                self.stage = GuardStage::Renew;
+                return self.next(env);
+            }
+            self.generation = view.generation;
+            if self.keep {
+                return CleanupStep::MarkReported {
+                    id: self.id.clone(),
+                    generation: self.generation,
+                };
+            }
+            if self.marked {
+                self.stage = GuardStage::Act;
+                return CleanupStep::Call(Call::Remove {
+                    id: self.id.clone(),
+                });
+            }
+            // Done first: whoever finds the container gone, or still
+            // there after a crash, knows its task was reported.
+            self.stage = GuardStage::Reclaim;
+            self.marked = true;
+            self.removing = true;
+            return CleanupStep::MarkDone {
+                id: self.id.clone(),
+            };
+        }
+        if view.generation < self.generation && self.claim_epoch == env.lease.epoch() {
+            self.stage = GuardStage::Reclaim;
+            return CleanupStep::Call(Call::Claim {
+                id: self.id.clone(),
+                generation: self.generation,
+            });
+        }
+        // Lost it: whoever holds it now finishes it.
+        CleanupStep::Finished
+    }
+
     /// The step after `reply`.
     pub fn step(&mut self, reply: Reply, env: &mut Env<'_>) -> CleanupStep {
         if std::mem::take(&mut self.retrying) {
@@ -141,46 +184,7 @@ impl CleanupMachine {
                 self.stage = GuardStage::Renew;
                 self.next(env)
             }
-            (GuardStage::Read, Reply::Owner(view)) => {
-                observe_owner(env.live, &self.id, &view, env.now);
-                if view.instance == env.me && view.generation >= self.generation {
-                    self.claim_epoch = env.lease.epoch();
-                    if !env.lease.safe(env.now) {
-                        self.stage = GuardStage::Renew;
-                        return self.next(env);
-                    }
-                    self.generation = view.generation;
-                    if self.keep {
-                        return CleanupStep::MarkReported {
-                            id: self.id.clone(),
-                            generation: self.generation,
-                        };
-                    }
-                    if self.marked {
-                        self.stage = GuardStage::Act;
-                        return CleanupStep::Call(Call::Remove {
-                            id: self.id.clone(),
-                        });
-                    }
-                    // Done first: whoever finds the container gone, or still
-                    // there after a crash, knows its task was reported.
-                    self.stage = GuardStage::Reclaim;
-                    self.marked = true;
-                    self.removing = true;
-                    return CleanupStep::MarkDone {
-                        id: self.id.clone(),
-                    };
-                }
-                if view.generation < self.generation && self.claim_epoch == env.lease.epoch() {
-                    self.stage = GuardStage::Reclaim;
-                    return CleanupStep::Call(Call::Claim {
-                        id: self.id.clone(),
-                        generation: self.generation,
-                    });
-                }
-                // Lost it: whoever holds it now finishes it.
-                CleanupStep::Finished
-            }
+            (GuardStage::Read, Reply::Owner(view)) => self.on_owner(view, env),
             (GuardStage::Act, Reply::Lapsed) => {
                 // Decided before a lapse: the owner record is read again.
                 self.stage = GuardStage::Renew;

@@ -6,7 +6,7 @@
 
 use super::super::liveness::{FRESH, Mono, OwnLease};
 use super::observe::observe_owner;
-use super::protocol::{Call, Env, Outcome, Reply, Silence, Stage, Step};
+use super::protocol::{Call, Env, Outcome, OwnerView, Reply, Silence, Stage, Step};
 use super::task::{Phase, TaskMachine};
 
 /// A fenced action waiting for its guard.
@@ -121,39 +121,7 @@ impl TaskMachine {
                 self.goto(phase(GuardStage::Renew), env)
             }
             (GuardStage::Read, Reply::Owner(view)) => {
-                observe_owner(env.live, &id, &view, env.now);
-                if view.instance == env.me && view.generation >= generation {
-                    self.claim_epoch = Some(env.lease.epoch());
-                    if !env.lease.safe(env.now) {
-                        return self.goto(phase(GuardStage::Renew), env);
-                    }
-                    if view.reported && action != Action::Stop {
-                        // Its execution was reported already (by a process
-                        // that took it over while this one was away): never
-                        // start it or report it again; just remove it.
-                        self.phase = Phase::Ended;
-                        return Step::Cleanup {
-                            container: id,
-                            generation: view.generation,
-                        };
-                    }
-                    let generation = view.generation;
-                    self.phase = Phase::Guard {
-                        id: id.clone(),
-                        generation,
-                        action: action.clone(),
-                        stage: GuardStage::Act,
-                    };
-                    return self.act(id, generation, action, view.stage, env);
-                }
-                if view.generation < generation && self.claim_epoch == Some(env.lease.epoch()) {
-                    // This process's claim vanished (a volume prune) while
-                    // its lease held: make it again; whoever creates it
-                    // first holds it.
-                    self.phase = phase(GuardStage::Reclaim);
-                    return Step::Call(Call::Claim { id, generation });
-                }
-                self.silent(Silence::Lost)
+                self.on_guard_owner(id, generation, action, view, env)
             }
             // Gone: reported and removed by whoever held it last (its
             // execution is done then), or removed by hand.
@@ -175,6 +143,57 @@ impl TaskMachine {
             (stage, Reply::Failed) => self.pause_and_retry(phase(stage)),
             (stage, _) => self.goto(phase(stage), env),
         }
+    }
+
+    /// The owner record, read and trusted: act if this process still holds
+    /// the container, make its vanished claim again, or give it up.
+    fn on_guard_owner(
+        &mut self,
+        id: String,
+        generation: u64,
+        action: Action,
+        view: OwnerView,
+        env: &mut Env<'_>,
+    ) -> Step {
+        let phase = |stage| Phase::Guard {
+            id: id.clone(),
+            generation,
+            action: action.clone(),
+            stage,
+        };
+        observe_owner(env.live, &id, &view, env.now);
+        if view.instance == env.me && view.generation >= generation {
+            self.claim_epoch = Some(env.lease.epoch());
+            if !env.lease.safe(env.now) {
+                return self.goto(phase(GuardStage::Renew), env);
+            }
+            if view.reported && action != Action::Stop {
+                // Its execution was reported already (by a process
+                // that took it over while this one was away): never
+                // start it or report it again; just remove it.
+                self.phase = Phase::Ended;
+                return Step::Cleanup {
+                    container: id,
+                    generation: view.generation,
+                };
+            }
+            let generation = view.generation;
+            self.phase = Phase::Guard {
+                id: id.clone(),
+                generation,
+                action: action.clone(),
+                stage: GuardStage::Act,
+            };
+            return self.act(id, generation, action, view.stage, env);
+        }
+        if view.generation < generation && self.claim_epoch == Some(env.lease.epoch()) {
+            // This process's claim vanished (a volume prune) while
+            // its lease held: make it again; whoever creates it
+            // first holds it.
+            self.phase = phase(GuardStage::Reclaim);
+            return Step::Call(Call::Claim { id, generation });
+        }
+        self.silent(Silence::Lost)
     }
 
     pub(super) fn act(
