@@ -10,7 +10,7 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `decode` | one frame in: [`decode`], [`Inbound`], [`DecodeError`], scrubbing serde's errors |
+//! | `decode` | one frame in: [`decode`](fn@decode), [`Inbound`], [`DecodeError`], scrubbing serde's errors |
 //! | `envelope` | the recursion-free scanner that takes a frame's envelope apart |
 //! | `ids` | the door's checks on ids, image references and mount paths |
 //! | `assignment` | the `task_assignment` structs ([`TaskAssignment`] and its parts) |

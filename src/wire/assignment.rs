@@ -2,7 +2,7 @@
 //! into, exactly as the orchestrator spells them (unknown fields ignored).
 //!
 //! Pure data with serde derives; the envelope, the door's checks and the
-//! answer to a bad assignment are [`super::decode`]'s.
+//! answer to a bad assignment are [`decode`](mod@super::decode)'s.
 
 use std::collections::BTreeMap;
 

@@ -13,7 +13,7 @@ use super::task::{Phase, TaskMachine};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AdoptStage {
     Claim,
-    /// Won: waiting out [`FRESH`] (see [`GuardStage::Fresh`]).
+    /// Won: waiting out [`FRESH`] (see [`GuardStage::Fresh`](super::guard::GuardStage::Fresh)).
     Fresh,
     Recheck,
     Settle,

@@ -24,7 +24,7 @@ pub struct CleanupMachine {
     /// When its guard may trust an owner record (see [`Trust`]).
     trust: Trust,
     /// The lease epoch in which the claim was last seen held (see
-    /// [`TaskMachine`]'s).
+    /// [`TaskMachine`](super::TaskMachine)'s).
     claim_epoch: u64,
 }
 

@@ -201,7 +201,7 @@ impl Call {
 
     /// Whether this call acts on a judgement that must still be fresh when
     /// it is made: the executor answers [`Reply::Lapsed`] instead when more
-    /// than [`super::liveness::FRESH`] passed since the machine chose it (the
+    /// than [`FRESH`](super::super::liveness::FRESH) passed since the machine chose it (the
     /// process paused in between).
     pub fn needs_fresh(&self) -> bool {
         self.is_fenced() || matches!(self, Call::Claim { .. } | Call::ClaimExecution { .. })

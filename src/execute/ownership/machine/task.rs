@@ -103,7 +103,7 @@ pub enum Origin {
 #[derive(Debug, Clone)]
 pub struct TaskMachine {
     pub(super) phase: Phase,
-    /// Names this task's subjects in the shared [`Liveness`].
+    /// Names this task's subjects in the shared [`Liveness`](super::super::liveness::Liveness).
     pub(super) tag: String,
     /// The last call was a pause before retrying the current phase.
     pub(super) retrying: bool,
@@ -117,7 +117,7 @@ pub struct TaskMachine {
     pub(super) held_generation: u64,
     /// How many times the daemon refused the execution claim.
     pub(super) refusals: u32,
-    /// The lease epoch when the task began (see [`OwnLease::epoch`]).
+    /// The lease epoch when the task began (see [`OwnLease::epoch`](super::super::liveness::OwnLease::epoch)).
     pub(super) epoch: Option<u64>,
     /// When its guards may trust an owner record (see [`Trust`]).
     pub(super) trust: Trust,
