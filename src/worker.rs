@@ -105,65 +105,29 @@ fn warn_about_volumes(config: &Config) {
     }
 }
 
+/// Starts the worker in its phases, waits for a stop signal and stops it.
+/// The bindings live here, in start-up order, so that on an early return
+/// (and at the end) they are dropped in the reverse of it: the metrics
+/// server outlives the final telemetry flush, the lease outlives the daemon.
 fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let env = |k: &str| std::env::var(k).ok();
     // Before anything could log them: OTLP headers usually carry an API key.
     register_otlp_secrets(&env);
     let telemetry_config =
         telemetry::config::from_env(&env).map_err(|e| RunError::Telemetry(e.to_string()))?;
-    let target = discovery::from_process_env().map_err(RunError::Docker)?;
-    let docker = Docker::connect(&target).map_err(RunError::Docker)?;
-    let platform = docker.platform().map_err(RunError::Docker)?;
-    info!(
-        "Docker at {} answers (API {}, {platform})",
-        docker.endpoint(),
-        docker.api_version()
-    );
-    // The daemon's side of the configuration (runtime, network, profiles,
-    // proxy, mirrors): refuse what would fail every task. See preflight.rs.
-    let mut config = preflight::at_start(&docker, config, &env).map_err(RunError::Preflight)?;
-    // Tasks are kept apart on the worker's own network unless the
-    // operator named one (see task_network.rs).
-    if config.docker.hardening.network.is_none() {
-        match task_network::ensure(&docker).map_err(RunError::TaskNetwork)? {
-            task_network::Ensured::Created => info!(
-                "created the task network {TASK_NETWORK}: task containers reach the outside but not each other"
-            ),
-            task_network::Ensured::Reused => {
-                debug!("task containers join the network {TASK_NETWORK}")
-            }
-        }
-        config.docker.hardening.network = Some(TASK_NETWORK.to_owned());
-    }
+    let (docker, platform) = connect_docker()?;
+    let config = daemon_side_config(&docker, config, &env)?;
     let config = &config;
     let health = Health::default();
     health.docker_ok();
-
-    let instance = lease::new_instance_id();
-    let runner = Arc::new(DockerRunner::new(
-        docker.clone(),
-        RunnerSettings::from_config(config, platform, instance.clone()),
-    ));
-    runner.set_retention(RetentionSettings::from_config(config));
-    runner.clock().sync(&docker).map_err(RunError::Lease)?;
-    let lease = lease::acquire(runner.ownership()).map_err(RunError::Lease)?;
-    info!(
-        "this is worker process {instance} (lease renewed every {}s, expiring {}s after the last renewal)",
-        (config.upkeep.lease_ttl / 3).as_secs(),
-        config.upkeep.lease_ttl.as_secs()
-    );
+    let (runner, lease) = start_runner(&docker, config, platform)?;
 
     let info = WorkerInfo {
         version: build_info::this().full_version(),
         backend: "docker".into(),
         worker_id: config.worker_id.clone(),
     };
-    let (resource, problems) = Resource::build(&info, build_info::VERSION, &env);
-    if let Some(line) = problems.warning() {
-        warn!("{line}");
-    }
-    let metrics = Metrics::new(info.clone(), config.max_concurrent_tasks).with_resource(resource);
-    metrics.set_docker_up(true);
+    let metrics = new_metrics(&info, config, &env);
     for line in &telemetry_config.warnings {
         warn!("{line}");
     }
@@ -174,19 +138,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     }
     let tracer = telemetry.tracer().cloned();
     telemetry::install(metrics.clone(), tracer.clone());
-    let _server =
-        match metrics::config_from_env(&env).map_err(|e| RunError::Metrics(e.to_string()))? {
-            Some(addr) => {
-                let server = metrics::serve(addr.to_string(), metrics.clone(), health.clone())
-                    .map_err(|e| RunError::Metrics(format!("cannot listen on {addr}: {e}")))?;
-                info!(
-                    "serving /metrics, /healthz and /readyz on {}",
-                    server.local_addr()
-                );
-                Some(server)
-            }
-            None => None,
-        };
+    let _server = serve_metrics(&env, &metrics, &health)?;
 
     // Before the first claim, with /healthz already answering: a load of
     // gigabytes takes a while (see archives.rs; failures are logged, never fatal).
@@ -194,9 +146,137 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         let _ = archives::load_dir(&docker, dir);
     }
 
+    let hooks = daemon_hooks(&metrics, &health, tracer, &runner);
+    let prefetching = start_prefetch(&runner, &metrics, config);
+    let daemon = Daemon::start(config, runner.clone(), &env, Timings::default(), hooks)
+        .map_err(RunError::Startup)?;
+    let outbox = daemon.outbox().clone();
+    metrics.set_unacknowledged_source(Arc::new(move || outbox.len()));
+    let dispatcher = daemon.dispatcher().clone();
+    let adopt: reaper::AdoptSink = Arc::new(move |t| dispatcher.adopt(t));
+    let reaper = runner.spawn_reaper(adopt, config.upkeep.reap_interval, REAP_GRACE);
+    spawn_docker_watch(
+        docker,
+        runner.clone(),
+        health,
+        daemon.dispatcher().clone(),
+        metrics.clone(),
+    );
+
+    let mode = wait_for_stop(config);
+    // No adoption while stopping: what is left goes to the next process.
+    drop(reaper);
+    drop(prefetching);
+    stop(daemon, mode, lease, telemetry);
+    Ok(())
+}
+
+/// Start-up: the Docker daemon this process talks to, and its platform.
+fn connect_docker() -> Result<(Docker, String), RunError> {
+    let target = discovery::from_process_env().map_err(RunError::Docker)?;
+    let docker = Docker::connect(&target).map_err(RunError::Docker)?;
+    let platform = docker.platform().map_err(RunError::Docker)?;
+    info!(
+        "Docker at {} answers (API {}, {platform})",
+        docker.endpoint(),
+        docker.api_version()
+    );
+    Ok((docker, platform))
+}
+
+/// Start-up: the configuration checked against the daemon, with the task
+/// network filled in.
+fn daemon_side_config(
+    docker: &Docker,
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, RunError> {
+    // The daemon's side of the configuration (runtime, network, profiles,
+    // proxy, mirrors): refuse what would fail every task. See preflight.rs.
+    let mut config = preflight::at_start(docker, config, env).map_err(RunError::Preflight)?;
+    // Tasks are kept apart on the worker's own network unless the
+    // operator named one (see task_network.rs).
+    if config.docker.hardening.network.is_none() {
+        match task_network::ensure(docker).map_err(RunError::TaskNetwork)? {
+            task_network::Ensured::Created => info!(
+                "created the task network {TASK_NETWORK}: task containers reach the outside but not each other"
+            ),
+            task_network::Ensured::Reused => {
+                debug!("task containers join the network {TASK_NETWORK}")
+            }
+        }
+        config.docker.hardening.network = Some(TASK_NETWORK.to_owned());
+    }
+    Ok(config)
+}
+
+/// Start-up: the task runner, under a new instance id, and its lease.
+fn start_runner(
+    docker: &Docker,
+    config: &Config,
+    platform: String,
+) -> Result<(Arc<DockerRunner>, lease::LeaseHandle), RunError> {
+    let instance = lease::new_instance_id();
+    let runner = Arc::new(DockerRunner::new(
+        docker.clone(),
+        RunnerSettings::from_config(config, platform, instance.clone()),
+    ));
+    runner.set_retention(RetentionSettings::from_config(config));
+    runner.clock().sync(docker).map_err(RunError::Lease)?;
+    let lease = lease::acquire(runner.ownership()).map_err(RunError::Lease)?;
+    info!(
+        "this is worker process {instance} (lease renewed every {}s, expiring {}s after the last renewal)",
+        (config.upkeep.lease_ttl / 3).as_secs(),
+        config.upkeep.lease_ttl.as_secs()
+    );
+    Ok((runner, lease))
+}
+
+/// Start-up: the metrics, with the resource that describes this process.
+fn new_metrics(
+    info: &WorkerInfo,
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Metrics {
+    let (resource, problems) = Resource::build(info, build_info::VERSION, env);
+    if let Some(line) = problems.warning() {
+        warn!("{line}");
+    }
+    let metrics = Metrics::new(info.clone(), config.max_concurrent_tasks).with_resource(resource);
+    metrics.set_docker_up(true);
+    metrics
+}
+
+/// Start-up: `/metrics`, `/healthz` and `/readyz`, when configured.
+fn serve_metrics(
+    env: &dyn Fn(&str) -> Option<String>,
+    metrics: &Metrics,
+    health: &Health,
+) -> Result<Option<metrics::ServerHandle>, RunError> {
+    let Some(addr) = metrics::config_from_env(env).map_err(|e| RunError::Metrics(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let server = metrics::serve(addr.to_string(), metrics.clone(), health.clone())
+        .map_err(|e| RunError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+    info!(
+        "serving /metrics, /healthz and /readyz on {}",
+        server.local_addr()
+    );
+    Ok(Some(server))
+}
+
+/// Start-up: what the daemon tells the rest of the worker — task
+/// telemetry, the connection's state, and the first reaper pass.
+fn daemon_hooks(
+    metrics: &Metrics,
+    health: &Health,
+    tracer: Option<telemetry::Tracer>,
+    runner: &Arc<DockerRunner>,
+) -> Hooks {
     let (m, h) = (metrics.clone(), health.clone());
     let first_pass = runner.clone();
-    let hooks = Hooks {
+    Hooks {
         observer: Some(Arc::new(TaskTelemetry {
             metrics: metrics.clone(),
             tracer,
@@ -226,40 +306,38 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
                 Err(e) => warn!("could not look for what an earlier run left: {e}"),
             }
         })),
-    };
-    // In the background while the worker connects and claims: a task that
-    // needs an image being prefetched waits for that pull.
+    }
+}
+
+/// Start-up: the image prefetch, in the background while the worker
+/// connects and claims (a task that needs an image being prefetched waits
+/// for that pull).
+fn start_prefetch(
+    runner: &Arc<DockerRunner>,
+    metrics: &Metrics,
+    config: &Config,
+) -> prefetch::PrefetchHandle {
     let warmth = prefetch::Warmth::default();
     let w = warmth.clone();
     metrics.set_prefetch_source(Arc::new(move || w.gauge()));
-    let prefetching = prefetch::spawn(runner.clone(), prefetch::targets(&config.docker), warmth);
-    let daemon = Daemon::start(config, runner.clone(), &env, Timings::default(), hooks)
-        .map_err(RunError::Startup)?;
-    let outbox = daemon.outbox().clone();
-    metrics.set_unacknowledged_source(Arc::new(move || outbox.len()));
-    let dispatcher = daemon.dispatcher().clone();
-    let adopt: reaper::AdoptSink = Arc::new(move |t| dispatcher.adopt(t));
-    let reaper = runner.spawn_reaper(adopt, config.upkeep.reap_interval, REAP_GRACE);
-    spawn_docker_watch(
-        docker,
-        runner.clone(),
-        health,
-        daemon.dispatcher().clone(),
-        metrics.clone(),
-    );
+    prefetch::spawn(runner.clone(), prefetch::targets(&config.docker), warmth)
+}
 
+/// Waits for a stop signal; the shutdown mode it asks for.
+fn wait_for_stop(config: &Config) -> ShutdownMode {
     let (tx, rx) = crossbeam_channel::bounded(1);
     signals::watch(move |signal| {
         let _ = tx.send(signal);
     });
     let signal = rx.recv().unwrap_or(Signal::Term);
-    let mode = match signal {
+    match signal {
         Signal::Quit => ShutdownMode::Drain,
         _ => config.on_shutdown,
-    };
-    // No adoption while stopping: what is left goes to the next process.
-    drop(reaper);
-    drop(prefetching);
+    }
+}
+
+/// Shutdown: the daemon in `mode`, then the lease, then the last telemetry.
+fn stop(daemon: Daemon, mode: ShutdownMode, lease: lease::LeaseHandle, telemetry: Telemetry) {
     let report = daemon.shutdown_in(mode);
     // Last: from here another process may take over what this one left.
     lease.release();
@@ -272,7 +350,6 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     // Last: the final metric values and queued spans go out once nothing
     // records any more (bounded by telemetry::FINAL_FLUSH).
     telemetry.flush_and_stop();
-    Ok(())
 }
 
 /// Masks every value of the OTLP header variables in log lines, decoded or

@@ -2,11 +2,13 @@
 //! container (`shared/spec/TASK.md` end to end).
 //!
 //! Owns [`DockerRunner`] (the flow: spec → image → sidecar volumes → create
-//! → musl probe → start → wait → exit status → logs) and the mapping of each
-//! step's failure to its `failure_reason`. Image pulls live in [`image`],
-//! sidecar volumes in [`sidecar`] (a `read_write` sidecar's private volume in
-//! [`sidecar::task_copy`]), host log limits in [`logconf`], what happens to an ended task's container
-//! in [`cleanup`], containers started by an earlier worker process in
+//! → musl probe → start → wait → exit status → logs): [`DockerRunner`]'s
+//! `execute` runs one assignment as its phases (spec, the driven state
+//! machine in `assigned` and [`drive`], then the end in `report`, which maps
+//! the last step to the outcome and its `failure_reason`). Image pulls live
+//! in [`image`], sidecar volumes in [`sidecar`] (a `read_write` sidecar's
+//! private volume in [`sidecar::task_copy`]), host log limits in
+//! [`logconf`], what happens to an ended task's container in [`cleanup`], containers started by an earlier worker process in
 //! `follow` (with [`ownership`], [`claims`] and [`lease`] for who may take
 //! them over), leftovers in [`reaper`], pure names in [`names`]. Cancel hooks
 //! registered here only abort in-flight I/O; stopping happens on the task's
@@ -27,6 +29,7 @@ pub mod ownership;
 pub mod prefetch;
 pub mod progress;
 pub mod reaper;
+mod report;
 pub mod retention;
 pub mod sidecar;
 
@@ -40,22 +43,19 @@ use crate::docker::Docker;
 use crate::docker::auth::CredentialEnv;
 use crate::logging;
 use crate::outside::Shown;
-use crate::task::{CancelCause, CancelToken, TaskOutcome, TaskRunner};
-use crate::wire::{FailureReason, TaskAssignment};
+use crate::task::{CancelToken, TaskOutcome, TaskRunner};
+use crate::wire::TaskAssignment;
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage, PullGate};
 pub use sidecar::{SidecarError, SidecarVolumes};
 
 use assigned::AssignedWork;
-use cleanup::{Cleanups, Leftover};
+use cleanup::Cleanups;
 use drive::{Executor, TaskIds};
 use lease::{DaemonClock, Ownership};
-use ownership::machine::{Origin, Outcome, Silence, Step, TaskMachine};
+use ownership::machine::{Origin, Step, TaskMachine};
+use report::{close_run_span, settle};
 
-/// Lines of container output logged when a task ends.
-const LOG_TAIL_LINES: u32 = 100;
-/// Bytes of container output logged at most.
-const LOG_TAIL_BYTES: usize = 64 * 1024;
 /// What every logged line of container output starts with.
 pub const CONTAINER_LINE: &str = "[container] ";
 
@@ -238,26 +238,17 @@ impl DockerRunner {
         reaper::spawn_periodic(Arc::clone(self), adopt, interval, grace)
     }
 
+    /// One assignment, start to end: build its container spec, drive its
+    /// state machine (image, sidecars, create, start, wait), turn the last
+    /// step into the outcome to report, then account for what that outcome
+    /// says about the daemon (its trace span, a full disk, volumes that
+    /// could not be started with).
     fn execute(&self, task: &TaskAssignment, cancel: &CancelToken) -> TaskOutcome {
-        let spec = match container_spec::build(task, &self.settings.spec) {
+        let spec = match self.build_spec(task) {
             Ok(spec) => spec,
-            Err(e) => return TaskOutcome::failed(e.failure_reason(), e.to_string()),
+            Err(outcome) => return outcome,
         };
-        if let Some(env) = container_spec::environment_without_image(task) {
-            log::warn!(
-                "task names environment {} but no image came with it; using {}",
-                Shown(env),
-                Shown(&spec.image)
-            );
-        }
-        // The dispatcher masks env_vars; the operator's values are secrets too.
-        let _secrets: Vec<_> = self
-            .settings
-            .spec
-            .operator_env
-            .values()
-            .map(|v| logging::register_secret(v))
-            .collect();
+        let _secrets = self.mask_operator_env();
         let key = names::exec_key(
             &self.settings.spec.worker_id,
             &task.task_id,
@@ -268,168 +259,65 @@ impl DockerRunner {
             task_id: &task.task_id,
             execution_id: &task.execution_id,
         };
-        let dedupe = !task.execution_id.is_empty();
-        let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, &key);
         let mut work = AssignedWork::new(self, task, spec, &key, cancel);
-        self.busy(&key, true);
-        let step = self
-            .executor
-            .drive(&mut machine, &ids, &mut work, cancel, &|f| {
-                self.holding(&task.task_id, f)
-            });
+        let step = self.drive_assigned(task, &ids, &mut work, cancel);
         let volumes = work.task_volumes.hand_over();
         let failure = work.failure.take();
         let sidecars = std::mem::take(&mut work.sidecar_volumes);
         let run_span = work.run_span.take();
         let outcome = self.finish(step, &ids, failure, volumes, cancel);
-        if let Some(mut span) = run_span {
-            match &outcome {
-                TaskOutcome::Completed => span.ok(),
-                other => {
-                    span.fail(other.clone());
-                }
-            }
-        }
+        close_run_span(run_span, &outcome);
         let outcome = self.on_full_disk(outcome);
-        if let TaskOutcome::Failed {
-            reason: FailureReason::ContainerStart,
-            ..
-        } = &outcome
-        {
-            // A volume replaced or emptied behind the worker's back shows here:
-            // the next task checks them again rather than trusting the record.
-            self.volumes.forget(&sidecars);
-        }
+        self.on_failed_start(&outcome, &sidecars);
         outcome
     }
 
-    /// A failure because Docker's disk is full says so and what to do,
-    /// and is recorded so the worker rejects new tasks until Docker can
-    /// write again.
-    fn on_full_disk(&self, outcome: TaskOutcome) -> TaskOutcome {
-        match outcome {
-            TaskOutcome::Failed {
-                reason,
-                detail,
-                exit_code,
-            } if disk::is_full(&detail) => {
-                if self.disk.mark_full() {
-                    log::error!(
-                        "Docker's disk is full (no space left on device); rejecting new tasks until Docker can write again"
-                    );
-                }
-                TaskOutcome::Failed {
-                    reason,
-                    detail: disk::explain(detail),
-                    exit_code,
-                }
-            }
-            other => other,
+    /// Phase 1: the container spec of `task`, or the outcome that refuses it.
+    fn build_spec<'a>(
+        &'a self,
+        task: &'a TaskAssignment,
+    ) -> Result<container_spec::ContainerSpec<'a>, TaskOutcome> {
+        let spec = container_spec::build(task, &self.settings.spec)
+            .map_err(|e| TaskOutcome::failed(e.failure_reason(), e.to_string()))?;
+        if let Some(env) = container_spec::environment_without_image(task) {
+            log::warn!(
+                "task names environment {} but no image came with it; using {}",
+                Shown(env),
+                Shown(&spec.image)
+            );
         }
+        Ok(spec)
     }
 
-    /// The task outcome of a machine's last step; hands a held container
-    /// (or the execution's records) to the cleanup that follows delivery.
-    fn finish(
+    /// Masks the operator's environment values in every log line while the
+    /// returned guards live. The dispatcher masks `env_vars`; the operator's
+    /// values are secrets too.
+    fn mask_operator_env(&self) -> Vec<logging::SecretGuard> {
+        self.settings
+            .spec
+            .operator_env
+            .values()
+            .map(|v| logging::register_secret(v))
+            .collect()
+    }
+
+    /// Phase 2: the assigned execution's state machine, driven until it
+    /// reports, goes silent or hands its container to cleanup. The execution
+    /// is busy (the reaper leaves it alone) from here until [`Self::finish`]
+    /// hands it on.
+    fn drive_assigned(
         &self,
-        step: Step,
+        task: &TaskAssignment,
         ids: &TaskIds<'_>,
-        failure: Option<TaskOutcome>,
-        volumes: Vec<String>,
+        work: &mut AssignedWork<'_>,
         cancel: &CancelToken,
-    ) -> TaskOutcome {
-        let key = ids.key.to_owned();
-        match step {
-            Step::Report { outcome, container } => {
-                let cancelled = cancel.is_cancelled();
-                let (result, keep) = match (outcome, &container) {
-                    (Outcome::Exited(code), Some((id, _))) => {
-                        let stopped_by_us = code != 0 && cancelled;
-                        let keep = !(self.settings.cleanup || stopped_by_us);
-                        (self.exit_outcome(id, code), keep)
-                    }
-                    (Outcome::Exited(code), None) => (exited(code, false), false),
-                    (Outcome::Failed, _) => (
-                        failure.unwrap_or_else(|| {
-                            TaskOutcome::failed(
-                                FailureReason::ContainerWait,
-                                "the Docker daemon did not answer",
-                            )
-                        }),
-                        false,
-                    ),
-                    (Outcome::Cancelled, _) => (
-                        TaskOutcome::failed(FailureReason::ContainerWait, "cancelled"),
-                        false,
-                    ),
-                    (Outcome::Interrupted, _) => (TaskOutcome::Interrupted, false),
-                    (Outcome::Vanished, _) => (
-                        TaskOutcome::failed(
-                            FailureReason::ContainerWait,
-                            "the task's container disappeared (removed outside the worker)",
-                        ),
-                        false,
-                    ),
-                };
-                let epoch = self.executor.ownership().epoch();
-                self.cleanups.hold(
-                    ids.task_id,
-                    Leftover {
-                        container,
-                        key,
-                        keep,
-                        volumes,
-                        epoch,
-                    },
-                );
-                // The cleanup keeps the execution busy from here on.
-                self.busy(ids.key, false);
-                result
-            }
-            Step::Silent(why) => {
-                let line = match why {
-                    Silence::OwnerReports => {
-                        "another worker process with this worker id owns its container and reports it"
-                    }
-                    Silence::Lost => {
-                        "another worker process took it over while this one could not act on it; that process reports it"
-                    }
-                    Silence::Detached => {
-                        "leaving its container running for the next worker process"
-                    }
-                    Silence::AlreadyDone => "it was reported already",
-                    Silence::NotMine => {
-                        "stopping to follow it: its container belongs to another live worker process, which reports it"
-                    }
-                };
-                log::info!("task {}: {line}", Shown(ids.task_id));
-                self.executor.ownership().forget_exec(&key);
-                self.busy(&key, false);
-                for v in volumes.iter().rev() {
-                    let _ = self.docker.volume_remove(v);
-                }
-                TaskOutcome::Detached
-            }
-            Step::Cleanup {
-                container,
-                generation,
-            } => {
-                log::info!(
-                    "task {}: removing container {container}, whose task was reported by a worker process that ended before removing it",
-                    Shown(ids.task_id)
-                );
-                self.cleanups.now(Leftover {
-                    container: Some((container, generation)),
-                    key,
-                    keep: false,
-                    volumes,
-                    epoch: self.executor.ownership().epoch(),
-                });
-                self.busy(ids.key, false);
-                TaskOutcome::Detached
-            }
-            Step::Call(_) => TaskOutcome::Detached,
-        }
+    ) -> Step {
+        let dedupe = !task.execution_id.is_empty();
+        let mut machine = TaskMachine::new(Origin::Assigned { dedupe }, ids.key);
+        self.busy(ids.key, true);
+        self.executor.drive(&mut machine, ids, work, cancel, &|f| {
+            self.holding(&task.task_id, f)
+        })
     }
 
     /// Marks execution `key` as handled by this process (the reaper leaves
@@ -458,52 +346,6 @@ impl DockerRunner {
         lock(&self.keys).contains(key) || self.cleanups.is_busy(key)
     }
 
-    /// The outcome of a container that exited with `status`, its output
-    /// logged (at debug on success) and `OOMKilled` read for a failure.
-    fn exit_outcome(&self, id: &str, status: i64) -> TaskOutcome {
-        self.log_tail(id, status);
-        if status == 0 {
-            log::info!("container {id} exited 0");
-            return TaskOutcome::Completed;
-        }
-        let oom = match self.docker.inspect(id) {
-            Ok(state) => state.oom_killed,
-            Err(e) => {
-                log::warn!("inspecting container {id}: {e}");
-                false
-            }
-        };
-        exited(status, oom)
-    }
-
-    fn log_tail(&self, id: &str, status: i64) {
-        let level = if status == 0 {
-            log::Level::Debug
-        } else {
-            log::Level::Info
-        };
-        if !log::log_enabled!(level) {
-            return;
-        }
-        match self.docker.logs_tail(id, LOG_TAIL_LINES, LOG_TAIL_BYTES) {
-            Ok(out) if !out.is_empty() => {
-                // One record per line, each marked as the container's (the
-                // logger escapes what a line holds), so no output line can
-                // pass for one the worker wrote.
-                log::log!(
-                    level,
-                    "container output (last {} lines):",
-                    out.lines().count()
-                );
-                for line in out.lines() {
-                    log::log!(level, "{CONTAINER_LINE}{line}");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("reading the output of container {id}: {e}"),
-        }
-    }
-
     /// Runs `work` as task `task_id` of this runner: marked active while it
     /// runs, its outcome settled against why it was cancelled.
     fn as_active(
@@ -518,32 +360,6 @@ impl DockerRunner {
         lock(&self.held).remove(task_id);
         self.cleanups.forget_delivery(task_id);
         settle(outcome, cancel.cause())
-    }
-}
-
-/// The outcome of a non-zero exit.
-fn exited(status: i64, oom: bool) -> TaskOutcome {
-    let reason = if oom {
-        FailureReason::ContainerOom
-    } else {
-        FailureReason::ContainerExit
-    };
-    TaskOutcome::Failed {
-        reason,
-        detail: format!("container exited with non-zero status: {status}"),
-        exit_code: status,
-    }
-}
-
-/// What a task reports, given how it ended and why it was cancelled (if
-/// it was): a cancelled task reports its cancel, a detach that found no
-/// started container to leave behind ends it as a shutdown does.
-fn settle(outcome: TaskOutcome, cause: Option<CancelCause>) -> TaskOutcome {
-    match (outcome, cause) {
-        (o @ (TaskOutcome::Completed | TaskOutcome::Detached), _) => o,
-        (_, Some(CancelCause::Detach)) => TaskOutcome::Cancelled(CancelCause::Shutdown),
-        (_, Some(cause)) => TaskOutcome::Cancelled(cause),
-        (o, None) => o,
     }
 }
 
@@ -568,39 +384,4 @@ impl TaskRunner for DockerRunner {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_settle_against_the_cancel_cause() {
-        let failed = || TaskOutcome::failed(FailureReason::ContainerWait, "cancelled");
-        assert_eq!(
-            settle(TaskOutcome::Completed, Some(CancelCause::User)),
-            TaskOutcome::Completed
-        );
-        assert_eq!(
-            settle(TaskOutcome::Detached, Some(CancelCause::Detach)),
-            TaskOutcome::Detached
-        );
-        assert_eq!(
-            settle(failed(), Some(CancelCause::Detach)),
-            TaskOutcome::Cancelled(CancelCause::Shutdown)
-        );
-        assert_eq!(
-            settle(failed(), Some(CancelCause::Timeout)),
-            TaskOutcome::Cancelled(CancelCause::Timeout)
-        );
-        assert_eq!(settle(failed(), None), failed());
-        assert_eq!(
-            exited(137, true),
-            TaskOutcome::Failed {
-                reason: FailureReason::ContainerOom,
-                detail: "container exited with non-zero status: 137".into(),
-                exit_code: 137
-            }
-        );
-    }
 }

@@ -5,7 +5,7 @@
 //! An iterative scanner (no recursion, one pass, no copy of the frame), so a
 //! frame nested deeper than serde_json's recursion limit, or with a key given
 //! twice, still yields the `task_id` it carries and can be answered. Pure;
-//! the typed decoding of `data` is the parent module's.
+//! the typed decoding of `data` is [`decode`](mod@super::decode)'s.
 
 use std::borrow::Cow;
 

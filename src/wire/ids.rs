@@ -6,7 +6,7 @@
 //! mount paths (a volume label and name, a bind, log fields) get the same
 //! check with a longer cap ([`MAX_REFERENCE_BYTES`]).
 //!
-//! Pure: says what is wrong with one value; the parent module decides how
+//! Pure: says what is wrong with one value; [`decode`](mod@super::decode) decides how
 //! the frame is answered. Never quotes the value (it may be a megabyte).
 
 use std::fmt;

@@ -1,8 +1,11 @@
 //! Unit tests of the wire codec: exact frames out, every decoding path in,
 //! the door's checks, and that no refused value is ever echoed.
 
+use std::collections::BTreeMap;
+
+use super::decode::scrub_values;
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn parsed(m: &Outbound) -> Value {
     serde_json::from_str(&m.encode()).unwrap()
