@@ -37,17 +37,18 @@ mod follow;
 mod guard;
 mod observe;
 mod protocol;
+mod state;
 mod task;
 
 use super::liveness::Mono;
 
 pub use cleanup::{CleanupMachine, CleanupStep};
-pub use guard::settle_after_lapse;
 pub use observe::{gone, observe_lease, observe_owner, ping_subject};
 pub use protocol::{
     Call, Cancel, Env, ExecView, Outcome, OwnerView, RELEASED, Reply, Silence, Stage, Step,
 };
-pub use task::{Origin, TaskMachine};
+pub use state::settle_after_lapse;
+pub use state::{Origin, TaskMachine};
 
 /// How often a follower looks at its owner again.
 pub const FOLLOW_POLL: Mono = 2_000;

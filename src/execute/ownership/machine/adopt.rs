@@ -5,30 +5,9 @@
 
 use super::super::liveness::{FRESH, owner_subject};
 use super::RELEASED;
-use super::guard::Action;
 use super::observe::{gone, observe_owner};
 use super::protocol::{Call, Env, Outcome, Reply, Silence, Stage, Step};
-use super::task::{Phase, TaskMachine};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum AdoptStage {
-    Claim,
-    /// Won: waiting out [`FRESH`] (see [`GuardStage::Fresh`](super::guard::GuardStage::Fresh)).
-    Fresh,
-    Recheck,
-    Settle,
-    Inspect,
-}
-
-/// Taking over an execution (or container) whose holder is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Takeover {
-    pub(super) previous: String,
-    pub(super) seen: Option<String>,
-    /// Only report it interrupted (the reaper's takeover); a follower's
-    /// takeover runs the task.
-    pub(super) interrupted_only: bool,
-}
+use super::state::{Action, AdoptStage, Phase, Takeover, TaskMachine};
 
 impl TaskMachine {
     /// The call of a takeover in `stage`; `None` when the judgement that

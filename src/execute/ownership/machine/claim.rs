@@ -3,11 +3,10 @@
 //! holder is gone, look for a container it already has, prepare, and
 //! create the container behind a fence on the execution claim.
 
-use super::adopt::{Takeover, settled};
-use super::guard::Action;
+use super::adopt::settled;
 use super::observe::leaving;
 use super::protocol::{Env, Outcome, Reply, Silence, Step};
-use super::task::{Phase, TaskMachine};
+use super::state::{Action, Phase, Takeover, TaskMachine};
 
 /// How many refusals of an execution claim end the task.
 const REFUSALS: u32 = 3;

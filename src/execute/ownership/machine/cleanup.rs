@@ -4,9 +4,9 @@
 
 use super::super::liveness::FRESH;
 use super::RETRY;
-use super::guard::{GuardStage, Trust, settle_after_lapse};
 use super::observe::observe_owner;
 use super::protocol::{Call, Env, OwnerView, Reply};
+use super::state::{GuardStage, Trust, settle_after_lapse};
 
 /// After a task's terminal message was read: remove its container (or
 /// keep it, recorded as reported), fenced like every action.

@@ -3,10 +3,9 @@
 //! claim as a container's report is on the container's owner record.
 
 use super::super::liveness::FRESH;
-use super::guard::{GuardStage, settle_after_lapse};
 use super::observe::leaving;
 use super::protocol::{Call, Env, Outcome, Reply, Silence, Step};
-use super::task::{Phase, TaskMachine};
+use super::state::{GuardStage, Phase, TaskMachine, settle_after_lapse};
 
 impl TaskMachine {
     /// Reports `outcome` of a task that has no container, once this

@@ -3,11 +3,9 @@
 //! live (wait), gone (take over) or missing (a prune, or nobody).
 
 use super::super::liveness::owner_subject;
-use super::adopt::{AdoptStage, Takeover};
-use super::guard::Action;
 use super::observe::{gone, leaving, observe_lease, observe_owner};
 use super::protocol::{Env, ExecView, Outcome, OwnerView, Silence, Stage, Step};
-use super::task::{Phase, TaskMachine};
+use super::state::{Action, AdoptStage, Phase, Takeover, TaskMachine};
 
 impl TaskMachine {
     /// The execution's record, read while following it (or found holding

@@ -1,41 +1,13 @@
 //! The guard before every fenced action (start, stop, remove, report):
 //! renew the own lease if it is no longer safe, settle after a lapse, read
 //! the container's owner record, make a vanished claim again, then act only
-//! if this process still holds the container. [`Trust`] says when an owner
-//! record may be believed.
+//! if this process still holds the container. [`Trust`](super::state::Trust)
+//! says when an owner record may be believed.
 
-use super::super::liveness::{FRESH, Mono, OwnLease};
+use super::super::liveness::FRESH;
 use super::observe::observe_owner;
 use super::protocol::{Call, Env, Outcome, OwnerView, Reply, Silence, Stage, Step};
-use super::task::{Phase, TaskMachine};
-
-/// A fenced action waiting for its guard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Action {
-    Start,
-    Stop,
-    /// Remove a never-started container, then report `Interrupted`.
-    RemoveUnstarted,
-    Report(Outcome),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum GuardStage {
-    /// Renewing the own lease (it was not safe).
-    Renew,
-    /// The lease had lapsed: waiting for every live holder to re-create
-    /// a claim a prune may have removed, before reading.
-    Settle,
-    /// Reading the owner record.
-    Read,
-    /// Re-creating this process's vanished claim.
-    Reclaim,
-    /// A claim just won: waiting out [`FRESH`] before reading (see
-    /// [`Call::needs_fresh`]).
-    Fresh,
-    /// The action's own call.
-    Act,
-}
+use super::state::{Action, GuardStage, Phase, TaskMachine, settle_after_lapse};
 
 impl TaskMachine {
     pub(super) fn guard(
@@ -259,60 +231,4 @@ impl TaskMachine {
 
 pub(super) fn action_again() -> Action {
     Action::Report(Outcome::Failed)
-}
-
-/// How long a process whose lease lapsed waits after renewing before it
-/// trusts an owner record: a whole ttl. A holder whose claim a prune
-/// erased makes it again at its next renewal (every third of a ttl) if its
-/// lease is still safe; if it cannot renew, its safe window (shorter than a
-/// ttl) ends meanwhile, and it never acts on the claim again without
-/// reading. Either way the record read after the wait is the truth.
-pub fn settle_after_lapse(lease: &OwnLease) -> Mono {
-    lease.ttl()
-}
-
-/// When a guard may trust what the daemon's records say about what this
-/// process holds. After its lease lapsed, another process may have taken
-/// a claim over; after a `docker volume prune`, that claim's record may be
-/// gone while its holder has yet to make it again. Either way the guard
-/// waits [`settle_after_lapse`] and reads again: by then a holder whose
-/// lease held has made its claim again (it renews every third of a ttl),
-/// and one whose lease did not never acts on it again without reading. A
-/// prune shows as an erasure a renewal found ([`OwnLease::erased`]) less
-/// than a ttl ago, or, with no renewal since, as this process's own lease
-/// missing from the very record it reads.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Trust {
-    /// The lease epoch of the last completed wait (`None`: wait first).
-    validated: Option<u64>,
-}
-
-impl Trust {
-    /// Trusted as long as the lease does not lapse after `epoch`.
-    pub(super) fn in_epoch(epoch: u64) -> Self {
-        Self {
-            validated: Some(epoch),
-        }
-    }
-
-    /// Whether the guard must wait before it reads.
-    pub(super) fn must_settle(&self, lease: &OwnLease) -> bool {
-        self.validated != Some(lease.epoch())
-    }
-
-    /// The wait is over.
-    pub(super) fn settled(&mut self, lease: &OwnLease) {
-        self.validated = Some(lease.epoch());
-    }
-
-    /// A record just read at `now`: `false` (wait, then read again) when
-    /// records were erased less than a ttl ago, or `own_lease_missing`
-    /// (the record names this process, whose lease is not there).
-    pub(super) fn confirm(&mut self, lease: &OwnLease, now: Mono, own_lease_missing: bool) -> bool {
-        if own_lease_missing || lease.erased_within(now, lease.ttl()) {
-            self.validated = None;
-            return false;
-        }
-        true
-    }
 }
