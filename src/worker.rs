@@ -35,7 +35,7 @@
 //! | `pull-watch` (one per pull) | `execute/image.rs` | the stall timeout of one image pull | receives progress beats on a channel; aborts the pull once when they stop | when the pull ends, or after it fired |
 //! | `metrics-http` | `metrics/server.rs` | `/metrics`, `/healthz`, `/readyz` (only when configured) | accepts and serves TCP clients, reading [`Metrics`] and [`Health`] | when its handle is dropped (end of `run`) |
 //! | `otlp-metrics` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing metric snapshots (only when configured) | reads [`Metrics`]; sends over HTTP to the collector or prints; a stop channel with the final flush's budget | after the final flush (end of `run`) |
-//! | `otlp-traces` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing task spans (only when configured) | receives spans from the tracer's queue; sends over HTTP or prints | after the final flush (end of `run`) |
+//! | `otlp-traces` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing task spans (only when configured) | receives spans, and the final flush request, on the tracer's queue; sends over HTTP or prints | after the final flush (end of `run`) |
 //! | `mirror-probe` | `preflight/mod.rs` | checking the daemon's registry mirrors once at start | connects to each mirror; logs what it finds | when every mirror answered or timed out |
 //! | `net-dns` (one per lookup) | `net/tcp.rs` | one DNS lookup, so a hung resolver costs only its timeout | sends the addresses on a channel the caller waits on with a deadline | when the lookup returns (possibly after the caller gave up) |
 //! | unnamed (two per helper call) | `docker/auth.rs` | reading a credential helper's stdout or stderr | sends the bytes on a channel | at the pipe's end |
