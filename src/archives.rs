@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::docker::{Docker, DockerError, LoadReport};
 use crate::execute::progress::{EVERY, Throttle, rate, seconds, size};
-use crate::outside::Shown;
+use crate::untrusted::Escaped;
 
 /// Tar's block size: headers and padded contents.
 const BLOCK: u64 = 512;
@@ -73,7 +73,7 @@ impl fmt::Display for ManifestError {
             Self::Config(c) => write!(
                 f,
                 "manifest.json names the config {:?}, not a sha256 blob",
-                Shown(c)
+                Escaped(c)
             ),
             Self::Empty => write!(f, "manifest.json lists no image"),
         }
@@ -556,7 +556,7 @@ fn names(list: &[String]) -> String {
     let mut out = list
         .iter()
         .take(NAMES_SHOWN)
-        .map(|n| Shown(n).to_string())
+        .map(|n| Escaped(n).to_string())
         .collect::<Vec<_>>()
         .join(", ");
     if list.len() > NAMES_SHOWN {
@@ -566,7 +566,7 @@ fn names(list: &[String]) -> String {
 }
 
 fn shown_path(path: &Path) -> String {
-    Shown(&path.display().to_string()).to_string()
+    Escaped(&path.display().to_string()).to_string()
 }
 
 /// A gzip stream (RFC 1952, one member or several) inflated as it is read,

@@ -17,7 +17,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::config::{AGENT_MOUNT_PATH, Config, DEFAULT_IMAGE, Hardening, VolumeMount};
-use crate::outside::Shown;
+use crate::untrusted::Escaped;
 use crate::wire::{FailureReason, InstanceShape, TaskAssignment};
 
 mod args;
@@ -237,10 +237,14 @@ impl fmt::Display for SpecError {
                     EnvNameProblem::Equals => "contains '=' (it would set another variable)",
                     EnvNameProblem::Nul => "contains a NUL byte",
                 };
-                write!(f, "env_vars name {:?} {why}", Shown(name))
+                write!(f, "env_vars name {:?} {why}", Escaped(name))
             }
             Self::EnvValueNul { name } => {
-                write!(f, "env_vars value of {:?} contains a NUL byte", Shown(name))
+                write!(
+                    f,
+                    "env_vars value of {:?} contains a NUL byte",
+                    Escaped(name)
+                )
             }
             Self::SidecarWithoutImage { mount_path } => write!(
                 f,

@@ -1,5 +1,9 @@
-//! The running worker: wires the dispatcher to the connection thread and runs
-//! the shutdown sequence of PROTOCOL.md, in the mode asked for.
+//! The dispatcher and the connection, wired together, and the shutdown
+//! sequence of PROTOCOL.md in the mode asked for: the part of the running
+//! worker that knows neither Docker nor the process around it. The whole
+//! process (start-up order, Docker, lease, reaper, metrics, signals) is
+//! [`crate::worker`]'s, whose module doc also lists every thread the
+//! process starts.
 //!
 //! A stop fits a time budget (`shutdown_timeout`, 9 s by default, inside
 //! the 10 s `docker stop` gives): after any drain, every task's
@@ -10,9 +14,9 @@
 //!
 //! Owns the order of start-up and shutdown and nothing else: it does not know
 //! how a task runs (a [`TaskRunner`] is handed in) nor how the socket works.
-//! `main` builds the Docker runner, starts a [`Daemon`], waits for a signal
-//! and calls [`Daemon::shutdown`]; tests start one in-process with a fake
-//! runner against the stand-in orchestrator.
+//! [`crate::worker::run`] builds the Docker runner, starts a [`Daemon`],
+//! waits for a signal and calls [`Daemon::shutdown_in`]; tests start one
+//! in-process with a fake runner against the stand-in orchestrator.
 
 use std::fmt;
 use std::sync::Arc;

@@ -6,7 +6,18 @@
 //! thread runs its task through a [`task::TaskRunner`] (the Docker backend in
 //! [`docker`] and [`execute`]); status messages travel back through the
 //! [`outbox`], which keeps them across reconnects until the orchestrator has
-//! them.
+//! them. The process around them, and the list of every thread it starts,
+//! is [`worker`]'s.
+//!
+//! # Errors
+//!
+//! One rule for every error in the crate: an error is a type (an enum or a
+//! struct, never a `String`) whose `Display` is plain words an operator can
+//! act on. Its cause goes in exactly one place: in `Display`, when the cause
+//! is what the operator must read (the usual case: one log line says it
+//! all), or in `source()`, when the error wraps another one unchanged and
+//! adds only context — never in both, so a chain printed cause by cause
+//! does not repeat itself.
 
 #![deny(missing_docs, unused_must_use)]
 
@@ -30,11 +41,11 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod outbox;
-pub mod outside;
 pub mod preflight;
 pub mod signals;
 pub mod task;
 pub mod task_network;
 pub mod telemetry;
+pub mod untrusted;
 pub mod wire;
 pub mod worker;

@@ -7,7 +7,7 @@
 //! own too, since output is logged a line at a time). Every line passes through [`redact`] before it is
 //! written, so a secret that slips into a message (an `env_vars` value, the
 //! API key, a registry password) comes out as `[REDACTED]`; then through
-//! [`crate::outside::escape_line`], so whatever a message holds (a task id,
+//! [`crate::untrusted::escape_line`], so whatever a message holds (a task id,
 //! container output) a record is one line the worker wrote. This module must
 //! not decide what is worth logging; callers do.
 //!
@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::calendar::civil_from_days;
 use crate::config::LogFormat;
-use crate::outside::{self, MESSAGE_MAX_BYTES, Shown};
+use crate::untrusted::{self, Escaped, MESSAGE_MAX_BYTES};
 
 /// What a masked secret looks like in a log line.
 pub const REDACTED: &str = "[REDACTED]";
@@ -129,7 +129,7 @@ fn panic_message(
     format!(
         "internal error in thread {}{place}: {}",
         thread.unwrap_or("unnamed"),
-        outside::truncate_message(message, MESSAGE_MAX_BYTES / 2)
+        untrusted::truncate_message(message, MESSAGE_MAX_BYTES / 2)
     )
 }
 
@@ -161,7 +161,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
 
 fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> String {
     let message = redact(&record.args().to_string());
-    let message = outside::truncate_message(&message, MESSAGE_MAX_BYTES).into_owned();
+    let message = untrusted::truncate_message(&message, MESSAGE_MAX_BYTES).into_owned();
     let mut fields = Fields(serde_json::Map::new());
     let _ = record.key_values().visit(&mut fields);
     let fields = fields.0;
@@ -176,9 +176,9 @@ fn render(format: LogFormat, record: &log::Record<'_>, timestamp: &str) -> Strin
     match format {
         LogFormat::Text => {
             // JSON escapes by itself; a text line must not break either.
-            let message = outside::escape_line(&message);
+            let message = untrusted::escape_line(&message);
             let task = task
-                .map(|t| format!(" task={}", Shown(&t)))
+                .map(|t| format!(" task={}", Escaped(&t)))
                 .unwrap_or_default();
             format!("{timestamp} {:<5}{task} {message}", record.level().as_str())
         }

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::outside;
+use crate::untrusted;
 use crate::wire::{self, FailureReason, Outbound, TaskAssignment};
 
 /// Runs one task to its end. Called on a pool thread; may block for hours.
@@ -118,7 +118,7 @@ impl TaskOutcome {
                 // names): the dashboard gets a bounded message whatever they hold.
                 message: format!(
                     "Failed to execute task: {}",
-                    outside::truncate_message(&detail, outside::MESSAGE_MAX_BYTES)
+                    untrusted::truncate_message(&detail, untrusted::MESSAGE_MAX_BYTES)
                 ),
                 failure_reason: Some(reason),
                 exit_code,

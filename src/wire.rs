@@ -32,7 +32,7 @@ pub use assignment::{
     SessionSharing, SidecarMount, Task, TaskAssignment, TaskOwner,
 };
 pub use decode::{DecodeError, EnvelopeProblem, Inbound, decode};
-pub use envelope::MAX_DEPTH;
+pub use envelope::{MAX_DEPTH, SyntaxError};
 pub use ids::{IdProblem, MAX_ID_BYTES, MAX_REFERENCE_BYTES, check_id, check_reference};
 pub use outbound::{
     CANCELLED_MESSAGE, CANCELLED_STATE, COMPLETED_MESSAGE, FailureReason, INTERRUPTED_MESSAGE,

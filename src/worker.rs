@@ -1,4 +1,7 @@
-//! The `run` command: everything `main` starts for a working worker.
+//! The `run` command: everything `main` starts for a working worker. This
+//! is the top of the runtime (start here); [`crate::daemon`] is one part of
+//! it, the dispatcher and the connection with their shutdown sequence, the
+//! part tests start on its own.
 //!
 //! Owns start-up order and the one-line start-up errors: logging and secret
 //! masking first, then Docker (discovery, ping, platform), the task network
@@ -10,10 +13,36 @@
 //! not answer, and finally the wait for a stop signal, the shutdown in the
 //! mode it asks for, and the lease's release. It must not contain task or
 //! protocol logic.
+//!
+//! # Every thread the process starts
+//!
+//! Kept here so one look shows them all; a new thread gets a row. No
+//! thread name holds outside text.
+//!
+//! | thread | started in | owns | receives / sends | ends |
+//! | --- | --- | --- | --- | --- |
+//! | main | `main.rs`, this file | start-up, then the shutdown sequence | waits on a channel for the first stop signal from `signals` | when `run` returns |
+//! | `signals` | `signals.rs` | the stop-signal rule ([`crate::signals::react`]) | `sigwait` on SIGTERM/SIGINT/SIGQUIT/SIGHUP; sends the first stop signal to main | with the process; a repeated stop signal exits it (code 130) |
+//! | `connection` | `connection/mod.rs` | the WebSocket to the orchestrator: dial, backoff, ping/pong, acks | reads frames and hands them to the dispatcher (`Daemon`'s handler); writes the [`crate::outbox`]'s messages, woken by the outbox through a socket pair; sends its finish report to [`Daemon::shutdown_in`] | after `finish` (shutdown): the outbox is empty or the deadline passed, Close sent |
+//! | `task-slot-N` (one per slot) | `dispatch/pool.rs` | one claimed task at a time, run to its terminal message | receives jobs on the pool's bounded channel; calls the task runner (Docker); queues status messages in the outbox | when the dispatcher, the channel's sender, is dropped (with the process) |
+//! | `task` (one per task) | `dispatch/pool.rs` | one task, without `max_concurrent_tasks` or when adopted | like a slot, for its one job | when the task's terminal message is queued |
+//! | `task-deadlines` | `deadline.rs` | the task timeouts | a list of deadlines under a mutex/condvar; fires [`crate::task::CancelToken`]s | with the process |
+//! | `docker-ping` | `worker/docker_watch.rs` | the Docker health watch | pings Docker and probes its disk; flips the dispatcher's Docker/disk switches, `/readyz` and `docker_up` | with the process |
+//! | `reaper` | `execute/reaper.rs` | the periodic reaper and retention passes | calls Docker; hands adopted tasks to the dispatcher; a stop channel | when its handle is dropped (start of shutdown) |
+//! | `lease` | `execute/lease.rs` | renewing this process's lease every `ttl / 3` | calls Docker; a stop channel | at the lease's release (end of shutdown) |
+//! | `prefetch` | `execute/prefetch.rs` | warming the configured images at start | calls Docker; sets the prefetch gauge; a cancel token | when every image is done, or its handle is dropped (shutdown) |
+//! | `cleanup` | `execute/cleanup.rs` | removing ended tasks' containers and volumes once their messages are delivered | receives leftovers on an unbounded channel; calls Docker | when the runner, the only sender, is dropped |
+//! | `pull-watch` (one per pull) | `execute/image.rs` | the stall timeout of one image pull | receives progress beats on a channel; aborts the pull once when they stop | when the pull ends, or after it fired |
+//! | `metrics-http` | `metrics/server.rs` | `/metrics`, `/healthz`, `/readyz` (only when configured) | accepts and serves TCP clients, reading [`Metrics`] and [`Health`] | when its handle is dropped (end of `run`) |
+//! | `otlp-metrics` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing metric snapshots (only when configured) | reads [`Metrics`]; sends over HTTP to the collector or prints; a stop channel with the final flush's budget | after the final flush (end of `run`) |
+//! | `otlp-traces` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing task spans (only when configured) | receives spans, and the final flush request, on the tracer's queue; sends over HTTP or prints | after the final flush (end of `run`) |
+//! | `mirror-probe` | `preflight/mod.rs` | checking the daemon's registry mirrors once at start | connects to each mirror; logs what it finds | when every mirror answered or timed out |
+//! | `net-dns` (one per lookup) | `net/tcp.rs` | one DNS lookup, so a hung resolver costs only its timeout | sends the addresses on a channel the caller waits on with a deadline | when the lookup returns (possibly after the caller gave up) |
+//! | unnamed (two per helper call) | `docker/auth.rs` | reading a credential helper's stdout or stderr | sends the bytes on a channel | at the pipe's end |
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{debug, error, info, warn};
 
@@ -21,7 +50,6 @@ use crate::config::{Config, ShutdownMode};
 use crate::daemon::{ConnectionEvent, Daemon, Hooks, StartupError, Timings};
 use crate::dispatch::Dispatcher;
 use crate::docker::{Docker, DockerError, discovery};
-use crate::execute::disk::{DiskStep, DiskWatch, Probe};
 use crate::execute::retention::RetentionSettings;
 use crate::execute::{DockerRunner, RunnerSettings, lease, prefetch, reaper};
 use crate::metrics::{self, Health, Metrics, ReconnectReason, Resource, WorkerInfo};
@@ -30,23 +58,30 @@ use crate::task_network::{self, TASK_NETWORK};
 use crate::telemetry::{self, TaskTelemetry, Telemetry};
 use crate::{archives, build_info, logging, preflight, signals};
 
+mod docker_watch;
+
 /// Objects younger than this are spared by the reaper where a live process
 /// may still be making them.
 const REAP_GRACE: Duration = Duration::from_secs(120);
-/// How often Docker is pinged while it answers (readiness, and whether to
-/// take tasks at all).
-const DOCKER_PING_INTERVAL: Duration = Duration::from_secs(5);
-/// How often Docker is pinged while it does not answer.
-const DOCKER_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Why `run` could not start.
+/// Why `run` could not start. Each variant's cause is printed in its
+/// `Display` (it is the one line the operator reads), so none is a `source()`.
 #[derive(Debug)]
 enum RunError {
     Docker(DockerError),
     Lease(DockerError),
-    Metrics(String),
+    /// The Prometheus variables are unusable.
+    MetricsEnv(metrics::EnvError),
+    /// `/metrics` cannot listen on the address asked for.
+    MetricsListen {
+        addr: metrics::ListenAddr,
+        error: std::io::Error,
+    },
     Preflight(preflight::Problem),
-    Telemetry(String),
+    /// The OTLP variables are unusable.
+    TelemetryConfig(telemetry::ConfigError),
+    /// An OTLP exporter cannot start.
+    TelemetryStart(telemetry::StartError),
     TaskNetwork(task_network::TaskNetworkError),
     Startup(StartupError),
 }
@@ -59,9 +94,13 @@ impl fmt::Display for RunError {
                 f,
                 "cannot create this worker's lease volume on the Docker daemon: {e}"
             ),
-            Self::Metrics(e) => write!(f, "metrics: {e}"),
+            Self::MetricsEnv(e) => write!(f, "metrics: {e}"),
+            Self::MetricsListen { addr, error } => {
+                write!(f, "metrics: cannot listen on {addr}: {error}")
+            }
             Self::Preflight(e) => write!(f, "{e}"),
-            Self::Telemetry(e) => write!(f, "telemetry: {e}"),
+            Self::TelemetryConfig(e) => write!(f, "telemetry: {e}"),
+            Self::TelemetryStart(e) => write!(f, "telemetry: {e}"),
             Self::TaskNetwork(e) => write!(f, "{e}"),
             Self::Startup(e) => write!(f, "{e}"),
         }
@@ -113,8 +152,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let env = |k: &str| std::env::var(k).ok();
     // Before anything could log them: OTLP headers usually carry an API key.
     register_otlp_secrets(&env);
-    let telemetry_config =
-        telemetry::config::from_env(&env).map_err(|e| RunError::Telemetry(e.to_string()))?;
+    let telemetry_config = telemetry::config::from_env(&env).map_err(RunError::TelemetryConfig)?;
     let (docker, platform) = connect_docker()?;
     let config = daemon_side_config(&docker, config, &env)?;
     let config = &config;
@@ -132,7 +170,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
         warn!("{line}");
     }
     let telemetry = Telemetry::start(&telemetry_config, &metrics, &info, &env)
-        .map_err(|e| RunError::Telemetry(e.to_string()))?;
+        .map_err(RunError::TelemetryStart)?;
     for line in &telemetry.described {
         info!("{line}");
     }
@@ -155,7 +193,7 @@ fn start_and_wait(config: &Config) -> Result<(), RunError> {
     let dispatcher = daemon.dispatcher().clone();
     let adopt: reaper::AdoptSink = Arc::new(move |t| dispatcher.adopt(t));
     let reaper = runner.spawn_reaper(adopt, config.upkeep.reap_interval, REAP_GRACE);
-    spawn_docker_watch(
+    docker_watch::spawn(
         docker,
         runner.clone(),
         health,
@@ -253,12 +291,11 @@ fn serve_metrics(
     metrics: &Metrics,
     health: &Health,
 ) -> Result<Option<metrics::ServerHandle>, RunError> {
-    let Some(addr) = metrics::config_from_env(env).map_err(|e| RunError::Metrics(e.to_string()))?
-    else {
+    let Some(addr) = metrics::config_from_env(env).map_err(RunError::MetricsEnv)? else {
         return Ok(None);
     };
     let server = metrics::serve(addr.to_string(), metrics.clone(), health.clone())
-        .map_err(|e| RunError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|error| RunError::MetricsListen { addr, error })?;
     info!(
         "serving /metrics, /healthz and /readyz on {}",
         server.local_addr()
@@ -369,97 +406,4 @@ fn register_otlp_secrets(env: &dyn Fn(&str) -> Option<String>) {
             }
         }
     }
-}
-
-/// One look at Docker's disk: reject while a task found it full, probe
-/// now and then, take tasks again once it can write.
-fn watch_disk(runner: &DockerRunner, dispatcher: &Dispatcher, watch: &mut DiskWatch) {
-    let since = runner.disk().full_since();
-    match watch.tick(since.is_some(), Instant::now()) {
-        DiskStep::Idle => {}
-        DiskStep::Reject => {
-            dispatcher.set_disk_full(true);
-            // What retention may remove goes now, not at its next turn.
-            match runner.retention_pass() {
-                Ok(r) if r.volumes + r.images > 0 => watch.freed(Instant::now()),
-                Ok(_) => {}
-                Err(e) => debug!("retention pass on a full disk: {e}"),
-            }
-        }
-        DiskStep::Probe => {
-            let probe = runner.probe_disk();
-            if let Probe::Short(space) = &probe {
-                debug!(
-                    "Docker's data root still has only {} MB free of {} MB",
-                    space.free >> 20,
-                    space.total >> 20
-                );
-            }
-            if let Probe::Failed(e) = &probe {
-                debug!("Docker still cannot write: {e}");
-            }
-            if watch.probed(matches!(probe, Probe::Writable), Instant::now()) {
-                runner.disk().clear();
-                dispatcher.set_disk_full(false);
-                info!(
-                    "Docker can write again (its disk was full for {}); taking new tasks again",
-                    crate::duration::format(since.map_or(Duration::ZERO, |t| t.elapsed()))
-                );
-            }
-        }
-    }
-}
-
-/// Pings Docker: `/readyz` learns when it last answered, and while it does
-/// not answer — or while its disk is full — the dispatcher rejects new
-/// assignments (so the orchestrator routes them to a healthy worker)
-/// instead of claiming and failing them.
-fn spawn_docker_watch(
-    docker: Docker,
-    runner: Arc<DockerRunner>,
-    health: Health,
-    dispatcher: Dispatcher,
-    metrics: Metrics,
-) {
-    let _ = std::thread::Builder::new()
-        .name("docker-ping".into())
-        .spawn(move || {
-            let mut answering = true;
-            let mut disk = DiskWatch::new(Instant::now());
-            loop {
-                std::thread::sleep(if answering {
-                    DOCKER_PING_INTERVAL
-                } else {
-                    DOCKER_RETRY_INTERVAL
-                });
-                watch_disk(&runner, &dispatcher, &mut disk);
-                // Any call that got an answer (lease renewals, tasks) is as
-                // good as a ping; only an idle client pings.
-                if answering && docker.answered_within(DOCKER_PING_INTERVAL) {
-                    health.docker_ok();
-                    metrics.set_docker_up(true);
-                    continue;
-                }
-                match docker.ping() {
-                    Ok(()) => {
-                        health.docker_ok();
-                        metrics.set_docker_up(true);
-                        if !answering {
-                            info!("Docker answers again; taking new tasks again");
-                            dispatcher.set_docker_available(true);
-                            answering = true;
-                        }
-                    }
-                    Err(e) if answering => {
-                        metrics.set_docker_up(false);
-                        warn!(
-                            "Docker did not answer a ping: {e}; rejecting new tasks until it does"
-                        );
-                        dispatcher.set_docker_available(false);
-                        answering = false;
-                    }
-                    Err(_) => {}
-                }
-            }
-        });
 }

@@ -22,7 +22,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 use super::{InboundHandler, Shared};
 use crate::net::Stream;
 use crate::outbox::Outbox;
-use crate::outside::Shown;
+use crate::untrusted::Escaped;
 use crate::wire::{self, Inbound, MAX_MESSAGE_BYTES, Outbound};
 
 /// How long to wait for the orchestrator to answer our Close before hanging up.
@@ -292,22 +292,22 @@ fn deliver<H: InboundHandler>(text: tungstenite::Utf8Bytes, handler: &mut H) {
         Ok(Inbound::Unknown { kind }) => {
             log::warn!(
                 "ignoring a message of unknown type {:?} from the orchestrator",
-                Shown(&kind)
+                Escaped(&kind)
             )
         }
         Ok(msg) => {
             match &msg {
                 Inbound::Assignment(a) => {
-                    log::debug!("received task_assignment for task {}", Shown(&a.task_id))
+                    log::debug!("received task_assignment for task {}", Escaped(&a.task_id))
                 }
                 Inbound::InvalidAssignment { task_id, .. } => {
                     log::debug!(
                         "received an unusable task_assignment for task {}",
-                        Shown(task_id)
+                        Escaped(task_id)
                     )
                 }
                 Inbound::Cancellation { task_id } => {
-                    log::debug!("received task_cancellation for task {}", Shown(task_id))
+                    log::debug!("received task_cancellation for task {}", Escaped(task_id))
                 }
                 Inbound::Unknown { .. } => {}
             }
@@ -321,15 +321,17 @@ fn deliver<H: InboundHandler>(text: tungstenite::Utf8Bytes, handler: &mut H) {
 fn describe(m: &Outbound) -> String {
     match m {
         Outbound::TaskClaimed { task_id, .. } => {
-            format!("task_claimed for task {}", Shown(task_id))
+            format!("task_claimed for task {}", Escaped(task_id))
         }
         Outbound::TaskRejected { task_id, .. } => {
-            format!("task_rejected for task {}", Shown(task_id))
+            format!("task_rejected for task {}", Escaped(task_id))
         }
         Outbound::TaskCompleted { task_id, .. } => {
-            format!("task_completed for task {}", Shown(task_id))
+            format!("task_completed for task {}", Escaped(task_id))
         }
-        Outbound::TaskFailed { task_id, .. } => format!("task_failed for task {}", Shown(task_id)),
+        Outbound::TaskFailed { task_id, .. } => {
+            format!("task_failed for task {}", Escaped(task_id))
+        }
     }
 }
 

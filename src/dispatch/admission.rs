@@ -19,8 +19,8 @@ use super::{AdoptedTask, Dispatcher};
 use crate::events::{RejectReason, TaskEvent};
 use crate::inflight::Permit;
 use crate::logging;
-use crate::outside::Shown;
 use crate::task::CancelToken;
+use crate::untrusted::Escaped;
 use crate::wire::{self, FailureReason, Inbound, Outbound, TaskAssignment};
 
 /// What admission decided for an assignment.
@@ -63,19 +63,19 @@ impl Dispatcher {
             error!(
                 task_id = task_id.as_str();
                 "task {}: invalid task assignment: {problem}",
-                Shown(&task_id)
+                Escaped(&task_id)
             );
         } else {
             error!(
                 "task {}: invalid task assignment: {problem}",
-                Shown(&task_id)
+                Escaped(&task_id)
             );
         }
         if self.shared.registry.lock().contains_key(&task_id) {
             // Its one terminal message comes from the run already here.
             warn!(
                 "task {} is running here; the invalid copy is ignored",
-                Shown(&task_id)
+                Escaped(&task_id)
             );
             return;
         }
@@ -117,7 +117,7 @@ impl Dispatcher {
         info!(
             task_id = task_id.as_str(), worker_id = shared.settings.worker_id.as_str();
             "claimed task {task_id} ({:?}), {count} active",
-            Shown(&assignment.task.title)
+            Escaped(&assignment.task.title)
         );
         self.claim(task_id.clone());
         shared.observer.active(count);

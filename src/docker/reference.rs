@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::outside::Shown;
+use crate::untrusted::Escaped;
 
 /// Docker Hub's registry name after normalisation.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -89,31 +89,31 @@ impl fmt::Display for ReferenceError {
                 write!(
                     f,
                     "invalid image reference {:?}: invalid reference format",
-                    Shown(reference)
+                    Escaped(reference)
                 )
             }
             Self::Uppercase { reference } => write!(
                 f,
                 "invalid image reference {:?}: repository name must be lowercase",
-                Shown(reference)
+                Escaped(reference)
             ),
             Self::NameTooLong { reference } => write!(
                 f,
                 "invalid image reference {:?}: repository name must not be more than 255 characters",
-                Shown(reference)
+                Escaped(reference)
             ),
             Self::InvalidTag { reference } => {
                 write!(
                     f,
                     "invalid image reference {:?}: invalid tag format",
-                    Shown(reference)
+                    Escaped(reference)
                 )
             }
             Self::InvalidDigest { reference } => {
                 write!(
                     f,
                     "invalid image reference {:?}: invalid digest format",
-                    Shown(reference)
+                    Escaped(reference)
                 )
             }
             Self::InvalidMirror {

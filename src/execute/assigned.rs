@@ -14,9 +14,9 @@ use super::sidecar::task_copy::{TaskRef, TaskVolumes};
 use super::{DockerRunner, image};
 use crate::container_spec::{self, ContainerSpec};
 use crate::docker::DockerError;
-use crate::outside::Shown;
 use crate::task::{CancelToken, TaskOutcome};
 use crate::telemetry::{self, AttrValue};
+use crate::untrusted::Escaped;
 use crate::wire::{FailureReason, TaskAssignment};
 
 /// One assigned task's own steps.
@@ -190,14 +190,14 @@ impl TaskWork for AssignedWork<'_> {
                 FailureReason::ImagePull,
                 format!(
                     "image {} uses musl libc (for example Alpine Linux); the Warp agent needs a glibc-based image such as Debian or Ubuntu",
-                    Shown(&self.spec.image)
+                    Escaped(&self.spec.image)
                 ),
             )),
             Ok(false) => Ok(()),
             Err(e) => {
                 log::warn!(
                     "could not check image {} for musl libc: {e}",
-                    Shown(&self.spec.image)
+                    Escaped(&self.spec.image)
                 );
                 Ok(())
             }

@@ -85,7 +85,7 @@ impl DockerRunner {
             let _scope = logging::TaskScope::with_secrets(&t, Arc::new(EnvSecrets(secrets)));
             log::info!(
                 "adopted task {} from {from} (container {short}, {what})",
-                crate::outside::Shown(&t)
+                crate::untrusted::Escaped(&t)
             );
             runner.as_active(&t, cancel, || {
                 runner.run_machine(origin, &k, &t, &e, cancel)
@@ -122,7 +122,7 @@ impl DockerRunner {
         let work = move |cancel: &CancelToken| {
             log::info!(
                 "task {} was claimed by worker process {from}, which is gone and never made its container",
-                crate::outside::Shown(&t)
+                crate::untrusted::Escaped(&t)
             );
             runner.as_active(&t, cancel, || {
                 runner.run_machine(origin, &k, &t, &e, cancel)

@@ -42,8 +42,8 @@ use crate::container_spec::{self, Limits, SpecInputs};
 use crate::docker::Docker;
 use crate::docker::auth::CredentialEnv;
 use crate::logging;
-use crate::outside::Shown;
 use crate::task::{CancelToken, TaskOutcome, TaskRunner};
+use crate::untrusted::Escaped;
 use crate::wire::TaskAssignment;
 
 pub use image::{ImageError, ImageSettings, PULL_STALL_TIMEOUT, PreparedImage, PullGate};
@@ -282,8 +282,8 @@ impl DockerRunner {
         if let Some(env) = container_spec::environment_without_image(task) {
             log::warn!(
                 "task names environment {} but no image came with it; using {}",
-                Shown(env),
-                Shown(&spec.image)
+                Escaped(env),
+                Escaped(&spec.image)
             );
         }
         Ok(spec)

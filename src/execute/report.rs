@@ -10,8 +10,8 @@ use crate::execute::cleanup::Leftover;
 use crate::execute::drive::TaskIds;
 use crate::execute::ownership::machine::{Outcome, Silence, Step};
 use crate::execute::{CONTAINER_LINE, DockerRunner, disk};
-use crate::outside::Shown;
 use crate::task::{CancelCause, CancelToken, TaskOutcome};
+use crate::untrusted::Escaped;
 use crate::wire::FailureReason;
 
 /// Lines of container output logged when a task ends.
@@ -89,7 +89,7 @@ impl DockerRunner {
                 result
             }
             Step::Silent(why) => {
-                log::info!("task {}: {}", Shown(ids.task_id), silence_line(why));
+                log::info!("task {}: {}", Escaped(ids.task_id), silence_line(why));
                 self.executor.ownership().forget_exec(ids.key);
                 self.busy(ids.key, false);
                 for v in volumes.iter().rev() {
@@ -103,7 +103,7 @@ impl DockerRunner {
             } => {
                 log::info!(
                     "task {}: removing container {container}, whose task was reported by a worker process that ended before removing it",
-                    Shown(ids.task_id)
+                    Escaped(ids.task_id)
                 );
                 self.cleanups.now(Leftover {
                     container: Some((container, generation)),

@@ -87,7 +87,7 @@ impl fmt::Display for SidecarError {
                 write!(
                     f,
                     "sidecar image {} has no digest or id to name its volume",
-                    crate::outside::Shown(image)
+                    crate::untrusted::Escaped(image)
                 )
             }
             Self::Docker {
@@ -97,13 +97,13 @@ impl fmt::Display for SidecarError {
             } => write!(
                 f,
                 "preparing sidecar volume {}: {step}: {source}",
-                crate::outside::Shown(volume)
+                crate::untrusted::Escaped(volume)
             ),
             Self::Cancelled => f.write_str("cancelled while preparing a sidecar volume"),
             Self::Contended { volume } => write!(
                 f,
                 "preparing sidecar volume {}: other worker processes kept starting its copy and never finished it ({FILL_ATTEMPTS} tries)",
-                crate::outside::Shown(volume)
+                crate::untrusted::Escaped(volume)
             ),
         }
     }

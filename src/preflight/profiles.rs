@@ -48,56 +48,92 @@ pub fn classify(entry: &str) -> SecurityOpt<'_> {
 }
 
 /// Why a seccomp profile cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ProfileError {
-    /// The path, or `inline` for a profile given in the entry.
-    pub source: String,
-    /// What is wrong, in the reader's or parser's words.
-    pub reason: String,
+    /// The path, or `given inline` for a profile given in the entry.
+    pub profile: String,
+    /// What is wrong.
+    pub problem: ProfileProblem,
+}
+
+/// What is wrong with a seccomp profile; its words follow the profile's
+/// name in [`ProfileError`]'s text.
+#[derive(Debug)]
+pub enum ProfileProblem {
+    /// The path is relative (the worker, not the daemon, reads it).
+    NotAbsolute,
+    /// The file cannot be read, in the system's words.
+    Unreadable(std::io::Error),
+    /// The file is larger than [`MAX_PROFILE_BYTES`].
+    TooLarge {
+        /// Its size.
+        bytes: u64,
+    },
+    /// The text is JSON but not an object.
+    NotAnObject,
+    /// The text is not JSON, in the parser's words.
+    NotJson(serde_json::Error),
+}
+
+impl fmt::Display for ProfileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAbsolute => {
+                f.write_str("the path is not absolute (the worker reads it; write the full path)")
+            }
+            Self::Unreadable(e) => write!(f, "{e}"),
+            Self::TooLarge { bytes } => write!(
+                f,
+                "{bytes} bytes is larger than the {MAX_PROFILE_BYTES} bytes accepted"
+            ),
+            Self::NotAnObject => {
+                f.write_str("is not a JSON object (a seccomp profile has \"defaultAction\")")
+            }
+            Self::NotJson(e) => write!(f, "is not valid JSON: {e}"),
+        }
+    }
 }
 
 impl fmt::Display for ProfileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seccomp profile {}: {}", self.source, self.reason)
+        write!(f, "seccomp profile {}: {}", self.profile, self.problem)
     }
 }
+
+impl std::error::Error for ProfileError {}
 
 /// The `seccomp=<json>` entry to send for a profile file: read (bounded),
 /// checked to be a JSON object, compacted.
 pub fn load_seccomp(path: &str) -> Result<String, ProfileError> {
-    let fail = |reason: String| ProfileError {
-        source: path.to_owned(),
-        reason,
+    let fail = |problem| ProfileError {
+        profile: path.to_owned(),
+        problem,
     };
     if !path.starts_with('/') {
-        return Err(fail(
-            "the path is not absolute (the worker reads it; write the full path)".into(),
-        ));
+        return Err(fail(ProfileProblem::NotAbsolute));
     }
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    let meta = std::fs::metadata(path).map_err(|e| fail(ProfileProblem::Unreadable(e)))?;
     if meta.len() > MAX_PROFILE_BYTES {
-        return Err(fail(format!(
-            "{} bytes is larger than the {MAX_PROFILE_BYTES} bytes accepted",
-            meta.len()
-        )));
+        return Err(fail(ProfileProblem::TooLarge { bytes: meta.len() }));
     }
-    let text = std::fs::read_to_string(Path::new(path)).map_err(|e| fail(e.to_string()))?;
+    let text = std::fs::read_to_string(Path::new(path))
+        .map_err(|e| fail(ProfileProblem::Unreadable(e)))?;
     compact(&text).map_err(fail)
 }
 
 /// The `seccomp=<json>` entry for an inline profile, checked the same way.
 pub fn inline_seccomp(json: &str) -> Result<String, ProfileError> {
-    compact(json).map_err(|reason| ProfileError {
-        source: "given inline".into(),
-        reason,
+    compact(json).map_err(|problem| ProfileError {
+        profile: "given inline".into(),
+        problem,
     })
 }
 
-fn compact(text: &str) -> Result<String, String> {
+fn compact(text: &str) -> Result<String, ProfileProblem> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(v @ serde_json::Value::Object(_)) => Ok(format!("seccomp={v}")),
-        Ok(_) => Err("is not a JSON object (a seccomp profile has \"defaultAction\")".into()),
-        Err(e) => Err(format!("is not valid JSON: {e}")),
+        Ok(_) => Err(ProfileProblem::NotAnObject),
+        Err(e) => Err(ProfileProblem::NotJson(e)),
     }
 }
 

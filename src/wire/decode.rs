@@ -79,7 +79,7 @@ impl std::error::Error for DecodeError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvelopeProblem {
     /// The frame is not valid JSON: the scanner's first syntax error.
-    Syntax(String),
+    Syntax(envelope::SyntaxError),
     /// Nested deeper than [`MAX_DEPTH`].
     TooDeep,
     /// No `type` member.
@@ -177,7 +177,7 @@ fn answer_bad_envelope(
 /// What is wrong with the envelope itself, if anything.
 fn envelope_problem(env: &envelope::Envelope<'_>) -> Option<EnvelopeProblem> {
     if let Some(syntax) = &env.syntax {
-        return Some(EnvelopeProblem::Syntax(syntax.clone()));
+        return Some(EnvelopeProblem::Syntax(*syntax));
     }
     if env.depth > MAX_DEPTH {
         return Some(EnvelopeProblem::TooDeep);

@@ -23,8 +23,26 @@ pub struct Envelope<'a> {
     /// Deepest nesting seen (the envelope itself is 1).
     pub depth: usize,
     /// The first syntax error; scanning stopped there.
-    pub syntax: Option<String>,
+    pub syntax: Option<SyntaxError>,
 }
+
+/// The first syntax error in a frame: what the scanner found wrong, and the
+/// byte where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// What is wrong (`expected a value`, `bad escape`, …).
+    pub what: &'static str,
+    /// The byte offset in the frame.
+    pub at: usize,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+impl std::error::Error for SyntaxError {}
 
 /// What a `data` object says about its task.
 #[derive(Debug, Default)]
@@ -113,7 +131,7 @@ fn decode_string(token: &str) -> String {
     serde_json::from_str(token).unwrap_or_else(|_| "\u{fffd}".to_owned())
 }
 
-type Step<'x> = dyn FnMut(&mut Scanner<'_>, Cow<'_, str>, usize) -> Result<(), String> + 'x;
+type Step<'x> = dyn FnMut(&mut Scanner<'_>, Cow<'_, str>, usize) -> Result<(), SyntaxError> + 'x;
 
 struct Scanner<'a> {
     text: &'a str,
@@ -142,24 +160,28 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn error(&self, what: &str) -> String {
-        format!("{what} at byte {}", self.pos)
+    fn error(&self, what: &'static str) -> SyntaxError {
+        SyntaxError { what, at: self.pos }
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), String> {
+    fn expect(&mut self, byte: u8) -> Result<(), SyntaxError> {
         self.ws();
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
         } else {
-            Err(self.error(&format!("expected `{}`", byte as char)))
+            Err(self.error(match byte {
+                b'{' => "expected `{`",
+                b':' => "expected `:`",
+                _ => "expected another byte",
+            }))
         }
     }
 
     /// The members of the object at `pos` (at nesting `depth`): `step` gets
     /// each key with the scanner at its value and the value's start, and
     /// must consume the value.
-    fn members(&mut self, depth: usize, step: &mut Step<'_>) -> Result<(), String> {
+    fn members(&mut self, depth: usize, step: &mut Step<'_>) -> Result<(), SyntaxError> {
         self.max_depth = self.max_depth.max(depth);
         self.expect(b'{')?;
         self.ws();
@@ -188,7 +210,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn key(&mut self) -> Result<Cow<'a, str>, String> {
+    fn key(&mut self) -> Result<Cow<'a, str>, SyntaxError> {
         self.ws();
         if self.peek() != Some(b'"') {
             return Err(self.error("expected a string key"));
@@ -204,7 +226,7 @@ impl<'a> Scanner<'a> {
 
     /// Skips one value nested inside `depth` containers, keeping its own
     /// containers on a stack rather than the call stack.
-    fn value(&mut self, depth: usize) -> Result<(), String> {
+    fn value(&mut self, depth: usize) -> Result<(), SyntaxError> {
         let mut open: Vec<u8> = Vec::new();
         loop {
             self.ws();
@@ -260,7 +282,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string token at `pos`; returns its byte range, quotes included.
-    fn string(&mut self) -> Result<(usize, usize), String> {
+    fn string(&mut self) -> Result<(usize, usize), SyntaxError> {
         let start = self.pos;
         self.pos += 1;
         loop {
@@ -292,7 +314,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn literal(&mut self, word: &str) -> Result<(), String> {
+    fn literal(&mut self, word: &str) -> Result<(), SyntaxError> {
         if self.bytes[self.pos..].starts_with(word.as_bytes()) {
             self.pos += word.len();
             Ok(())
@@ -301,7 +323,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<(), String> {
+    fn number(&mut self) -> Result<(), SyntaxError> {
         let digits = |s: &mut Self| {
             let from = s.pos;
             while matches!(s.peek(), Some(b'0'..=b'9')) {
@@ -390,7 +412,10 @@ mod tests {
         assert!(split("[1]").is_none());
         assert!(split("  ").is_none());
         let env = split(r#"{"data":{"task_id":"T"},"type":tru}"#).unwrap();
-        assert_eq!(env.syntax.as_deref(), Some("expected a value at byte 31"));
+        assert_eq!(
+            env.syntax.map(|e| e.to_string()).as_deref(),
+            Some("expected a value at byte 31")
+        );
         assert_eq!(env.datas, vec![r#"{"task_id":"T"}"#]);
         for bad in [
             r#"{"a":01}"#,

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::outside::needs_escape;
+use crate::untrusted::needs_escape;
 
 /// Longest id accepted, in bytes. Oz's ids are UUIDs or short slugs (36
 /// bytes); Docker's own labels and names are far shorter in practice.

@@ -143,7 +143,7 @@ impl SidecarVolumes {
         } else if is_ours(&info) && !filled_from(&info, image_id) {
             log::warn!(
                 "sidecar volume {volume} does not record being filled from image {}; copying that image again",
-                crate::outside::Shown(image_id)
+                crate::untrusted::Escaped(image_id)
             );
         } else if is_ours(&info) {
             if self.has_marker(volume, reference)? {

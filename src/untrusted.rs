@@ -1,8 +1,9 @@
-//! Values that came from outside the worker (the orchestrator's task ids,
-//! titles and image references, a task container's output, the daemon's
-//! error text) made safe to show in one log record or one status message.
+//! Untrusted values: text that came from outside the worker (the
+//! orchestrator's task ids, titles and image references, a task container's
+//! output, the daemon's error text), and how it is made safe to show in one
+//! log record or one status message.
 //!
-//! Owns [`Shown`] (escape and shorten one value for a message), [`escape_line`]
+//! Owns [`Escaped`] (one value escaped and shortened for a message), [`escape_line`]
 //! (the logger's last step: a record is always one line) and
 //! [`truncate_message`] (the cap on a whole message). Pure functions only; it
 //! must not decide what is logged or masked (that is `logging`'s job).
@@ -19,9 +20,9 @@ pub const MESSAGE_MAX_BYTES: usize = 8 * 1024;
 /// escaped (`\n`, `\u{1b}`, …), cut after [`VALUE_MAX_CHARS`] characters
 /// with the number of bytes left out.
 #[derive(Clone, Copy)]
-pub struct Shown<'a>(pub &'a str);
+pub struct Escaped<'a>(pub &'a str);
 
-impl fmt::Display for Shown<'_> {
+impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut chars = self.0.char_indices();
         for (_, c) in chars.by_ref().take(VALUE_MAX_CHARS) {
@@ -34,7 +35,7 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
-impl fmt::Debug for Shown<'_> {
+impl fmt::Debug for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
     }
@@ -95,20 +96,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shown_escapes_and_cuts() {
-        assert_eq!(Shown("plain/image:1").to_string(), "plain/image:1");
+    fn escaped_escapes_and_cuts() {
+        assert_eq!(Escaped("plain/image:1").to_string(), "plain/image:1");
         assert_eq!(
-            Shown("a\nb\rc\u{1b}[31m\u{2028}\u{202e}\td").to_string(),
+            Escaped("a\nb\rc\u{1b}[31m\u{2028}\u{202e}\td").to_string(),
             "a\\nb\\rc\\u{1b}[31m\\u{2028}\\u{202e}\td"
         );
         let long = "x".repeat(VALUE_MAX_CHARS + 50);
         assert_eq!(
-            Shown(&long).to_string(),
+            Escaped(&long).to_string(),
             format!("{}…(+50 bytes)", "x".repeat(VALUE_MAX_CHARS))
         );
         let exact = "é".repeat(VALUE_MAX_CHARS);
-        assert_eq!(Shown(&exact).to_string(), exact);
-        assert_eq!(format!("{:?}", Shown("a\"b")), "\"a\"b\"");
+        assert_eq!(Escaped(&exact).to_string(), exact);
+        assert_eq!(format!("{:?}", Escaped("a\"b")), "\"a\"b\"");
     }
 
     #[test]
