@@ -12,6 +12,9 @@
 //!
 //! Must not read files or the process environment (the environment is passed
 //! in, for `-e KEY` and nothing else); merging with the file is `merge`'s job.
+//! The "did you mean" of an unknown flag is [`suggest`]'s.
+
+mod suggest;
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -21,6 +24,7 @@ use lexopt::{Arg, Parser};
 use super::error::{ConfigError, ValueError};
 use super::values;
 use super::{ApiKey, DoctorFormat, LogFormat, PullPolicy, ShutdownMode, VolumeMount};
+use suggest::unknown_flag;
 
 /// What the command line asks for.
 pub(crate) enum Parsed {
@@ -71,39 +75,6 @@ pub(crate) struct Flags {
     /// `doctor --format`.
     pub doctor_format: Option<DoctorFormat>,
 }
-
-/// Every long flag this build knows, for "did you mean" suggestions.
-const LONG_FLAGS: &[&str] = &[
-    "help",
-    "version",
-    "worker-id",
-    "api-key",
-    "config-file",
-    "backend",
-    "log-level",
-    "log-format",
-    "no-cleanup",
-    "volumes",
-    "env",
-    "max-concurrent-tasks",
-    "idle-on-complete",
-    "web-socket-url",
-    "websocket-url",
-    "server-root-url",
-    "session-sharing-server-url",
-    "drain-timeout",
-    "task-timeout",
-    "default-image",
-    "sidecar-image",
-    "image-pull-policy",
-    "stop-grace",
-    "prefetch-image",
-    "image-archives",
-    "sidecar-retention",
-    "image-retention",
-    "format",
-    "target-dir",
-];
 
 /// The Go worker's flags that belong to a backend this build does not run.
 const OTHER_BACKEND_FLAGS: &[(&str, &str)] = &[("target-dir", "direct")];
@@ -193,49 +164,128 @@ fn defer(flags: &mut Flags, error: ConfigError) {
     flags.deferred.get_or_insert(error);
 }
 
-/// An unknown flag, with the known ones it may have been meant as: those it
-/// begins, or within two edits of it (kong's rule).
-fn unknown_flag(flag: &str) -> ConfigError {
-    let suggestions = match flag.strip_prefix("--") {
-        Some(name) if !name.is_empty() => LONG_FLAGS
-            .iter()
-            .filter(|known| known.starts_with(name) || edit_distance(known, name) <= 2)
-            .map(|known| format!("--{known}"))
-            .collect(),
-        _ => Vec::new(),
-    };
-    ConfigError::UnknownFlag {
-        flag: flag.to_owned(),
-        suggestions,
-    }
+/// A flag's spelling on the command line, the name its errors use, and
+/// where its value goes.
+type Slot<T> = (&'static str, &'static str, Place<T>);
+
+/// The field of [`Flags`] a flag's value goes into.
+type Place<T> = fn(&mut Flags) -> &mut Option<T>;
+
+/// Flags whose value is kept as written (empty = not given).
+const TEXT_FLAGS: &[Slot<String>] = &[
+    ("worker-id", "--worker-id", |f| &mut f.worker_id),
+    ("config-file", "--config-file", |f| &mut f.config_file),
+    ("web-socket-url", "--web-socket-url", |f| {
+        &mut f.websocket_url
+    }),
+    ("websocket-url", "--web-socket-url", |f| {
+        &mut f.websocket_url
+    }),
+    ("server-root-url", "--server-root-url", |f| {
+        &mut f.server_root_url
+    }),
+    (
+        "session-sharing-server-url",
+        "--session-sharing-server-url",
+        |f| &mut f.session_sharing_server_url,
+    ),
+    ("image-archives", "--image-archives", |f| {
+        &mut f.image_archives
+    }),
+    ("default-image", "--default-image", |f| &mut f.default_image),
+    ("sidecar-image", "--sidecar-image", |f| &mut f.sidecar_image),
+];
+
+/// Flags holding a Go duration, taken as parsed.
+const DURATION_FLAGS: &[Slot<Duration>] = &[
+    ("drain-timeout", "--drain-timeout", |f| &mut f.drain_timeout),
+    ("shutdown-timeout", "--shutdown-timeout", |f| {
+        &mut f.shutdown_timeout
+    }),
+    ("task-timeout", "--task-timeout", |f| &mut f.task_timeout),
+    ("stop-grace", "--stop-grace", |f| &mut f.stop_grace),
+    ("sidecar-retention", "--sidecar-retention", |f| {
+        &mut f.sidecar_retention
+    }),
+    ("image-retention", "--image-retention", |f| {
+        &mut f.image_retention
+    }),
+];
+
+/// `name`'s entry in `table`: the name its errors use, and its field.
+fn slot<T>(table: &[Slot<T>], name: &str) -> Option<(&'static str, Place<T>)> {
+    table
+        .iter()
+        .find(|(known, ..)| *known == name)
+        .map(|&(_, flag, place)| (flag, place))
 }
 
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// The long flags that take one value; the last occurrence wins.
+/// The long flags that take one value; the last occurrence wins. Plain
+/// text and duration flags come from the tables above, flags the Go worker
+/// checks only after parsing from [`go_checked_flag`].
 fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result<(), ConfigError> {
+    if let Some((flag, place)) = slot(TEXT_FLAGS, name) {
+        *place(flags) = non_empty(text(parser, flag)?);
+        return Ok(());
+    }
+    if let Some((flag, place)) = slot(DURATION_FLAGS, name) {
+        *place(flags) = Some(duration(parser, flag)?);
+        return Ok(());
+    }
     match name {
-        "worker-id" => flags.worker_id = non_empty(text(parser, "--worker-id")?),
         "api-key" => {
             flags.api_key = non_empty(text(parser, "--api-key")?).map(ApiKey::new);
         }
-        "config-file" => flags.config_file = non_empty(text(parser, "--config-file")?),
+        "prefetch-image" => {
+            if let Some(image) = non_empty(text(parser, "--prefetch-image")?) {
+                flags.prefetch_images.push(image);
+            }
+        }
+        "log-level" => {
+            let v = text(parser, "--log-level")?;
+            flags.log_level = Some(check("--log-level", values::parse_log_level(&v))?);
+        }
+        "log-format" => {
+            let v = text(parser, "--log-format")?;
+            flags.log_format = Some(check("--log-format", values::parse_log_format(&v))?);
+        }
+        "on-shutdown" => {
+            let v = text(parser, "--on-shutdown")?;
+            flags.on_shutdown = Some(check("--on-shutdown", values::parse_shutdown_mode(&v))?);
+        }
+        "image-pull-policy" => {
+            let v = text(parser, "--image-pull-policy")?;
+            flags.image_pull_policy =
+                Some(check("--image-pull-policy", values::parse_pull_policy(&v))?);
+        }
+        "format" => {
+            let v = text(parser, "--format")?;
+            let format = DoctorFormat::parse(&v).ok_or(ValueError::DoctorFormat(v));
+            flags.doctor_format = Some(check("--format", format)?);
+        }
+        "lease-ttl" => {
+            let v = duration(parser, "--lease-ttl")?;
+            flags.lease_ttl = Some(check(
+                "--lease-ttl",
+                values::at_least(v, super::MIN_LEASE_TTL),
+            )?);
+        }
+        "reap-interval" => {
+            let v = duration(parser, "--reap-interval")?;
+            let min = Duration::from_millis(100);
+            flags.reap_interval = Some(check("--reap-interval", values::at_least(v, min))?);
+        }
+        _ => go_checked_flag(parser, flags, name)?,
+    }
+    Ok(())
+}
+
+/// Flags the Go worker takes as plain text or numbers and checks after
+/// parsing: a bad value there is deferred (a configuration error), while
+/// what Go's flag parser itself refuses ends parsing at once. Also the
+/// other backends' flags, and the unknown ones.
+fn go_checked_flag(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result<(), ConfigError> {
+    match name {
         "backend" => {
             let backend = text(parser, "--backend")?;
             // Empty is what the Go worker's flag defaults to: "pick from the file".
@@ -247,14 +297,6 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
                 }
                 defer(flags, error);
             }
-        }
-        "log-level" => {
-            let v = text(parser, "--log-level")?;
-            flags.log_level = Some(check("--log-level", values::parse_log_level(&v))?);
-        }
-        "log-format" => {
-            let v = text(parser, "--log-format")?;
-            flags.log_format = Some(check("--log-format", values::parse_log_format(&v))?);
         }
         "max-concurrent-tasks" => {
             let v = text(parser, "--max-concurrent-tasks")?;
@@ -284,58 +326,6 @@ fn long_with_value(parser: &mut Parser, flags: &mut Flags, name: &str) -> Result
                 ),
                 _ => flags.idle_on_complete = non_empty(v),
             }
-        }
-        "web-socket-url" | "websocket-url" => {
-            flags.websocket_url = non_empty(text(parser, "--web-socket-url")?);
-        }
-        "server-root-url" => flags.server_root_url = non_empty(text(parser, "--server-root-url")?),
-        "session-sharing-server-url" => {
-            flags.session_sharing_server_url =
-                non_empty(text(parser, "--session-sharing-server-url")?);
-        }
-        "drain-timeout" => flags.drain_timeout = Some(duration(parser, "--drain-timeout")?),
-        "on-shutdown" => {
-            let v = text(parser, "--on-shutdown")?;
-            flags.on_shutdown = Some(check("--on-shutdown", values::parse_shutdown_mode(&v))?);
-        }
-        "shutdown-timeout" => {
-            flags.shutdown_timeout = Some(duration(parser, "--shutdown-timeout")?);
-        }
-        "lease-ttl" => {
-            let v = duration(parser, "--lease-ttl")?;
-            flags.lease_ttl = Some(check(
-                "--lease-ttl",
-                values::at_least(v, super::MIN_LEASE_TTL),
-            )?);
-        }
-        "reap-interval" => {
-            let v = duration(parser, "--reap-interval")?;
-            let min = Duration::from_millis(100);
-            flags.reap_interval = Some(check("--reap-interval", values::at_least(v, min))?);
-        }
-        "task-timeout" => flags.task_timeout = Some(duration(parser, "--task-timeout")?),
-        "stop-grace" => flags.stop_grace = Some(duration(parser, "--stop-grace")?),
-        "prefetch-image" => {
-            if let Some(image) = non_empty(text(parser, "--prefetch-image")?) {
-                flags.prefetch_images.push(image);
-            }
-        }
-        "image-archives" => flags.image_archives = non_empty(text(parser, "--image-archives")?),
-        "sidecar-retention" => {
-            flags.sidecar_retention = Some(duration(parser, "--sidecar-retention")?);
-        }
-        "image-retention" => flags.image_retention = Some(duration(parser, "--image-retention")?),
-        "default-image" => flags.default_image = non_empty(text(parser, "--default-image")?),
-        "sidecar-image" => flags.sidecar_image = non_empty(text(parser, "--sidecar-image")?),
-        "image-pull-policy" => {
-            let v = text(parser, "--image-pull-policy")?;
-            flags.image_pull_policy =
-                Some(check("--image-pull-policy", values::parse_pull_policy(&v))?);
-        }
-        "format" => {
-            let v = text(parser, "--format")?;
-            let format = DoctorFormat::parse(&v).ok_or(ValueError::DoctorFormat(v));
-            flags.doctor_format = Some(check("--format", format)?);
         }
         other => match OTHER_BACKEND_FLAGS.iter().find(|(f, _)| *f == other) {
             Some((flag, backend)) => {

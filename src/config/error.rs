@@ -260,18 +260,10 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::InvalidFlag { problem, .. } | Self::InvalidListFlag { problem, .. } => {
-                Some(problem)
-            }
-            Self::ReadFile { source, .. } => Some(source),
-            Self::ParseFile { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// Every cause (a refused value, the I/O or YAML error) is already in the
+/// `Display` text, so `source()` stays `None` (the crate's rule: one or the
+/// other).
+impl std::error::Error for ConfigError {}
 
 /// Exit status for a command line the Go worker's parser (kong) would
 /// refuse: unknown flag, missing value, a value not of the flag's type or

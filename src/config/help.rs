@@ -21,6 +21,14 @@ Usage:
   oz-agent-worker doctor [--format text|json] [FLAGS]
                                     check this host and the configuration, then exit
 
+{FLAGS}
+{NOTES}
+{ENVIRONMENT}"
+    )
+}
+
+/// The flags `--help` shows: every visible one, with its default.
+const FLAGS: &str = "\
 Flags:
   --worker-id ID                  Worker host identifier; required (flag or config
                                   file); must not start with \"warp\"
@@ -66,7 +74,10 @@ Flags:
                                   this long [default: 0s, keep them]
   -h, --help                      Print this help
   --version                       Print the version
+";
 
+/// How values are written, what signals do, and the exit statuses.
+const NOTES: &str = "\
 Durations are Go durations: 300ms, 10s, 45m, 1h30m, 1.5h.
 Signals: SIGTERM/SIGINT stop as --on-shutdown says (a second one within 1s is the
 same request, a later one exits at once); SIGQUIT drains; SIGHUP is ignored.
@@ -79,7 +90,10 @@ Exit status: 0 after a shutdown signal; 80 for a command line that cannot be
 parsed (unknown flag, missing or malformed value, no API key); 1 for a
 configuration that cannot run (config file, worker id, -e or volume entry,
 another backend) and other start-up failures; 130 on a second signal.
+";
 
+/// The environment variables the worker reads.
+const ENVIRONMENT: &str = "\
 Environment:
   WARP_API_KEY   API key, when --api-key is not given
   DOCKER_HOST    Docker daemon to use (unix:///path or tcp://host:port), as the
@@ -89,9 +103,7 @@ Environment:
   OTEL_METRICS_EXPORTER  otlp (the default: push to OTEL_EXPORTER_OTLP_ENDPOINT,
                  http://localhost:4318), prometheus, console or none
   OTEL_TRACES_EXPORTER   otlp or console: one trace per task (README: Telemetry)
-"
-    )
-}
+";
 
 #[cfg(test)]
 mod tests {

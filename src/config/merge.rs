@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::cli::Flags;
 use super::error::ConfigError;
-use super::file::{DockerSection, FileConfig};
+use super::file::{DockerSection, EnvEntry, FileConfig};
 use super::values::timeout_or_none;
 use super::volume;
 use super::{
@@ -153,20 +153,16 @@ fn merge_docker(
     file: DockerSection,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> DockerConfig {
-    let mut environment: BTreeMap<String, String> = file
-        .environment
-        .into_iter()
-        .map(|e| {
-            let name = e.name.0.0;
-            let value = match e.value {
-                Some(v) => v.0,
-                None => env(&name).unwrap_or_default(),
-            };
-            (name, value)
-        })
-        .collect();
-    environment.extend(flags.env.iter().cloned());
-
+    let environment = environment(flags, file.environment, env);
+    let prefetch_images = prefetch_images(flags, &file.prefetch_images);
+    let hardening = Hardening {
+        runtime: file.runtime.filter(|s| !s.is_empty()),
+        network: file.network.filter(|s| !s.is_empty()),
+        security_opt: file.security_opt,
+        cap_drop: file.cap_drop,
+        pids_limit: file.pids_limit,
+        init: file.init,
+    };
     let mut volumes: Vec<_> = file.volumes.into_iter().map(|c| c.0).collect();
     volumes.extend(flags.volumes.iter().cloned());
 
@@ -197,27 +193,12 @@ fn merge_docker(
             .stop_grace
             .or(file.stop_grace.map(|c| c.0))
             .unwrap_or(DEFAULT_STOP_GRACE),
-        hardening: Hardening {
-            runtime: file.runtime.filter(|s| !s.is_empty()),
-            network: file.network.filter(|s| !s.is_empty()),
-            security_opt: file.security_opt,
-            cap_drop: file.cap_drop,
-            pids_limit: file.pids_limit,
-            init: file.init,
-        },
+        hardening,
         container_logs: ContainerLogs::from_keys(
             file.container_log_max_size.map(|s| s.0),
             file.container_log_max_file.map(|c| c.0),
         ),
-        prefetch_images: {
-            let mut images: Vec<String> = Vec::new();
-            for image in flags.prefetch_images.iter().chain(&file.prefetch_images) {
-                if !image.is_empty() && !images.contains(image) {
-                    images.push(image.clone());
-                }
-            }
-            images
-        },
+        prefetch_images,
         image_archives: flags
             .image_archives
             .clone()
@@ -234,4 +215,37 @@ fn merge_docker(
             .or(file.image_retention.map(|c| c.0))
             .and_then(timeout_or_none),
     }
+}
+
+/// The file's `environment` (a name alone copies this process's value),
+/// overlaid by `-e` (the flag wins on the same key).
+fn environment(
+    flags: &Flags,
+    file: Vec<EnvEntry>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let mut environment: BTreeMap<String, String> = file
+        .into_iter()
+        .map(|e| {
+            let name = e.name.0.0;
+            let value = match e.value {
+                Some(v) => v.0,
+                None => env(&name).unwrap_or_default(),
+            };
+            (name, value)
+        })
+        .collect();
+    environment.extend(flags.env.iter().cloned());
+    environment
+}
+
+/// `--prefetch-image` then the file's list, without blanks or repeats.
+fn prefetch_images(flags: &Flags, file: &[String]) -> Vec<String> {
+    let mut images: Vec<String> = Vec::new();
+    for image in flags.prefetch_images.iter().chain(file) {
+        if !image.is_empty() && !images.contains(image) {
+            images.push(image.clone());
+        }
+    }
+    images
 }

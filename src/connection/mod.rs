@@ -1,19 +1,20 @@
 //! The connection thread: keeps one WebSocket to the orchestrator open for
 //! the worker's whole life (PROTOCOL.md, Connection).
 //!
-//! Owns dialing, reconnecting with backoff, and the per-connection loop
-//! ([`session`]); sockets, proxies and TLS come from [`crate::net`]. It
-//! reads the outbox and acknowledges what the orchestrator has provably
-//! read, and hands every inbound message to an
-//! [`InboundHandler`]; it knows nothing about tasks, Docker or capacity. A
-//! panic on the thread (a bug, or input that reached one) drops the
-//! connection and dials again, so the thread never ends half-alive. It
-//! warns once when a `ws://` URL would carry the API key in clear. It
-//! must never log the API key, proxy credentials or the raw text of an
-//! assignment.
+//! Owns dialing ([`dial`]), reconnecting with backoff (the thread's loop,
+//! [`reconnect`]), and the per-connection loop ([`session`]); sockets,
+//! proxies and TLS come from [`crate::net`]. It reads the outbox and
+//! acknowledges what the orchestrator has provably read, and hands every
+//! inbound message to an [`InboundHandler`]; it knows nothing about tasks,
+//! Docker or capacity. A panic on the thread (a bug, or input that reached
+//! one) drops the connection and dials again, so the thread never ends
+//! half-alive. It warns once when a `ws://` URL would carry the API key in
+//! clear. It must never log the API key, proxy credentials or the raw text
+//! of an assignment.
 
 mod backoff;
 mod dial;
+mod reconnect;
 mod session;
 mod url;
 
@@ -23,7 +24,6 @@ pub use url::{UrlError, WsUrl, query_escape};
 
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::ApiKey;
-use crate::net::{self, NetError, ProxySettings, RootSource};
+use crate::net::{self, ProxySettings, RootSource};
 use crate::outbox::Outbox;
 use crate::wire::Inbound;
+use reconnect::Worker;
 
 /// Whether the log setup may emit a record from `target` at `level`.
 /// tungstenite logs the whole upgrade request, `Authorization: Bearer` key
@@ -290,147 +291,6 @@ impl ConnectionHandle {
                     thread_exited: false,
                 }
             }
-        }
-    }
-}
-
-/// The connection thread's own state.
-struct Worker {
-    settings: Settings,
-    tls: Arc<rustls::ClientConfig>,
-    outbox: Outbox,
-    shared: Arc<Shared>,
-    wake: UnixStream,
-}
-
-impl Worker {
-    /// [`Worker::run`], started again after a panic (a bug, or input that
-    /// reached one): the connection it held is dropped, readiness turns
-    /// false, and after a back-off the thread dials again with the outbox
-    /// intact, so no status message is lost and the thread never ends
-    /// half-alive. The panic hook has logged the panic itself.
-    fn run_restarting<H: InboundHandler>(&mut self, mut handler: H) -> FinishReport {
-        let mut backoff = Backoff::new(self.settings.backoff);
-        let mut jitter = JitterSource::new();
-        loop {
-            match catch_unwind(AssertUnwindSafe(|| self.run(&mut handler))) {
-                Ok(report) => return report,
-                Err(_) => {
-                    if self.shared.connected.swap(false, Ordering::SeqCst) {
-                        // The handler is ours to call again: its own state
-                        // survives a panic (locks are taken poison-tolerant).
-                        let _ =
-                            catch_unwind(AssertUnwindSafe(|| handler.on_connection_change(false)));
-                    }
-                    let delay = backoff.next_delay(jitter.draw());
-                    log::error!(
-                        "the connection thread stopped on an internal error (see the panic line above); dropping the connection and dialling again in {delay:?}"
-                    );
-                    self.shared.sleep(delay);
-                }
-            }
-        }
-    }
-
-    fn run<H: InboundHandler>(&mut self, handler: &mut H) -> FinishReport {
-        let url = self.settings.url.with_worker_id(&self.settings.worker_id);
-        let mut backoff = Backoff::new(self.settings.backoff);
-        let mut jitter = JitterSource::new();
-        let timing = session::Timing {
-            ping_interval: self.settings.ping_interval,
-            dead_after: self.settings.dead_after,
-            write_timeout: self.settings.write_timeout,
-        };
-        loop {
-            if let Some(deadline) = self.shared.finish_deadline()
-                && (self.outbox.is_empty() || Instant::now() >= deadline)
-            {
-                return self.report(false);
-            }
-            let proxy = match self.settings.proxy.proxy_for(&url.peer()) {
-                Some(Ok(p)) => Some(p),
-                Some(Err(error)) => {
-                    let e = NetError::Proxy {
-                        proxy: "(HTTPS_PROXY/HTTP_PROXY/ALL_PROXY)".into(),
-                        error,
-                    };
-                    let delay = backoff.next_delay(jitter.draw());
-                    log::error!("could not connect to {url}: {e}; retrying in {delay:?}");
-                    handler.on_dial_failed();
-                    self.shared.sleep(delay);
-                    continue;
-                }
-                None => None,
-            };
-            match &proxy {
-                Some(p) => log::info!("connecting to {url} through proxy {p}"),
-                None => log::info!("connecting to {url}"),
-            }
-            let params = dial::DialParams {
-                url: &url,
-                api_key: &self.settings.api_key,
-                proxy: proxy.as_ref(),
-                tls: &self.tls,
-                timeout: self.settings.dial_timeout,
-            };
-            let mut ws = match dial::dial(&params).and_then(|ws| {
-                ws.get_ref()
-                    .tcp()
-                    .set_nonblocking(true)
-                    .map(|_| ws)
-                    .map_err(|source| {
-                        DialError::Net(NetError::Connect {
-                            target: url.authority(),
-                            source,
-                        })
-                    })
-            }) {
-                Ok(ws) => ws,
-                Err(e) => {
-                    let delay = backoff.next_delay(jitter.draw());
-                    if matches!(e.status(), Some(401 | 403)) {
-                        log::error!("could not connect to {url}: {e}; retrying in {delay:?}");
-                    } else {
-                        log::warn!("could not connect to {url}: {e}; retrying in {delay:?}");
-                    }
-                    handler.on_dial_failed();
-                    self.shared.sleep(delay);
-                    continue;
-                }
-            };
-            backoff.reset();
-            log::info!("connected to {url}");
-            self.shared.connected.store(true, Ordering::SeqCst);
-            handler.on_connection_change(true);
-            let ended = session::run(
-                &mut ws,
-                &self.outbox,
-                handler,
-                &self.shared,
-                &mut self.wake,
-                timing,
-            );
-            self.shared.connected.store(false, Ordering::SeqCst);
-            handler.on_connection_change(false);
-            match ended {
-                session::Ended::Finished { closed_cleanly } => {
-                    log::info!("connection closed");
-                    return self.report(closed_cleanly);
-                }
-                session::Ended::Lost(loss) => {
-                    let delay = backoff.next_delay(jitter.draw());
-                    log::warn!("connection lost: {loss}; reconnecting in {delay:?}");
-                    self.shared.sleep(delay);
-                }
-            }
-        }
-    }
-
-    fn report(&self, closed_cleanly: bool) -> FinishReport {
-        FinishReport {
-            unacknowledged: self.outbox.len(),
-            closed_cleanly,
-            thread_exited: true,
         }
     }
 }

@@ -5,14 +5,26 @@
 //! Framing comes from the crate's codec (`src/http.rs`), sockets from
 //! `transport.rs`; this layer only moves bytes between them. It knows
 //! nothing of Engine API paths or JSON shapes (see `api.rs`).
+//!
+//! This file owns the pool and the retry of a request a stale pooled
+//! connection swallowed; the abort hook ([`abort`]), the response and its
+//! body ([`body`]) and the bytes of one exchange ([`exchange`]) are children.
+
+mod abort;
+mod body;
+mod exchange;
 
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::error::{DockerError, Result};
-use super::transport::{Connector, ShutdownHandle, Stream};
-use crate::http::{self, BodyDecoder, BodyFraming, HeadStatus, ParseError, ResponseHead};
+use super::transport::{Connector, Stream};
+use crate::http::{self, BodyDecoder, ResponseHead};
+
+pub use abort::AbortSlot;
+use body::map_io;
+pub use body::{BodyReader, Response};
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
@@ -61,60 +73,6 @@ impl Request<'_> {
     }
 }
 
-#[derive(Default)]
-struct SlotState {
-    aborted: bool,
-    handle: Option<ShutdownHandle>,
-}
-
-/// A cancel hook for long calls: [`AbortSlot::abort`] from any thread shuts
-/// down the socket of the call currently using the slot, and makes every
-/// later call with it fail with [`DockerError::Aborted`]. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct AbortSlot {
-    state: Arc<Mutex<SlotState>>,
-}
-
-impl AbortSlot {
-    /// A slot not yet aborted.
-    pub fn new() -> AbortSlot {
-        AbortSlot::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Aborts the call in progress (if any) and all later ones.
-    pub fn abort(&self) {
-        let mut state = self.lock();
-        state.aborted = true;
-        if let Some(handle) = state.handle.take() {
-            handle.shutdown();
-        }
-    }
-
-    /// Whether [`AbortSlot::abort`] was called.
-    pub fn is_aborted(&self) -> bool {
-        self.lock().aborted
-    }
-
-    /// Registers `stream` as the one to shut down; false if already aborted.
-    fn arm(&self, stream: &Stream) -> bool {
-        let mut state = self.lock();
-        if state.aborted {
-            return false;
-        }
-        // Without a handle the call cannot be cut short, but it still works.
-        state.handle = stream.shutdown_handle().ok();
-        true
-    }
-
-    fn disarm(&self) {
-        self.lock().handle = None;
-    }
-}
-
 struct Conn {
     stream: Stream,
     /// Bytes read past what has been parsed.
@@ -146,168 +104,6 @@ impl Pool {
 #[derive(Clone)]
 pub struct Client {
     pool: Arc<Pool>,
-}
-
-/// A response whose body has not been read yet.
-pub struct Response {
-    /// Status line and headers.
-    pub head: ResponseHead,
-    /// The decoded body.
-    pub body: BodyReader,
-}
-
-impl Response {
-    /// HTTP status code.
-    pub fn status(&self) -> u16 {
-        self.head.status
-    }
-
-    /// Reads the body into memory, failing with `Io` past `limit` bytes.
-    pub fn read_limited(mut self, limit: u64) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut capped = (&mut self.body).take(limit + 1);
-        capped
-            .read_to_end(&mut out)
-            .map_err(|e| self.body.error(e))?;
-        if out.len() as u64 > limit {
-            return Err(self
-                .body
-                .error(io::Error::other(format!("reply larger than {limit} bytes"))));
-        }
-        Ok(out)
-    }
-}
-
-/// The body of a response as a [`Read`]; the connection goes back to the
-/// pool once the body has been read to its end.
-pub struct BodyReader {
-    conn: Option<Conn>,
-    decoder: BodyDecoder,
-    keep_alive: bool,
-    pool: Arc<Pool>,
-    abort: Option<AbortSlot>,
-    call: String,
-}
-
-impl BodyReader {
-    /// The call this body answers, e.g. `GET /containers/x/logs`.
-    pub fn call(&self) -> &str {
-        &self.call
-    }
-
-    /// Maps an error from [`Read::read`] on this body to a [`DockerError`].
-    pub fn error(&self, e: io::Error) -> DockerError {
-        map_io(&self.call, self.abort.as_ref(), e)
-    }
-
-    fn release(&mut self) {
-        if let Some(slot) = &self.abort {
-            slot.disarm();
-        }
-        if let Some(conn) = self.conn.take()
-            && self.keep_alive
-            && conn.buf.is_empty()
-        {
-            self.pool.put_idle(conn);
-        }
-    }
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if self.decoder.is_done() {
-                self.release();
-                return Ok(0);
-            }
-            let Some(conn) = self.conn.as_mut() else {
-                return Ok(0);
-            };
-            if !conn.buf.is_empty() {
-                let (used, made) = self
-                    .decoder
-                    .decode(&conn.buf, out)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                conn.buf.drain(..used);
-                if self.decoder.is_done() {
-                    self.release();
-                    return Ok(made);
-                }
-                if made > 0 {
-                    return Ok(made);
-                }
-                if used > 0 {
-                    continue;
-                }
-            }
-            let mut chunk = vec![0u8; IO_CHUNK.min(out.len().max(8192))];
-            let n = conn.stream.read(&mut chunk)?;
-            if n == 0 {
-                self.conn = None;
-                self.decoder
-                    .finish_at_eof()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                return Ok(0);
-            }
-            conn.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
-impl Drop for BodyReader {
-    fn drop(&mut self) {
-        // A caller that skips a small body (a 404 it expected) should not cost
-        // the connection: finish it from what is already buffered, never
-        // waiting on the socket.
-        if let Some(conn) = self.conn.as_mut()
-            && !self.decoder.is_done()
-        {
-            let mut scratch = [0u8; 4096];
-            while let Ok((used, made)) = self.decoder.decode(&conn.buf, &mut scratch) {
-                conn.buf.drain(..used);
-                if used == 0 && made == 0 {
-                    break;
-                }
-            }
-        }
-        if self.decoder.is_done() {
-            self.release();
-        }
-        if let Some(slot) = &self.abort {
-            slot.disarm();
-        }
-    }
-}
-
-/// Maps an I/O error of `call` to the error a caller can act on.
-fn map_io(call: &str, abort: Option<&AbortSlot>, e: io::Error) -> DockerError {
-    let call = call.to_string();
-    if abort.is_some_and(AbortSlot::is_aborted) {
-        return DockerError::Aborted { call };
-    }
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => DockerError::Timeout { call },
-        io::ErrorKind::InvalidData => {
-            match e.into_inner().map(|inner| inner.downcast::<ParseError>()) {
-                Some(Ok(source)) => DockerError::Http {
-                    call,
-                    source: *source,
-                },
-                Some(Err(other)) => DockerError::Io {
-                    call,
-                    source: io::Error::new(io::ErrorKind::InvalidData, other),
-                },
-                None => DockerError::Io {
-                    call,
-                    source: io::Error::from(io::ErrorKind::InvalidData),
-                },
-            }
-        }
-        _ => DockerError::Io { call, source: e },
-    }
 }
 
 /// A failed attempt, and whether it failed before the daemon sent any byte
@@ -394,10 +190,11 @@ impl Client {
         req: &mut Request<'_>,
         call: &str,
     ) -> std::result::Result<Response, Failed> {
+        let abort = req.abort;
         let fail = |e: io::Error, stale: bool| Failed {
             stale,
             unsent: false,
-            error: map_io(call, req.abort, e),
+            error: map_io(call, abort, e),
         };
         if let Some(slot) = req.abort
             && !slot.arm(&conn.stream)
@@ -411,53 +208,16 @@ impl Client {
         conn.stream
             .set_read_timeout(req.timeout)
             .map_err(|e| fail(e, false))?;
-        let mut headers: Vec<(&str, &str)> =
-            req.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let framing = match &req.body {
-            Body::None => BodyFraming::None,
-            Body::Empty => BodyFraming::Length(0),
-            Body::Json(bytes) => {
-                headers.push(("Content-Type", "application/json"));
-                BodyFraming::Length(bytes.len() as u64)
-            }
-            Body::JsonWriter(len, _) => {
-                headers.push(("Content-Type", "application/json"));
-                BodyFraming::Length(*len)
-            }
-            Body::Stream(content_type, _) => {
-                headers.push(("Content-Type", content_type));
-                BodyFraming::Chunked
-            }
-        };
-        let head = http::request_head(req.method, &req.target, "docker", &headers, framing);
-        let sent = conn
-            .stream
-            .write_all(&head)
-            .and_then(|()| match &mut req.body {
-                Body::None | Body::Empty => Ok(()),
-                Body::Json(bytes) => conn.stream.write_all(bytes),
-                Body::JsonWriter(_, write) => {
-                    let mut out = io::BufWriter::with_capacity(64 * 1024, &mut conn.stream);
-                    write(&mut out).and_then(|()| out.flush())
-                }
-                Body::Stream(_, reader) => match upload_chunked(&mut conn.stream, &mut **reader) {
-                    Ok(()) => Ok(()),
-                    Err(Upload::Sink(e)) => Err(e),
-                    // The daemon still waits for the rest: drop the connection, report the source.
-                    Err(Upload::Source(e)) => Err(io::Error::new(e.kind(), SourceFailed(e))),
-                },
-            });
-        let sent = sent.and_then(|()| conn.stream.flush());
-        if let Err(e) = sent {
-            if e.get_ref().is_some_and(|inner| inner.is::<SourceFailed>()) {
+        if let Err(e) = exchange::write_request(&mut conn.stream, req) {
+            if exchange::source_failed(&e) {
                 return Err(fail(e, false));
             }
             // The daemon may have answered (e.g. 404) and closed before taking
             // the whole upload: its answer says more than the broken pipe.
-            let stale = is_stale(&e);
+            let stale = exchange::is_stale(&e);
             // EPIPE: the peer had closed before the write, so it read nothing.
             let unsent = e.kind() == io::ErrorKind::BrokenPipe;
-            return match read_head(&mut conn) {
+            return match exchange::read_head(&mut conn) {
                 Ok(Some(head)) => self
                     .response(conn, head, req, call)
                     .map_err(|e| fail(e, false)),
@@ -467,13 +227,13 @@ impl Client {
                 }),
             };
         }
-        match read_head(&mut conn) {
+        match exchange::read_head(&mut conn) {
             Ok(Some(head)) => self
                 .response(conn, head, req, call)
                 .map_err(|e| fail(e, false)),
             Ok(None) => Err(fail(io::Error::from(io::ErrorKind::UnexpectedEof), true)),
             Err(e) => {
-                let stale = conn.buf.is_empty() && is_stale(&e);
+                let stale = conn.buf.is_empty() && exchange::is_stale(&e);
                 Err(fail(e, stale))
             }
         }
@@ -505,82 +265,5 @@ impl Client {
     }
 }
 
-fn is_stale(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    )
-}
-
-/// Reads until a full response head is in `conn.buf`; `None` when the peer
-/// closed before sending any byte.
-fn read_head(conn: &mut Conn) -> io::Result<Option<ResponseHead>> {
-    let mut chunk = vec![0u8; IO_CHUNK];
-    loop {
-        match http::parse_head(&conn.buf) {
-            Ok(HeadStatus::Complete(head, used)) => {
-                conn.buf.drain(..used);
-                return Ok(Some(head));
-            }
-            Ok(HeadStatus::Partial) => {}
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-        }
-        let n = conn.stream.read(&mut chunk)?;
-        if n == 0 {
-            return if conn.buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    ParseError::Truncated,
-                ))
-            };
-        }
-        conn.buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Which side of an upload failed.
-enum Upload {
-    /// Reading the caller's body.
-    Source(io::Error),
-    /// Writing to the daemon.
-    Sink(io::Error),
-}
-
-/// Marks an I/O error that came from the upload's source, not the socket.
-#[derive(Debug)]
-struct SourceFailed(io::Error);
-
-impl std::fmt::Display for SourceFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "reading the upload: {}", self.0)
-    }
-}
-
-impl std::error::Error for SourceFailed {}
-
-/// Streams `body` as chunks of at most [`IO_CHUNK`] bytes, then the last chunk.
-fn upload_chunked(stream: &mut Stream, body: &mut dyn Read) -> std::result::Result<(), Upload> {
-    let mut buf = vec![0u8; IO_CHUNK];
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Upload::Source(e)),
-        };
-        let mut frame = http::chunk_header(n);
-        frame.extend_from_slice(&buf[..n]);
-        frame.extend_from_slice(http::CHUNK_END);
-        stream.write_all(&frame).map_err(Upload::Sink)?;
-    }
-    stream.write_all(http::LAST_CHUNK).map_err(Upload::Sink)
-}
-
 #[cfg(test)]
-#[path = "client_tests.rs"]
 mod tests;

@@ -254,5 +254,4 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
 }
 
 #[cfg(test)]
-#[path = "discovery_tests.rs"]
 mod tests;

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::http::ParseError;
 
@@ -186,66 +186,20 @@ impl fmt::Display for DockerError {
             DockerError::Config { what, detail } => {
                 write!(f, "docker client configuration {what}: {detail}")
             }
-            DockerError::NoSuchContext { name, from, dir } => {
-                let (setting, fix) = match from {
-                    ContextFrom::Env => ("DOCKER_CONTEXT", "unset DOCKER_CONTEXT or set it"),
-                    ContextFrom::ConfigFile => (
-                        "currentContext in the docker config",
-                        "run `docker context use default` or set DOCKER_CONTEXT",
-                    ),
-                };
-                write!(
-                    f,
-                    "docker context {name:?} (from {setting}) does not exist under {}; {fix} to one that `docker context ls` lists",
-                    dir.display()
-                )
-            }
+            DockerError::NoSuchContext { name, from, dir } => no_such_context(f, name, *from, dir),
             DockerError::NoDaemon { socket, source } => write!(
                 f,
                 "no Docker daemon at {}: {source}; is it running? set DOCKER_HOST to use another daemon",
                 socket.display()
             ),
             DockerError::PermissionDenied { socket, uid, gid } => {
-                write!(
-                    f,
-                    "permission denied on the Docker socket {} for uid {uid}: ",
-                    socket.display()
-                )?;
-                match gid {
-                    Some(gid) => write!(
-                        f,
-                        "add this user to the socket's group (gid {gid}), or run the worker container with --group-add {gid}"
-                    ),
-                    None => write!(
-                        f,
-                        "add this user to the socket's group, or run the worker container with --user/--group-add"
-                    ),
-                }
+                permission_denied(f, socket, *uid, *gid)
             }
             DockerError::Connect {
                 addr,
                 source,
                 origin,
-            } => {
-                write!(f, "cannot connect to the Docker daemon at {addr}")?;
-                let Some(origin) = origin else {
-                    return write!(f, ": {source}");
-                };
-                write!(f, " (from {origin}): {source}")?;
-                if matches!(
-                    source.kind(),
-                    io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::HostUnreachable
-                        | io::ErrorKind::NetworkUnreachable
-                ) {
-                    write!(
-                        f,
-                        "; is a daemon listening there? correct {origin}, or unset it to use the local socket"
-                    )?;
-                }
-                Ok(())
-            }
+            } => connect_failed(f, addr, source, origin.as_deref()),
             DockerError::Timeout { call } => {
                 write!(f, "the Docker daemon did not answer {call} in time")
             }
@@ -297,18 +251,82 @@ impl fmt::Display for DockerError {
     }
 }
 
-impl std::error::Error for DockerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DockerError::NoDaemon { source, .. }
-            | DockerError::Connect { source, .. }
-            | DockerError::Io { source, .. } => Some(source),
-            DockerError::Http { source, .. } => Some(source),
-            DockerError::Decode { source, .. } => Some(source),
-            _ => None,
-        }
+/// [`DockerError::NoSuchContext`]: which setting to correct, and how.
+fn no_such_context(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    from: ContextFrom,
+    dir: &Path,
+) -> fmt::Result {
+    let (setting, fix) = match from {
+        ContextFrom::Env => ("DOCKER_CONTEXT", "unset DOCKER_CONTEXT or set it"),
+        ContextFrom::ConfigFile => (
+            "currentContext in the docker config",
+            "run `docker context use default` or set DOCKER_CONTEXT",
+        ),
+    };
+    write!(
+        f,
+        "docker context {name:?} (from {setting}) does not exist under {}; {fix} to one that `docker context ls` lists",
+        dir.display()
+    )
+}
+
+/// [`DockerError::PermissionDenied`]: the group to join, when it is known.
+fn permission_denied(
+    f: &mut fmt::Formatter<'_>,
+    socket: &Path,
+    uid: u32,
+    gid: Option<u32>,
+) -> fmt::Result {
+    write!(
+        f,
+        "permission denied on the Docker socket {} for uid {uid}: ",
+        socket.display()
+    )?;
+    match gid {
+        Some(gid) => write!(
+            f,
+            "add this user to the socket's group (gid {gid}), or run the worker container with --group-add {gid}"
+        ),
+        None => write!(
+            f,
+            "add this user to the socket's group, or run the worker container with --user/--group-add"
+        ),
     }
 }
+
+/// [`DockerError::Connect`]: names the setting that chose the address, and
+/// when nothing answered there, what to correct.
+fn connect_failed(
+    f: &mut fmt::Formatter<'_>,
+    addr: &str,
+    source: &io::Error,
+    origin: Option<&str>,
+) -> fmt::Result {
+    write!(f, "cannot connect to the Docker daemon at {addr}")?;
+    let Some(origin) = origin else {
+        return write!(f, ": {source}");
+    };
+    write!(f, " (from {origin}): {source}")?;
+    if matches!(
+        source.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    ) {
+        write!(
+            f,
+            "; is a daemon listening there? correct {origin}, or unset it to use the local socket"
+        )?;
+    }
+    Ok(())
+}
+
+/// The cause of every variant that has one is already in its `Display`
+/// text, so `source()` stays `None` (the crate's rule: one or the other).
+impl std::error::Error for DockerError {}
 
 /// Result alias for the Docker client.
 pub type Result<T> = std::result::Result<T, DockerError>;

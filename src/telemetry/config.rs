@@ -9,10 +9,22 @@
 //! SDK ignores with a log line (a bad timeout, an unknown compression) become
 //! warnings and the default. Pure: the environment is passed in, nothing is
 //! opened here. Header values never appear in a warning or error.
+//!
+//! The endpoint URL ([`HttpUrl`]), the headers lists and the error
+//! ([`TelemetryConfigError`]) each have a child module; this file reads the
+//! variables and puts the settings together.
 
-use std::fmt;
+mod error;
+mod headers;
+mod url;
+
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use error::TelemetryConfigError;
+use headers::breaks_a_line;
+pub use headers::parse_headers;
+pub use url::{HttpUrl, parse_endpoint};
 
 /// The OTLP/HTTP body encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,52 +35,11 @@ pub enum Protocol {
     Json,
 }
 
-/// A parsed `http://` or `https://` endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// `https`.
-    pub secure: bool,
-    /// Host name or IP literal (without brackets).
-    pub host: String,
-    /// Port (80 / 443 when the URL has none).
-    pub port: u16,
-    /// Path, starting with `/`.
-    pub path: String,
-    /// Query without `?`, possibly empty.
-    pub query: String,
-}
-
-impl Endpoint {
-    /// The URL requests go to.
-    pub fn url(&self) -> String {
-        let query = if self.query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", self.query)
-        };
-        format!("{}{}{query}", self.origin(), self.path)
-    }
-
-    /// The URL as logged: without the query, which may carry a token.
-    pub fn shown(&self) -> String {
-        format!("{}{}", self.origin(), self.path)
-    }
-
-    fn origin(&self) -> String {
-        let scheme = if self.secure { "https" } else { "http" };
-        if self.host.contains(':') {
-            format!("{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            format!("{scheme}://{}:{}", self.host, self.port)
-        }
-    }
-}
-
 /// Where and how one signal is pushed over OTLP/HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpSettings {
     /// The full URL (`…/v1/metrics`, `…/v1/traces`).
-    pub endpoint: Endpoint,
+    pub endpoint: HttpUrl,
     /// Body encoding.
     pub protocol: Protocol,
     /// Extra request headers (often an API key: never log the values).
@@ -129,71 +100,6 @@ pub struct TelemetryConfig {
     pub warnings: Vec<String>,
 }
 
-/// A setting that makes the export impossible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigError {
-    /// An exporter name this worker does not have.
-    UnknownExporter {
-        /// The variable.
-        var: String,
-        /// The name.
-        name: String,
-    },
-    /// A protocol other than `http/protobuf` or `http/json`.
-    Protocol {
-        /// The variable.
-        var: String,
-        /// What it held.
-        value: String,
-    },
-    /// The endpoint is not an `http://` or `https://` URL.
-    Endpoint {
-        /// The variable.
-        var: String,
-        /// What is wrong with it.
-        problem: &'static str,
-    },
-    /// A headers variable holds a CR, LF or NUL (as written or %-decoded).
-    LineBreak {
-        /// The variable (never its value: it carries credentials).
-        var: String,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::UnknownExporter { var, name } => write!(
-                f,
-                "{var} lists {name:?}, which this worker does not have; use otlp, {}console or none",
-                if var == METRICS_EXPORTER {
-                    "prometheus, "
-                } else {
-                    ""
-                }
-            ),
-            Self::Protocol { var, value } if value == "grpc" => write!(
-                f,
-                "{var}=grpc: this worker pushes OTLP over HTTP only; set http/protobuf (the collector's port 4318) or http/json, or OTEL_METRICS_EXPORTER=none to export nothing"
-            ),
-            Self::Protocol { var, value } => write!(
-                f,
-                "{var}={value:?} is not an OTLP protocol this worker speaks; use http/protobuf or http/json"
-            ),
-            Self::Endpoint { var, problem } => write!(
-                f,
-                "{var} {problem}; write a URL such as http://collector:4318"
-            ),
-            Self::LineBreak { var } => write!(
-                f,
-                "{var} holds a CR, LF or NUL character (as written or %-encoded), which would forge headers of the OTLP request; remove it"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
 const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 /// The default OTLP/HTTP endpoint.
@@ -244,7 +150,7 @@ fn pick(env: Env<'_>, signal: Signal, suffix: &str) -> Option<(String, String)> 
 }
 
 /// Reads every telemetry setting.
-pub fn from_env(env: Env<'_>) -> Result<TelemetryConfig, ConfigError> {
+pub fn from_env(env: Env<'_>) -> Result<TelemetryConfig, TelemetryConfigError> {
     let mut warnings = Vec::new();
     let metric_names = exporters(env, METRICS_EXPORTER, &["otlp", "prometheus", "console"])?
         .unwrap_or_else(|| vec!["otlp".into()]);
@@ -309,7 +215,7 @@ fn exporters(
     env: Env<'_>,
     var: &'static str,
     known: &[&str],
-) -> Result<Option<Vec<String>>, ConfigError> {
+) -> Result<Option<Vec<String>>, TelemetryConfigError> {
     let Some(value) = get(env, var) else {
         return Ok(None);
     };
@@ -319,7 +225,7 @@ fn exporters(
             continue;
         }
         if !known.contains(&name) {
-            return Err(ConfigError::UnknownExporter {
+            return Err(TelemetryConfigError::UnknownExporter {
                 var: var.to_owned(),
                 name: name.chars().take(40).collect(),
             });
@@ -333,13 +239,13 @@ fn otlp(
     env: Env<'_>,
     signal: Signal,
     warnings: &mut Vec<String>,
-) -> Result<OtlpSettings, ConfigError> {
+) -> Result<OtlpSettings, TelemetryConfigError> {
     let protocol = match pick(env, signal, "PROTOCOL") {
         None => Protocol::Protobuf,
         Some((_, v)) if v == "http/protobuf" => Protocol::Protobuf,
         Some((_, v)) if v == "http/json" => Protocol::Json,
         Some((var, value)) => {
-            return Err(ConfigError::Protocol {
+            return Err(TelemetryConfigError::Protocol {
                 var,
                 value: value.chars().take(40).collect(),
             });
@@ -347,17 +253,18 @@ fn otlp(
     };
     let endpoint = match get(env, &signal.var("ENDPOINT")) {
         // Per-signal: the URL as written ("/" when it has no path).
-        Some(v) => parse_endpoint(&v).map_err(|problem| ConfigError::Endpoint {
+        Some(v) => parse_endpoint(&v).map_err(|problem| TelemetryConfigError::Endpoint {
             var: signal.var("ENDPOINT"),
             problem,
         })?,
         None => {
             let base = get(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
                 .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-            let mut e = parse_endpoint(&base).map_err(|problem| ConfigError::Endpoint {
-                var: "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
-                problem,
-            })?;
+            let mut e =
+                parse_endpoint(&base).map_err(|problem| TelemetryConfigError::Endpoint {
+                    var: "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                    problem,
+                })?;
             // The general endpoint is a base: the signal's path goes after its own.
             e.path = format!("{}{}", e.path.trim_end_matches('/'), signal.path());
             e
@@ -365,7 +272,7 @@ fn otlp(
     };
     let headers = match pick(env, signal, "HEADERS") {
         // A line break would forge headers of the request: refused at start.
-        Some((var, v)) if breaks_a_line(&v) => return Err(ConfigError::LineBreak { var }),
+        Some((var, v)) if breaks_a_line(&v) => return Err(TelemetryConfigError::LineBreak { var }),
         Some((var, v)) => parse_headers(&var, &v, warnings),
         None => Vec::new(),
     };
@@ -399,141 +306,6 @@ fn otlp(
         gzip,
         certificate,
     })
-}
-
-/// `http(s)://[user@]host[:port][/path][?query][#fragment]`; the user part
-/// and fragment are dropped (the Go exporter uses neither).
-pub fn parse_endpoint(text: &str) -> Result<Endpoint, &'static str> {
-    if text.chars().any(char::is_control) {
-        return Err(
-            "holds a control character (CR, LF, NUL, …), which would split the HTTP request",
-        );
-    }
-    let (secure, rest) = if let Some(r) = strip_prefix_ci(text, "https://") {
-        (true, r)
-    } else if let Some(r) = strip_prefix_ci(text, "http://") {
-        (false, r)
-    } else {
-        return Err("is not an http:// or https:// URL");
-    };
-    let rest = rest.split('#').next().unwrap_or_default();
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let (path, query) = match tail.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (tail, ""),
-    };
-    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-        let (host, after) = inner
-            .split_once(']')
-            .ok_or("has an unclosed [ in its host")?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("has no host");
-    }
-    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("has a space or control character in its host");
-    }
-    let port = match port {
-        None | Some("") => {
-            if secure {
-                443
-            } else {
-                80
-            }
-        }
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| "has a port that is not a number from 0 to 65535")?,
-    };
-    if path
-        .chars()
-        .chain(query.chars())
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err("has a space or control character in its path");
-    }
-    Ok(Endpoint {
-        secure,
-        host: host.to_owned(),
-        port,
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_owned()
-        },
-        query: query.to_owned(),
-    })
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
-}
-
-/// `key=value,key2=value2`, values percent-decoded, as the Go exporter reads
-/// them: an entry without `=`, with a key that is not an HTTP token, or
-/// with a bad escape is skipped. Warnings name the entry's position, never
-/// its value.
-pub fn parse_headers(var: &str, value: &str, warnings: &mut Vec<String>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (i, entry) in value.split(',').enumerate() {
-        let n = i + 1;
-        let Some((k, v)) = entry.split_once('=') else {
-            warnings.push(format!("{var}: entry {n} has no `=`; it is skipped"));
-            continue;
-        };
-        let key = k.trim();
-        if key.is_empty() || !key.bytes().all(is_token_byte) {
-            warnings.push(format!(
-                "{var}: entry {n} has a header name that is not an HTTP token; it is skipped"
-            ));
-            continue;
-        }
-        let Some(decoded) = crate::metrics::resource::percent_decode(v) else {
-            warnings.push(format!(
-                "{var}: entry {n} ({key}) has a bad %-escape in its value; it is skipped"
-            ));
-            continue;
-        };
-        let decoded = decoded.trim().to_owned();
-        if decoded.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            warnings.push(format!(
-                "{var}: entry {n} ({key}) has a line break in its value; it is skipped"
-            ));
-            continue;
-        }
-        // Later entries replace earlier ones, as in Go's map.
-        out.retain(|(name, _)| !name.eq_ignore_ascii_case(key));
-        out.push((key.to_owned(), decoded));
-    }
-    out
-}
-
-/// Whether a headers variable holds a CR, LF or NUL, as written or in an
-/// entry's %-decoded value.
-fn breaks_a_line(value: &str) -> bool {
-    let bad = |t: &str| t.contains(['\r', '\n', '\0']);
-    bad(value)
-        || value.split(',').any(|entry| {
-            entry
-                .split_once('=')
-                .and_then(|(_, v)| crate::metrics::resource::percent_decode(v))
-                .is_some_and(|v| bad(&v))
-        })
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn millis(env: Env<'_>, var: &str, default_ms: u64, warnings: &mut Vec<String>) -> Duration {

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use rustls::ClientConfig;
 
 use crate::http::{self as codec, Framing, HeadStatus};
-use crate::net::{self, NetError, Peer, ProxySettings, ProxyUrl};
+use crate::net::{self, NetError, Peer, ProxyError, ProxySettings, ProxyUrl};
 
-use super::config::{Endpoint, OtlpSettings, Protocol};
+use super::config::{HttpUrl, OtlpSettings, Protocol};
 
 /// Response bytes read at most (the head and an error body's start).
 const MAX_RESPONSE: usize = 16 * 1024;
@@ -85,6 +85,25 @@ impl PushError {
     }
 }
 
+/// Why a signal's exports cannot go where its settings say: the proxy
+/// chosen for the endpoint is unusable.
+#[derive(Debug)]
+pub struct TargetError {
+    /// The endpoint as logged (no query string).
+    pub endpoint: String,
+    /// What is wrong with the proxy.
+    pub proxy: ProxyError,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the proxy for {}: {}", self.endpoint, self.proxy)
+    }
+}
+
+/// The cause is in the `Display` text, so `source()` stays `None`.
+impl std::error::Error for TargetError {}
+
 /// Where one signal's exports go, ready to send.
 pub struct Target {
     peer: Peer,
@@ -108,13 +127,16 @@ impl Target {
         settings: &OtlpSettings,
         proxies: &ProxySettings,
         tls: Arc<ClientConfig>,
-    ) -> Result<Target, String> {
+    ) -> Result<Target, TargetError> {
         let peer = peer(&settings.endpoint);
         let proxy = match proxies.proxy_for(&peer) {
             None => None,
             Some(Ok(p)) => Some(p),
-            Some(Err(e)) => {
-                return Err(format!("the proxy for {}: {e}", settings.endpoint.shown()));
+            Some(Err(proxy)) => {
+                return Err(TargetError {
+                    endpoint: settings.endpoint.shown(),
+                    proxy,
+                });
             }
         };
         Ok(Target {
@@ -181,7 +203,7 @@ fn io_error(e: io::Error, timeout: Duration) -> PushError {
     }
 }
 
-fn peer(e: &Endpoint) -> Peer {
+fn peer(e: &HttpUrl) -> Peer {
     Peer {
         secure: e.secure,
         host: e.host.clone(),

@@ -41,10 +41,10 @@ use crate::metrics::{Metrics, WorkResult, WorkerInfo};
 use crate::net::{self, ProxySettings, RootSource, TlsSetupError};
 use crate::wire::Outbound;
 
-pub use config::{ConfigError, TelemetryConfig};
+pub use config::{TelemetryConfig, TelemetryConfigError};
 pub use trace::{AttrValue, ChildSpan, Tracer};
 
-use config::{OtlpSettings, Protocol};
+use config::{MetricsExport, OtlpSettings, Protocol, TraceExport};
 use export::{Exporters, MetricsJob, Pusher, TracesJob};
 
 /// How long shutdown waits for the last export (as the Go worker's 5 s).
@@ -63,7 +63,7 @@ pub enum StartError {
     /// The TLS configuration could not be built.
     Tls(TlsSetupError),
     /// The proxy for the collector is unusable.
-    Proxy(String),
+    Proxy(http::TargetError),
     /// An exporter thread could not start.
     Thread(std::io::Error),
 }
@@ -100,95 +100,103 @@ impl Telemetry {
         worker: &WorkerInfo,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Telemetry, StartError> {
-        let proxies = ProxySettings::from_env(env);
-        let mut default_tls: Option<Arc<ClientConfig>> = None;
-        let mut target = |s: &OtlpSettings| -> Result<http::Target, StartError> {
-            let tls = match &s.certificate {
-                Some(path) => only_roots_of(path)?,
-                None => match &default_tls {
-                    Some(t) => t.clone(),
-                    None => {
-                        let (roots, _, _) = net::load_roots(&RootSource::from_env(env));
-                        let t = net::client_config(roots).map_err(StartError::Tls)?;
-                        default_tls = Some(t.clone());
-                        t
-                    }
-                },
-            };
-            http::Target::new(s, &proxies, tls).map_err(StartError::Proxy)
+        let mut targets = Targets {
+            proxies: ProxySettings::from_env(env),
+            env,
+            default_tls: None,
         };
-        let mut exporters = Exporters::default();
-        let mut described = Vec::new();
+        let mut started = Telemetry {
+            exporters: Exporters::default(),
+            tracer: None,
+            described: Vec::new(),
+        };
         if let Some(m) = &cfg.metrics {
-            let pusher = match &m.otlp {
-                Some(s) => {
-                    described.push(format!(
-                        "pushing metrics over OTLP ({}) to {} every {} ms",
-                        protocol_words(s),
-                        s.endpoint.shown(),
-                        m.interval.as_millis()
-                    ));
-                    Some(Pusher::new("metrics", target(s)?, s.protocol))
-                }
-                None => None,
-            };
-            if m.console {
-                described.push(format!(
-                    "printing metrics to stdout every {} ms",
+            started.start_metrics(m, metrics, &mut targets)?;
+        }
+        if let Some(t) = &cfg.traces {
+            started.tracer = Some(started.start_traces(t, metrics, worker, &mut targets)?);
+        }
+        Ok(started)
+    }
+
+    /// The metrics exporter thread: OTLP push and/or console printing.
+    fn start_metrics(
+        &mut self,
+        m: &MetricsExport,
+        metrics: &Metrics,
+        targets: &mut Targets<'_>,
+    ) -> Result<(), StartError> {
+        let pusher = match &m.otlp {
+            Some(s) => {
+                self.described.push(format!(
+                    "pushing metrics over OTLP ({}) to {} every {} ms",
+                    protocol_words(s),
+                    s.endpoint.shown(),
                     m.interval.as_millis()
                 ));
+                Some(Pusher::new("metrics", targets.target(s)?, s.protocol))
             }
-            let job = MetricsJob {
-                pusher,
-                console: m.console,
-                interval: m.interval,
-                timeout: m.timeout,
-            };
-            let metrics = metrics.clone();
-            exporters
-                .spawn("otlp-metrics", move |stop| {
-                    export::run_metrics(job, metrics, stop)
-                })
-                .map_err(StartError::Thread)?;
+            None => None,
+        };
+        if m.console {
+            self.described.push(format!(
+                "printing metrics to stdout every {} ms",
+                m.interval.as_millis()
+            ));
         }
-        let mut tracer = None;
-        if let Some(t) = &cfg.traces {
-            let pusher = match &t.otlp {
-                Some(s) => {
-                    described.push(format!(
-                        "pushing one trace per task over OTLP ({}) to {}",
-                        protocol_words(s),
-                        s.endpoint.shown()
-                    ));
-                    Some(Pusher::new("traces", target(s)?, s.protocol))
-                }
-                None => None,
-            };
-            if t.console {
-                described.push("printing one trace per task to stdout".into());
+        let job = MetricsJob {
+            pusher,
+            console: m.console,
+            interval: m.interval,
+            timeout: m.timeout,
+        };
+        let metrics = metrics.clone();
+        self.exporters
+            .spawn("otlp-metrics", move |stop| {
+                export::run_metrics(job, metrics, stop)
+            })
+            .map_err(StartError::Thread)
+    }
+
+    /// The traces exporter thread; returns the tracer that feeds it.
+    fn start_traces(
+        &mut self,
+        t: &TraceExport,
+        metrics: &Metrics,
+        worker: &WorkerInfo,
+        targets: &mut Targets<'_>,
+    ) -> Result<Tracer, StartError> {
+        let pusher = match &t.otlp {
+            Some(s) => {
+                self.described.push(format!(
+                    "pushing one trace per task over OTLP ({}) to {}",
+                    protocol_words(s),
+                    s.endpoint.shown()
+                ));
+                Some(Pusher::new("traces", targets.target(s)?, s.protocol))
             }
-            let (tr, queue) = Tracer::new(&worker.worker_id, &worker.backend, t.batch.max_queue);
-            let job = TracesJob {
-                pusher,
-                console: t.console,
-                batch: t.batch,
-            };
-            let resource = metrics.resource();
-            let stopper = tr.clone();
-            exporters
-                .spawn_stopped_by(
-                    "otlp-traces",
-                    move |budget| stopper.request_flush(budget),
-                    move || export::run_traces(job, resource, queue),
-                )
-                .map_err(StartError::Thread)?;
-            tracer = Some(tr);
+            None => None,
+        };
+        if t.console {
+            self.described
+                .push("printing one trace per task to stdout".into());
         }
-        Ok(Telemetry {
-            exporters,
-            tracer,
-            described,
-        })
+        let (tracer, queue) = Tracer::new(&worker.worker_id, &worker.backend, t.batch.max_queue);
+        let job = TracesJob {
+            pusher,
+            console: t.console,
+            batch: t.batch,
+        };
+        let resource = metrics.resource();
+        let stopper = tracer.clone();
+        self.exporters
+            .spawn_stopped_by(
+                "otlp-traces",
+                move |budget| stopper.request_flush(budget),
+                move || export::run_traces(job, resource, queue),
+            )
+            .map_err(StartError::Thread)?;
+        Ok(tracer)
     }
 
     /// The tracer, when traces are exported.
@@ -203,6 +211,32 @@ impl Telemetry {
         if !self.exporters.is_empty() {
             self.exporters.flush_and_stop(FINAL_FLUSH);
         }
+    }
+}
+
+/// Builds the exporters' [`http::Target`]s; the default trust roots are
+/// loaded once, on first use, and shared.
+struct Targets<'a> {
+    proxies: ProxySettings,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    default_tls: Option<Arc<ClientConfig>>,
+}
+
+impl Targets<'_> {
+    fn target(&mut self, s: &OtlpSettings) -> Result<http::Target, StartError> {
+        let tls = match &s.certificate {
+            Some(path) => only_roots_of(path)?,
+            None => match &self.default_tls {
+                Some(t) => t.clone(),
+                None => {
+                    let (roots, _, _) = net::load_roots(&RootSource::from_env(self.env));
+                    let t = net::client_config(roots).map_err(StartError::Tls)?;
+                    self.default_tls = Some(t.clone());
+                    t
+                }
+            },
+        };
+        http::Target::new(s, &self.proxies, tls).map_err(StartError::Proxy)
     }
 }
 

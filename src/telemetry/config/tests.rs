@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn read(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
+fn read(vars: &[(&str, &str)]) -> Result<TelemetryConfig, TelemetryConfigError> {
     let vars: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
