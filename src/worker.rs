@@ -79,7 +79,7 @@ enum RunError {
     },
     Preflight(preflight::Problem),
     /// The OTLP variables are unusable.
-    TelemetryConfig(telemetry::ConfigError),
+    TelemetryConfig(telemetry::TelemetryConfigError),
     /// An OTLP exporter cannot start.
     TelemetryStart(telemetry::StartError),
     TaskNetwork(task_network::TaskNetworkError),
