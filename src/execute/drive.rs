@@ -7,22 +7,20 @@
 //!
 //! Owns [`Executor`] and the [`TaskWork`] seam through which an assigned
 //! task pulls, creates and checks its container; it must not choose what
-//! to do next.
+//! to do next. Its child `reads` performs the calls that only read the
+//! daemon's records.
+
+mod reads;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::claims;
 use super::lease::Ownership;
-use super::names::{self, LABEL_INSTANCE, LABEL_LEASE_SEQ, LABEL_ROLE, ROLE_LEASE, ROLE_RELEASED};
-use super::ownership::Snapshot;
-use super::ownership::label;
 use super::ownership::liveness::{FRESH, Mono};
 use super::ownership::machine::{
-    Call, Cancel, CleanupMachine, CleanupStep, Env, FOLLOW_POLL, OwnerView, RELEASED, Reply, Stage,
-    Step, TaskMachine,
+    Call, Cancel, CleanupMachine, CleanupStep, Env, FOLLOW_POLL, Reply, Step, TaskMachine,
 };
-use crate::container_spec::LABEL_WORKER_ID;
 use crate::docker::{AbortSlot, Docker, DockerError};
 use crate::task::{CancelCause, CancelToken, TaskOutcome};
 use crate::wire::FailureReason;
@@ -109,6 +107,18 @@ fn cancel_of(cancel: &CancelToken) -> Option<Cancel> {
         CancelCause::Detach => Some(Cancel::Detach),
         CancelCause::Shutdown => Some(Cancel::Shutdown),
         _ => Some(Cancel::Stop),
+    }
+}
+
+/// The reply to a call a task's own work made (`prepare`, `check`): a
+/// failure is kept for its terminal message.
+fn work_reply(result: Result<(), TaskOutcome>, work: &mut dyn TaskWork) -> Reply {
+    match result {
+        Ok(()) => Reply::Done,
+        Err(outcome) => {
+            work.fail(outcome);
+            Reply::Failed
+        }
     }
 }
 
@@ -248,6 +258,7 @@ impl Executor {
         reply
     }
 
+    /// Performs `call`; the machine decided it.
     fn perform(
         &self,
         call: &Call,
@@ -258,45 +269,9 @@ impl Executor {
         let o = &self.ownership;
         let d = &self.docker;
         match call {
-            Call::ClaimExecution { generation } => {
-                match o.claim_exec(ids.key, *generation, Some((ids.task_id, ids.execution_id))) {
-                    Ok(holder) => Reply::Holder(holder),
-                    Err(e) => {
-                        // Kept for the terminal message, should the daemon
-                        // go on refusing.
-                        work.fail(TaskOutcome::failed(
-                            FailureReason::ContainerCreate,
-                            format!("could not record the task on the Docker daemon: {e}"),
-                        ));
-                        reply_of(&e)
-                    }
-                }
-            }
-            Call::ReadExecution => match self.snapshot() {
-                Ok(snap) => {
-                    let mut view = snap.exec_view(ids.key, o.instance());
-                    if let Some((id, owner)) = &mut view.container {
-                        self.exit_code(id, owner);
-                        if owner.instance == o.instance() {
-                            o.hold(id, owner.generation);
-                        }
-                    }
-                    if let Some((h, g)) = &view.holder
-                        && h == o.instance()
-                    {
-                        o.hold_exec(ids.key, *g, (ids.task_id, ids.execution_id));
-                    }
-                    Reply::Execution(view)
-                }
-                Err(e) => reply_of(&e),
-            },
-            Call::Prepare => match work.prepare(cancel) {
-                Ok(()) => Reply::Done,
-                Err(outcome) => {
-                    work.fail(outcome);
-                    Reply::Failed
-                }
-            },
+            Call::ClaimExecution { generation } => self.claim_execution(*generation, ids, work),
+            Call::ReadExecution => self.read_execution(ids),
+            Call::Prepare => work_reply(work.prepare(cancel), work),
             Call::Create => match work.create() {
                 Ok(id) => {
                     o.hold(&id, 0);
@@ -304,35 +279,14 @@ impl Executor {
                 }
                 Err(CreateFailure::NameTaken) => Reply::NameTaken,
                 Err(CreateFailure::Unreachable) => Reply::Unreachable,
-                Err(CreateFailure::Failed(outcome)) => {
-                    work.fail(outcome);
-                    Reply::Failed
-                }
+                Err(CreateFailure::Failed(outcome)) => work_reply(Err(outcome), work),
             },
-            Call::Check { id } => match work.check(id) {
-                Ok(()) => Reply::Done,
-                Err(outcome) => {
-                    work.fail(outcome);
-                    Reply::Failed
-                }
-            },
+            Call::Check { id } => work_reply(work.check(id), work),
             Call::Renew => match o.renew() {
                 Ok(()) => Reply::Done,
                 Err(e) => reply_of(&e),
             },
-            Call::ReadOwner { id } => match self.snapshot() {
-                Ok(snap) => match snap.owner_view(id, o.instance()) {
-                    Some(mut view) => {
-                        self.exit_code(id, &mut view);
-                        if view.instance == o.instance() && view.generation > 0 {
-                            o.hold(id, view.generation);
-                        }
-                        Reply::Owner(view)
-                    }
-                    None => Reply::Gone,
-                },
-                Err(e) => reply_of(&e),
-            },
+            Call::ReadOwner { id } => self.read_owner(id),
             Call::Claim { id, generation } => {
                 match claims::try_claim(d, o.worker_id(), o.instance(), id, *generation) {
                     Ok(true) => {
@@ -343,56 +297,11 @@ impl Executor {
                     Err(e) => reply_of(&e),
                 }
             }
-            Call::ReadLease { instance } => match self.lease_of(instance) {
-                Ok(value) => match d.volume_inspect(&names::ping_name(o.instance(), instance)) {
-                    Ok(ping) => Reply::Lease(value, ping.is_some()),
-                    Err(e) => reply_of(&e),
-                },
-                Err(e) => reply_of(&e),
-            },
-            Call::Start { id } => match d.start(id) {
-                Ok(()) => {
-                    log::info!("started container {id}");
-                    work.started(id);
-                    Reply::Done
-                }
-                Err(e) => {
-                    if !no_answer(&e) {
-                        work.fail(TaskOutcome::failed(
-                            crate::wire::FailureReason::ContainerStart,
-                            format!("failed to start container: {e}"),
-                        ));
-                    }
-                    reply_of(&e)
-                }
-            },
-            Call::Wait { id, poll: true } => match d.inspect(id) {
-                Ok(state) if !state.running && state.status != "created" => {
-                    Reply::Exited(state.exit_code)
-                }
-                Ok(_) => match cancel.wait_timeout(Duration::from_millis(FOLLOW_POLL)) {
-                    Some(_) => Reply::Cancelled,
-                    None => Reply::StillRunning,
-                },
-                Err(e) => reply_of(&e),
-            },
+            Call::ReadLease { instance } => self.read_lease(instance),
+            Call::Start { id } => self.start(id, work),
+            Call::Wait { id, poll: true } => self.poll(id, cancel),
             Call::Wait { id, poll: false } => self.wait(id, cancel),
-            Call::Stop { id } => {
-                let grace = match cancel.stop_by() {
-                    Some(by) => self
-                        .stop_grace
-                        .min(by.saturating_duration_since(std::time::Instant::now())),
-                    None => self.stop_grace,
-                };
-                log::info!(
-                    "stopping container {id} ({}s before SIGKILL)",
-                    grace.as_secs()
-                );
-                match d.stop(id, grace) {
-                    Ok(()) => Reply::Done,
-                    Err(e) => reply_of(&e),
-                }
-            }
+            Call::Stop { id } => self.stop(id, cancel),
             Call::Remove { id } => match d.remove(id) {
                 Ok(()) => Reply::Done,
                 Err(e) => reply_of(&e),
@@ -401,6 +310,79 @@ impl Executor {
                 let _ = cancel.wait_timeout(Duration::from_millis(*ms));
                 Reply::Done
             }
+        }
+    }
+
+    fn claim_execution(
+        &self,
+        generation: u64,
+        ids: &TaskIds<'_>,
+        work: &mut dyn TaskWork,
+    ) -> Reply {
+        let claimed =
+            self.ownership
+                .claim_exec(ids.key, generation, Some((ids.task_id, ids.execution_id)));
+        match claimed {
+            Ok(holder) => Reply::Holder(holder),
+            Err(e) => {
+                // Kept for the terminal message, should the daemon
+                // go on refusing.
+                work.fail(TaskOutcome::failed(
+                    FailureReason::ContainerCreate,
+                    format!("could not record the task on the Docker daemon: {e}"),
+                ));
+                reply_of(&e)
+            }
+        }
+    }
+
+    fn start(&self, id: &str, work: &mut dyn TaskWork) -> Reply {
+        match self.docker.start(id) {
+            Ok(()) => {
+                log::info!("started container {id}");
+                work.started(id);
+                Reply::Done
+            }
+            Err(e) => {
+                if !no_answer(&e) {
+                    work.fail(TaskOutcome::failed(
+                        crate::wire::FailureReason::ContainerStart,
+                        format!("failed to start container: {e}"),
+                    ));
+                }
+                reply_of(&e)
+            }
+        }
+    }
+
+    /// One look at a container a task follows (it polls rather than waits).
+    fn poll(&self, id: &str, cancel: &CancelToken) -> Reply {
+        match self.docker.inspect(id) {
+            Ok(state) if !state.running && state.status != "created" => {
+                Reply::Exited(state.exit_code)
+            }
+            Ok(_) => match cancel.wait_timeout(Duration::from_millis(FOLLOW_POLL)) {
+                Some(_) => Reply::Cancelled,
+                None => Reply::StillRunning,
+            },
+            Err(e) => reply_of(&e),
+        }
+    }
+
+    fn stop(&self, id: &str, cancel: &CancelToken) -> Reply {
+        let grace = match cancel.stop_by() {
+            Some(by) => self
+                .stop_grace
+                .min(by.saturating_duration_since(std::time::Instant::now())),
+            None => self.stop_grace,
+        };
+        log::info!(
+            "stopping container {id} ({}s before SIGKILL)",
+            grace.as_secs()
+        );
+        match self.docker.stop(id, grace) {
+            Ok(()) => Reply::Done,
+            Err(e) => reply_of(&e),
         }
     }
 
@@ -430,47 +412,5 @@ impl Executor {
                 reply
             }
         }
-    }
-
-    /// One look at every record of this worker id.
-    fn snapshot(&self) -> Result<Snapshot, DockerError> {
-        let worker = names::label(LABEL_WORKER_ID, self.ownership.worker_id());
-        let containers = self.docker.list_by_label(&[&worker])?;
-        let volumes = self.docker.volume_list_by_label(&[&worker])?;
-        Ok(Snapshot::from_daemon(&containers, &volumes))
-    }
-
-    /// The real exit code of an ended container (a list has none).
-    fn exit_code(&self, id: &str, view: &mut OwnerView) {
-        if let Stage::Exited(_) = view.stage
-            && let Ok(state) = self.docker.inspect(id)
-        {
-            view.stage = match state.status.as_str() {
-                "created" => Stage::Created,
-                _ if state.running => Stage::Running,
-                _ => Stage::Exited(state.exit_code),
-            };
-        }
-    }
-
-    /// `instance`'s lease value: its newest sequence number, or released.
-    fn lease_of(&self, instance: &str) -> Result<Option<String>, DockerError> {
-        let worker = names::label(LABEL_WORKER_ID, self.ownership.worker_id());
-        let of = names::label(LABEL_INSTANCE, instance);
-        let mut best: Option<u64> = None;
-        for v in self.docker.volume_list_by_label(&[&worker, &of])? {
-            match label(&v.labels, LABEL_ROLE) {
-                Some(ROLE_RELEASED) => return Ok(Some(RELEASED.to_owned())),
-                Some(ROLE_LEASE) => {
-                    if let Some(seq) =
-                        label(&v.labels, LABEL_LEASE_SEQ).and_then(|s| s.parse().ok())
-                    {
-                        best = Some(best.map_or(seq, |b: u64| b.max(seq)));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(best.map(|s| s.to_string()))
     }
 }

@@ -31,7 +31,7 @@ use super::ownership::{self, Plan, Snapshot, label};
 use crate::calendar::parse_rfc3339;
 use crate::container_spec::{LABEL_EXECUTION_ID, LABEL_MANAGED, LABEL_TASK_ID, LABEL_WORKER_ID};
 use crate::dispatch::AdoptedTask;
-use crate::docker::{Docker, DockerError};
+use crate::docker::{ContainerSummary, Docker, DockerError, VolumeInfo};
 
 /// Where adopted tasks go (the dispatcher); false = not taken.
 pub type AdoptSink = Arc<dyn Fn(AdoptedTask) -> bool + Send + Sync>;
@@ -60,12 +60,9 @@ pub fn pass(
 ) -> Result<ReapReport, DockerError> {
     let docker = &runner.docker;
     let ownership = runner.executor.ownership().clone();
-    let worker_id = &runner.settings.spec.worker_id;
     let me = runner.settings.instance.as_str();
-    let volumes_record = &runner.volumes;
     let daemon_now = runner.clock.now_synced(docker)?;
-    let young = |created: u64| daemon_now.saturating_sub(created) < grace.as_secs();
-    let worker = names::label(LABEL_WORKER_ID, worker_id);
+    let worker = names::label(LABEL_WORKER_ID, &runner.settings.spec.worker_id);
     let containers = docker.list_by_label(&[&worker])?;
     let volumes = docker.volume_list_by_label(&[&worker])?;
     let snap = Snapshot::from_daemon(&containers, &volumes);
@@ -75,33 +72,90 @@ pub fn pass(
         ownership::observe(&snap, &mut s.live, me, now);
         ownership::plan(&snap, &s.live, me, now, ttl, &|k| runner.is_busy(k))
     });
-    let live = |instance: Option<&str>| {
-        ownership.with(|s| ownership::instance_is_live(&s.live, instance, me, now))
+    let mut pass = Pass {
+        runner,
+        me,
+        now,
+        daemon_now,
+        grace,
+        report: ReapReport::default(),
     };
-    let mut report = ReapReport::default();
-    let mut doomed_volumes = Vec::new();
-    let mut filling: HashSet<&str> = HashSet::new();
+    let (doomed_volumes, filling) = pass.helper_containers(&containers)?;
+    for p in plans {
+        pass.carry_out(p, &snap, adopt)?;
+    }
+    pass.sidecar_volumes(&volumes, &doomed_volumes, &filling)?;
+    pass.private_volumes(&volumes, &containers)?;
+    // Look again soon while another process's task containers are here:
+    // a judgement needs observations all along its window.
+    let others = snap.tasks.iter().any(|t| t.owner.instance != me);
+    pass.report.look_again_in = others.then(|| ownership.ttl() / 3);
+    Ok(pass.report)
+}
 
-    for c in &containers {
-        if ownership::is_helper(c) {
+/// One pass in progress: what it judges by, and what it did so far.
+struct Pass<'a> {
+    runner: &'a Arc<DockerRunner>,
+    me: &'a str,
+    /// This process's monotonic clock when the pass read the daemon.
+    now: liveness::Mono,
+    /// The daemon's clock (seconds since the epoch).
+    daemon_now: u64,
+    grace: Duration,
+    report: ReapReport,
+}
+
+impl Pass<'_> {
+    /// Whether an object created at `created` (daemon clock) is within the
+    /// grace period.
+    fn young(&self, created: u64) -> bool {
+        self.daemon_now.saturating_sub(created) < self.grace.as_secs()
+    }
+
+    /// Whether `instance` is a live worker process.
+    fn live(&self, instance: Option<&str>) -> bool {
+        self.runner
+            .executor
+            .ownership()
+            .with(|s| ownership::instance_is_live(&s.live, instance, self.me, self.now))
+    }
+
+    /// Removes helper containers of interrupted sidecar fills; returns the
+    /// volumes they were filling, and the volumes fills still in progress
+    /// (by this process, or a live one) are filling.
+    fn helper_containers<'c>(
+        &mut self,
+        containers: &'c [ContainerSummary],
+    ) -> Result<(Vec<String>, HashSet<&'c str>), DockerError> {
+        let mut doomed_volumes = Vec::new();
+        let mut filling: HashSet<&str> = HashSet::new();
+        for c in containers.iter().filter(|c| ownership::is_helper(c)) {
             let volume = label(&c.labels, LABEL_VOLUME).unwrap_or("");
             let owner = label(&c.labels, LABEL_INSTANCE);
-            let mine = owner == Some(me);
-            if volumes_record.is_busy(volume) || (live(owner) && (!mine || young(c.created as u64)))
+            let mine = owner == Some(self.me);
+            if self.runner.volumes.is_busy(volume)
+                || (self.live(owner) && (!mine || self.young(c.created as u64)))
             {
                 filling.insert(volume);
                 continue;
             }
             log::info!("removing leftover container {} ({:?})", c.id, c.names);
-            docker.remove(&c.id)?;
-            report.containers += 1;
+            self.runner.docker.remove(&c.id)?;
+            self.report.containers += 1;
             doomed_volumes.push(volume.to_owned());
-            continue;
         }
+        Ok((doomed_volumes, filling))
     }
 
-    for p in plans {
-        match p {
+    /// Carries out one of the protocol's plans.
+    fn carry_out(
+        &mut self,
+        plan: Plan,
+        snap: &Snapshot,
+        adopt: &dyn Fn(AdoptedTask) -> bool,
+    ) -> Result<(), DockerError> {
+        let runner = self.runner;
+        match plan {
             Plan::Adopt {
                 id,
                 key,
@@ -111,7 +165,7 @@ pub fn pass(
             } => match runner.adopt(&id, &key, generation, &previous, seen) {
                 Ok(task) => {
                     if adopt(task) {
-                        report.adopted += 1;
+                        self.report.adopted += 1;
                     }
                 }
                 Err(e) => log::warn!("could not adopt the task in container {id}: {e}"),
@@ -130,65 +184,92 @@ pub fn pass(
                     .unwrap_or_default();
                 let task = runner.abandoned(&key, (&ids.0, &ids.1), generation, &previous, seen);
                 if adopt(task) {
-                    report.adopted += 1;
+                    self.report.adopted += 1;
                 }
             }
             Plan::RemoveVolume(name) => {
-                if remove_volume(docker, &name)? {
-                    report.volumes += 1;
+                if remove_volume(&runner.docker, &name)? {
+                    self.report.volumes += 1;
                 }
             }
-            Plan::Ping(to) => {
-                let labels = BTreeMap::from([
-                    (LABEL_MANAGED.to_owned(), "true".to_owned()),
-                    (LABEL_WORKER_ID.to_owned(), worker_id.clone()),
-                    (LABEL_ROLE.to_owned(), ROLE_PING.to_owned()),
-                    (LABEL_INSTANCE.to_owned(), me.to_owned()),
-                    (LABEL_TARGET.to_owned(), to.clone()),
-                ]);
-                docker.volume_create(&names::ping_name(me, &to), &labels)?;
-            }
+            Plan::Ping(to) => self.ping(&to)?,
         }
+        Ok(())
     }
 
-    for v in &volumes {
-        if v.labels.contains_key(LABEL_SIDECAR_IMAGE) {
+    /// Asks `to` to show it is alive (answered at its next renewal).
+    fn ping(&self, to: &str) -> Result<(), DockerError> {
+        let me = self.me;
+        let labels = BTreeMap::from([
+            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (
+                LABEL_WORKER_ID.to_owned(),
+                self.runner.settings.spec.worker_id.clone(),
+            ),
+            (LABEL_ROLE.to_owned(), ROLE_PING.to_owned()),
+            (LABEL_INSTANCE.to_owned(), me.to_owned()),
+            (LABEL_TARGET.to_owned(), to.to_owned()),
+        ]);
+        self.runner
+            .docker
+            .volume_create(&names::ping_name(me, to), &labels)?;
+        Ok(())
+    }
+
+    /// Removes shared sidecar volumes that never got their completeness
+    /// marker (and those whose fill's helper was just removed).
+    fn sidecar_volumes(
+        &mut self,
+        volumes: &[VolumeInfo],
+        doomed_volumes: &[String],
+        filling: &HashSet<&str>,
+    ) -> Result<(), DockerError> {
+        let record = &self.runner.volumes;
+        for v in volumes
+            .iter()
+            .filter(|v| v.labels.contains_key(LABEL_SIDECAR_IMAGE))
+        {
             let filler = label(&v.labels, LABEL_INSTANCE);
-            if volumes_record.is_busy(&v.name)
-                || volumes_record.is_known_complete(&v.name)
+            if record.is_busy(&v.name)
+                || record.is_known_complete(&v.name)
                 || filling.contains(v.name.as_str())
-                || parse_rfc3339(&v.created_at).is_some_and(young)
+                || parse_rfc3339(&v.created_at).is_some_and(|t| self.young(t))
                 // Another live process's first fill, however long it takes.
-                || (filler != Some(me) && live(filler))
+                || (filler != Some(self.me) && self.live(filler))
             {
                 continue;
             }
             let image = v.labels.get(LABEL_SIDECAR_IMAGE).map_or("", String::as_str);
-            if doomed_volumes.contains(&v.name) || !has_marker(runner, &v.name, image) {
+            if doomed_volumes.contains(&v.name) || !has_marker(self.runner, &v.name, image) {
                 log::info!("removing incomplete sidecar volume {}", v.name);
-                if remove_volume(docker, &v.name)? {
-                    report.volumes += 1;
+                if remove_volume(&self.runner.docker, &v.name)? {
+                    self.report.volumes += 1;
                 }
             }
         }
+        Ok(())
     }
-    for v in &volumes {
-        if label(&v.labels, LABEL_ROLE) == Some(ROLE_TASK_SIDECAR)
-            && !parse_rfc3339(&v.created_at).is_some_and(young)
-            && !live(label(&v.labels, LABEL_INSTANCE))
-            && !has_task_container(&containers, &v.labels)
-        {
-            log::info!("removing sidecar volume {} of a task that is gone", v.name);
-            if remove_volume(docker, &v.name)? {
-                report.volumes += 1;
+
+    /// Removes private sidecar volumes of tasks whose container is gone.
+    fn private_volumes(
+        &mut self,
+        volumes: &[VolumeInfo],
+        containers: &[ContainerSummary],
+    ) -> Result<(), DockerError> {
+        for v in volumes {
+            if label(&v.labels, LABEL_ROLE) == Some(ROLE_TASK_SIDECAR)
+                && !parse_rfc3339(&v.created_at).is_some_and(|t| self.young(t))
+                && !self.live(label(&v.labels, LABEL_INSTANCE))
+                && !has_task_container(containers, &v.labels)
+            {
+                log::info!("removing sidecar volume {} of a task that is gone", v.name);
+                if remove_volume(&self.runner.docker, &v.name)? {
+                    self.report.volumes += 1;
+                }
             }
         }
+        Ok(())
     }
-    // Look again soon while another process's task containers are here:
-    // a judgement needs observations all along its window.
-    let others = snap.tasks.iter().any(|t| t.owner.instance != me);
-    report.look_again_in = others.then(|| ownership.ttl() / 3);
-    Ok(report)
 }
 
 /// Whether a task container of the same task and execution as a private
