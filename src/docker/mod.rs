@@ -2,11 +2,12 @@
 //! TCP or TLS, with daemon discovery and a typed API.
 //!
 //! Layers, bottom up: [`crate::http`] (the crate's pure HTTP/1.1 codec),
-//! [`transport`] (sockets, on [`crate::net`]),
-//! [`client`] (one request/response, pooling, aborts), [`api`],
-//! [`images`], [`volumes`], [`containers`], [`system`] and [`disk`] (typed Engine calls on [`Docker`]). [`discovery`] finds the
-//! daemon; [`logs`] demuxes log streams. Task logic (names, specs) lives
-//! elsewhere and must not move in here.
+//! [`transport`] (sockets, on [`crate::net`]), [`client`] (one
+//! request/response, pooling, aborts), [`api`], [`images`], [`volumes`],
+//! [`containers`], [`system`] and [`disk`] (typed Engine calls on
+//! [`Docker`]). [`discovery`] finds the daemon; [`logs`] demuxes log
+//! streams. Task logic (names, specs) lives elsewhere and must not move in
+//! here.
 
 pub mod api;
 pub mod auth;

@@ -100,7 +100,10 @@
 //! with an assignment in hand reports it interrupted, never runs it.
 //!
 //! This module and its children do no I/O: the executor (`follow`,
-//! `cleanup`, `reaper`) and the simulator drive them.
+//! `cleanup`, `reaper`) and the simulator drive them. The daemon's records
+//! are read into a [`Snapshot`] (`snapshot`); the reaper's decisions are
+//! [`observe`] and [`plan`] (`reaper_plan`); the machines are in `machine`,
+//! the judging of others in `liveness`.
 
 pub mod liveness;
 pub mod machine;
