@@ -11,19 +11,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::{Deref, DerefMut};
-
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use serde_json::{Map, Value, json};
 
 use crate::config::{AGENT_MOUNT_PATH, Config, DEFAULT_IMAGE, Hardening, VolumeMount};
 use crate::untrusted::Escaped;
 use crate::wire::{FailureReason, InstanceShape, TaskAssignment};
 
 mod args;
+mod body;
+mod env;
 
 use args::snapshot;
 pub use args::{Arg, agent_args, mcp_json};
+pub use body::{CreateBody, create_body};
+pub use env::{check_env_vars, environment, environment_entries};
 
 /// Common prefix of every label the worker puts on its containers.
 pub const LABEL_PREFIX: &str = "dev.warp.oz-agent-worker.";
@@ -365,72 +365,6 @@ pub fn sidecars(assignment: &TaskAssignment, cfg: &SpecInputs) -> Result<Vec<Sid
     Ok(list)
 }
 
-/// Refuses an `env_vars` name that is not one variable's name, as the
-/// runtime and POSIX read the `NAME=value` entry: empty, holding `=` (the
-/// entry would set a shorter name, e.g. an operator's `HTTPS_PROXY`, past the
-/// operator's own entry) or NUL (C strings end there). Any other character,
-/// control characters included, is what Docker and POSIX allow (names other
-/// than `[A-Za-z_][A-Za-z0-9_]*` are legal, only unusable from a shell), so
-/// it passes; log lines escape it. Values may hold anything but NUL.
-pub fn check_env_vars(assignment: &TaskAssignment) -> Result<(), SpecError> {
-    for (name, value) in &assignment.env_vars {
-        let problem = if name.is_empty() {
-            Some(EnvNameProblem::Empty)
-        } else if name.contains('=') {
-            Some(EnvNameProblem::Equals)
-        } else if name.contains('\0') {
-            Some(EnvNameProblem::Nul)
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(SpecError::BadEnvName {
-                name: name.clone(),
-                problem,
-            });
-        }
-        if value.contains('\0') {
-            return Err(SpecError::EnvValueNul { name: name.clone() });
-        }
-    }
-    Ok(())
-}
-
-/// The container environment (TASK.md §4): one entry per name, later
-/// layers winning, matched by the exact name (the operator's entries come
-/// last, so none can be shadowed); names keep the position of their first
-/// appearance, each layer's new names in sorted order. Borrows its inputs.
-pub fn environment_entries<'a>(
-    assignment: &'a TaskAssignment,
-    cfg: &'a SpecInputs,
-) -> Vec<(&'a str, &'a str)> {
-    let mut entries: Vec<(&str, &str)> = vec![
-        ("TASK_ID", assignment.task.id.as_str()),
-        ("GIT_TERMINAL_PROMPT", "0"),
-        ("GH_PROMPT_DISABLED", "1"),
-    ];
-    if !cfg.server_root_url.is_empty() {
-        entries.push(("WARP_SERVER_ROOT_URL", cfg.server_root_url.as_str()));
-    }
-    for layer in [&assignment.env_vars, &cfg.operator_env] {
-        for (k, v) in layer {
-            match entries.iter_mut().find(|(name, _)| name == k) {
-                Some(entry) => entry.1 = v,
-                None => entries.push((k, v)),
-            }
-        }
-    }
-    entries
-}
-
-/// [`environment_entries`] as `KEY=VALUE` strings.
-pub fn environment(assignment: &TaskAssignment, cfg: &SpecInputs) -> Vec<String> {
-    environment_entries(assignment, cfg)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect()
-}
-
 /// The labels that let the worker find its own containers.
 pub fn labels(assignment: &TaskAssignment, cfg: &SpecInputs) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -454,148 +388,6 @@ pub fn limits(shape: Option<InstanceShape>) -> Limits {
     Limits {
         nano_cpus: (shape.vcpus > 0).then(|| shape.vcpus.saturating_mul(1_000_000_000)),
         memory_bytes: (shape.memory_gb > 0).then(|| shape.memory_gb.saturating_mul(1 << 30)),
-    }
-}
-
-/// The exact `POST /containers/create` body.
-///
-/// `image` is the reference as pulled (after any registry mirror rewrite,
-/// since create never pulls and looks the name up locally).
-/// `sidecar_volumes` holds the volume name of each of `spec.sidecars`, in
-/// the same order (the caller prepares one volume per sidecar; a name
-/// without a sidecar, or a sidecar without a name, is left out).
-pub fn create_body<'s>(
-    spec: &'s ContainerSpec<'_>,
-    image: &str,
-    sidecar_volumes: &[String],
-) -> CreateBody<'s> {
-    debug_assert_eq!(spec.sidecars.len(), sidecar_volumes.len());
-    let binds: Vec<String> = spec
-        .sidecars
-        .iter()
-        .zip(sidecar_volumes)
-        .map(|(s, vol)| {
-            let mode = if s.read_only { "ro" } else { "rw" };
-            format!("{vol}:{}:{mode}", s.mount_path)
-        })
-        .chain(spec.binds.iter().cloned())
-        .collect();
-    let mut host = Map::new();
-    if !binds.is_empty() {
-        host.insert("Binds".into(), json!(binds));
-    }
-    if let Some(n) = spec.limits.nano_cpus {
-        host.insert("NanoCpus".into(), json!(n));
-    }
-    if let Some(m) = spec.limits.memory_bytes {
-        host.insert("Memory".into(), json!(m));
-        host.insert("MemorySwap".into(), json!(m));
-    }
-    let h = &spec.hardening;
-    if let Some(rt) = h.runtime.as_deref().filter(|s| !s.is_empty()) {
-        host.insert("Runtime".into(), json!(rt));
-    }
-    if let Some(net) = h.network.as_deref().filter(|s| !s.is_empty()) {
-        host.insert("NetworkMode".into(), json!(net));
-    }
-    if !h.security_opt.is_empty() {
-        host.insert("SecurityOpt".into(), json!(h.security_opt));
-    }
-    if !h.cap_drop.is_empty() {
-        host.insert("CapDrop".into(), json!(h.cap_drop));
-    }
-    if let Some(p) = h.pids_limit {
-        host.insert("PidsLimit".into(), json!(p));
-    }
-    if let Some(init) = h.init {
-        host.insert("Init".into(), json!(init));
-    }
-    CreateBody {
-        body: json!({
-            "Image": image,
-            "WorkingDir": spec.working_dir,
-            "Labels": spec.labels,
-            "HostConfig": Value::Object(host),
-        }),
-        env: &spec.env,
-        cmd: &spec.cmd,
-    }
-}
-
-/// The create body: a JSON object (reach it through `Deref`, e.g.
-/// `body["Labels"][KEY] = …`) plus `Env` and `Cmd`, which serialising
-/// writes straight from the spec's borrowed entries. `Env` or `Cmd` keys set
-/// on the object are ignored: they are the spec's, validated, and only the spec's.
-pub struct CreateBody<'s> {
-    body: Value,
-    env: &'s [(&'s str, &'s str)],
-    cmd: &'s [Arg<'s>],
-}
-
-impl CreateBody<'_> {
-    /// The whole body as one JSON value (tests; this copies the environment).
-    pub fn to_value(&self) -> Value {
-        let mut v = self.body.clone();
-        let env: Vec<String> = self
-            .env
-            .iter()
-            .map(|(k, val)| format!("{k}={val}"))
-            .collect();
-        v["Env"] = json!(env);
-        v["Cmd"] = json!(self.cmd);
-        v
-    }
-}
-
-impl Deref for CreateBody<'_> {
-    type Target = Value;
-    fn deref(&self) -> &Value {
-        &self.body
-    }
-}
-
-impl DerefMut for CreateBody<'_> {
-    fn deref_mut(&mut self) -> &mut Value {
-        &mut self.body
-    }
-}
-
-impl Serialize for CreateBody<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Env<'e>(&'e [(&'e str, &'e str)]);
-        impl Serialize for Env<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                struct Entry<'x>(&'x str, &'x str);
-                impl fmt::Display for Entry<'_> {
-                    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        write!(f, "{}={}", self.0, self.1)
-                    }
-                }
-                let mut seq = s.serialize_seq(Some(self.0.len()))?;
-                for (k, v) in self.0 {
-                    seq.serialize_element(&Streamed(Entry(k, v)))?;
-                }
-                seq.end()
-            }
-        }
-        // `collect_str` lets serde_json escape the text as it is written,
-        // never holding `KEY=VALUE` as a string of its own.
-        struct Streamed<T>(T);
-        impl<T: fmt::Display> Serialize for Streamed<T> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(&self.0)
-            }
-        }
-        let fields = self.body.as_object();
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in fields.into_iter().flatten() {
-            if k != "Env" && k != "Cmd" {
-                map.serialize_entry(k, v)?;
-            }
-        }
-        map.serialize_entry("Cmd", self.cmd)?;
-        map.serialize_entry("Env", &Env(self.env))?;
-        map.end()
     }
 }
 

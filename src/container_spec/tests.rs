@@ -1,5 +1,7 @@
 //! Exact-value tests of the assignment → container translation.
 
+use serde_json::{Value, json};
+
 use super::*;
 use crate::wire::{
     AgentConfig, AwsInferenceProvider, Harness, InferenceProviders, RawJson, SessionSharing,

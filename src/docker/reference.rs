@@ -7,10 +7,11 @@
 //! rewrite and the sidecar volume name. Pure: no I/O, no logging; it must not
 //! know how images are pulled or where credentials live.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::untrusted::Escaped;
+use grammar::{NameProblem, split_name, valid_digest, valid_tag};
+pub use mirrors::check_mirrors;
 
 /// Docker Hub's registry name after normalisation.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -234,69 +235,6 @@ impl ImageRef {
             &self.registry
         }
     }
-
-    /// Applies `registry_mirrors`: the longest prefix matching whole path
-    /// components of `registry/repository` is replaced. No match ⇒ unchanged.
-    pub fn with_mirrors(&self, mirrors: &BTreeMap<String, String>) -> Result<Self, ReferenceError> {
-        let name = self.name();
-        let mut best: Option<(Prefix, &String, &String)> = None;
-        for (key, value) in mirrors {
-            let prefix = parse_prefix(key).map_err(|problem| mirror_error(key, value, problem))?;
-            let joined = prefix.joined();
-            let matches = name == joined
-                || name
-                    .strip_prefix(&joined)
-                    .is_some_and(|rest| rest.starts_with('/'));
-            let longer = best
-                .as_ref()
-                .is_none_or(|(b, _, _)| joined.len() > b.joined().len());
-            if matches && longer {
-                best = Some((prefix, key, value));
-            }
-        }
-        let Some((prefix, key, value)) = best else {
-            return Ok(self.clone());
-        };
-        let target = parse_prefix(value).map_err(|problem| mirror_error(key, value, problem))?;
-        let rest = name[prefix.joined().len()..].trim_start_matches('/');
-        let mut repository = [target.path.as_str(), rest]
-            .iter()
-            .filter(|p| !p.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("/");
-        if repository.is_empty() {
-            return Err(mirror_error(
-                key,
-                value,
-                "the rewrite leaves no repository path",
-            ));
-        }
-        if target.registry == DOCKER_HUB && !repository.contains('/') {
-            repository = format!("{OFFICIAL_PREFIX}{repository}");
-        }
-        if target.registry.len() + 1 + repository.len() > NAME_MAX {
-            return Err(mirror_error(
-                key,
-                value,
-                "the rewritten name is longer than 255 characters",
-            ));
-        }
-        Ok(Self {
-            registry: target.registry,
-            repository,
-            version: self.version.clone(),
-        })
-    }
-}
-
-/// Checks every `registry_mirrors` entry, so a bad one stops the worker at start.
-pub fn check_mirrors(mirrors: &BTreeMap<String, String>) -> Result<(), ReferenceError> {
-    for (key, value) in mirrors {
-        parse_prefix(key).map_err(|problem| mirror_error(key, value, problem))?;
-        parse_prefix(value).map_err(|problem| mirror_error(key, value, problem))?;
-    }
-    Ok(())
 }
 
 /// The full normalised reference, e.g. `docker.io/library/ubuntu:22.04`.
@@ -346,188 +284,8 @@ fn volume_safe(text: &str) -> String {
         .collect()
 }
 
-enum NameProblem {
-    Uppercase,
-    Format,
-}
-
-/// Whether the daemon reads this first path component as a registry.
-fn is_registry_host(first: &str) -> bool {
-    first == "localhost" || first.contains('.') || first.contains(':')
-}
-
-/// Splits `[registry/]path` and normalises Docker Hub names.
-fn split_name(name: &str) -> Result<(String, String), NameProblem> {
-    let (registry, path) = match name.split_once('/') {
-        Some((first, rest)) if is_registry_host(first) => {
-            if !valid_domain(first) {
-                return Err(NameProblem::Format);
-            }
-            (first, rest)
-        }
-        _ => (DOCKER_HUB, name),
-    };
-    check_path(path)?;
-    let registry = if registry == LEGACY_HUB {
-        DOCKER_HUB
-    } else {
-        registry
-    };
-    let path = if registry == DOCKER_HUB && !path.contains('/') {
-        format!("{OFFICIAL_PREFIX}{path}")
-    } else {
-        path.to_owned()
-    };
-    Ok((registry.to_owned(), path))
-}
-
-fn check_path(path: &str) -> Result<(), NameProblem> {
-    let mut uppercase = false;
-    for component in path.split('/') {
-        if valid_path_component(component) {
-            continue;
-        }
-        if valid_path_component(&component.to_ascii_lowercase()) {
-            uppercase = true;
-        } else {
-            return Err(NameProblem::Format);
-        }
-    }
-    if uppercase {
-        Err(NameProblem::Uppercase)
-    } else {
-        Ok(())
-    }
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn valid_path_component(c: &str) -> bool {
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = c.as_bytes();
-    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
-        return false;
-    };
-    if !alnum(first) || !alnum(last) {
-        return false;
-    }
-    c.split(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-        .filter(|sep| !sep.is_empty())
-        .all(|sep| matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-'))
-}
-
-/// `host[:port]`: dot-separated `[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?`
-/// labels or a bracketed IPv6 address, then an optional numeric port.
-fn valid_domain(d: &str) -> bool {
-    let (host, port) = if let Some(v6) = d.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return false;
-        };
-        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return false;
-        }
-        match after {
-            "" => return true,
-            _ => ("", after.strip_prefix(':').unwrap_or("x")),
-        }
-    } else {
-        match d.split_once(':') {
-            Some((h, p)) => (h, p),
-            None => (d, "0"),
-        }
-    };
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-    };
-    let host_ok = d.starts_with('[') || host.split('.').all(label_ok);
-    host_ok && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
-fn valid_tag(t: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    !t.is_empty()
-        && t.len() <= TAG_MAX
-        && t.bytes().next().is_some_and(word)
-        && t.bytes().all(|b| word(b) || b == b'.' || b == b'-')
-}
-
-/// The go-digest algorithms the daemon accepts, with lower-case hex of their length.
-fn valid_digest(d: &str) -> bool {
-    let Some((algo, hex)) = d.split_once(':') else {
-        return false;
-    };
-    let len = match algo {
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
-        _ => return false,
-    };
-    hex.len() == len
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// A mirror key or value: a registry, optionally followed by a path.
-struct Prefix {
-    registry: String,
-    path: String,
-}
-
-impl Prefix {
-    fn joined(&self) -> String {
-        if self.path.is_empty() {
-            self.registry.clone()
-        } else {
-            format!("{}/{}", self.registry, self.path)
-        }
-    }
-}
-
-fn parse_prefix(s: &str) -> Result<Prefix, &'static str> {
-    let s = s
-        .trim()
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let (registry, path) = s.split_once('/').unwrap_or((s, ""));
-    if !valid_domain(registry) {
-        return Err("each side must start with a registry host[:port]");
-    }
-    // The daemon reads a first component without `.` or `:` (other than
-    // `localhost`) as a Docker Hub path, so `mirror/...` would be pulled
-    // from Docker Hub instead of the mirror (found by fuzzing).
-    if !is_registry_host(registry) {
-        return Err(
-            "the registry host must contain a `.` or a `:port`, or be localhost; \
-             a bare name is a Docker Hub path",
-        );
-    }
-    if !path.is_empty() && check_path(path).is_err() {
-        return Err("the path after the registry must be lower-case path components");
-    }
-    let registry = if registry == LEGACY_HUB {
-        DOCKER_HUB
-    } else {
-        registry
-    };
-    Ok(Prefix {
-        registry: registry.to_owned(),
-        path: path.to_owned(),
-    })
-}
-
-fn mirror_error(prefix: &str, replacement: &str, problem: &'static str) -> ReferenceError {
-    ReferenceError::InvalidMirror {
-        prefix: prefix.to_owned(),
-        replacement: replacement.to_owned(),
-        problem,
-    }
-}
+mod grammar;
+mod mirrors;
 
 #[cfg(test)]
 mod tests;

@@ -10,13 +10,10 @@
 //! credential: the password and the `X-Registry-Auth` value are registered
 //! as secrets for the life of the returned [`PreparedImage`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::config::PullPolicy;
 use crate::docker::auth::{self, CredentialEnv, RegistryAuth};
@@ -24,10 +21,17 @@ use crate::docker::reference::{ImageRef, ReferenceError};
 use crate::docker::{AbortSlot, Docker, DockerError, ImageInfo};
 use crate::logging::{self, SecretGuard};
 use crate::metrics::WorkResult;
-use crate::telemetry::{self, AttrValue};
+use crate::telemetry::{self, AttrValue, ChildSpan};
 
 use super::progress::{self, PullTally, Throttle};
 use crate::task::CancelToken;
+
+mod gate;
+mod stall;
+
+pub use gate::PullGate;
+use gate::Turn;
+pub use stall::StallWatch;
 
 /// How the worker gets images.
 #[derive(Debug, Clone)]
@@ -178,113 +182,6 @@ pub fn resolve(
     ImageRef::parse(image)?.with_mirrors(mirrors)
 }
 
-/// One pull of each reference at a time in this process. A caller that
-/// finds a pull of its reference under way waits for it; when that pull
-/// succeeded, the caller uses the image it brought instead of pulling a
-/// second time (the prefetch at start, or another task, just pulled it).
-#[derive(Debug, Default)]
-pub struct PullGate {
-    state: Mutex<GateState>,
-    ended: Condvar,
-    started: std::sync::atomic::AtomicUsize,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    /// References being pulled now.
-    pulling: HashMap<String, ()>,
-    /// How the last pull of each reference ended.
-    succeeded: HashMap<String, bool>,
-    /// Callers waiting for a pull now.
-    waiting: usize,
-}
-
-/// What a caller of [`PullGate::turn`] does.
-enum Turn<'a> {
-    /// Pull it; the guard ends the turn.
-    Mine(PullTurn<'a>),
-    /// Another caller's pull of it succeeded while this one waited.
-    Pulled,
-}
-
-/// This caller's pull of a reference; others wait until it is dropped.
-struct PullTurn<'a> {
-    gate: &'a PullGate,
-    reference: String,
-    succeeded: bool,
-}
-
-impl Drop for PullTurn<'_> {
-    fn drop(&mut self) {
-        let mut state = self.gate.lock();
-        state.pulling.remove(&self.reference);
-        state
-            .succeeded
-            .insert(self.reference.clone(), self.succeeded);
-        drop(state);
-        self.gate.ended.notify_all();
-    }
-}
-
-impl PullGate {
-    fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How many pulls this process started (a waiter that used another's
-    /// pull starts none).
-    pub fn pulls_started(&self) -> usize {
-        self.started.load(Ordering::SeqCst)
-    }
-
-    /// How many callers wait for a pull now.
-    pub fn waiting(&self) -> usize {
-        self.lock().waiting
-    }
-
-    /// Whether `reference` is being pulled now.
-    pub fn is_pulling(&self, reference: &str) -> bool {
-        self.lock().pulling.contains_key(reference)
-    }
-
-    /// Waits (cancellably) until nobody pulls `reference`; `None` when
-    /// cancelled meanwhile.
-    fn turn(self: &Arc<Self>, reference: &str, cancel: &CancelToken) -> Option<Turn<'_>> {
-        let me = Arc::clone(self);
-        let _hook = cancel.on_cancel(move |_| {
-            drop(me.lock());
-            me.ended.notify_all();
-        });
-        let mut state = self.lock();
-        let mut waited = false;
-        while state.pulling.contains_key(reference) {
-            if !waited {
-                log::info!("image {reference} is being pulled already; waiting for that pull");
-                waited = true;
-            }
-            if cancel.is_cancelled() {
-                return None;
-            }
-            state.waiting += 1;
-            state = self.ended.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.waiting -= 1;
-        }
-        if waited && state.succeeded.get(reference) == Some(&true) {
-            return Some(Turn::Pulled);
-        }
-        if cancel.is_cancelled() {
-            return None;
-        }
-        state.pulling.insert(reference.to_owned(), ());
-        self.started.fetch_add(1, Ordering::SeqCst);
-        Some(Turn::Mine(PullTurn {
-            gate: self,
-            reference: reference.to_owned(),
-            succeeded: false,
-        }))
-    }
-}
-
 /// Makes `image` present on the host for the daemon's platform, following the
 /// pull policy, one pull of it at a time through `gate`. `cancel` aborts a
 /// pull in progress; the caller then sees a [`ImageError::Pull`] and checks
@@ -373,36 +270,13 @@ fn pull(
     cancel: &CancelToken,
     secrets: &mut Vec<SecretGuard>,
 ) -> Result<bool, ImageError> {
-    let key = target.credential_key();
-    // Like the Go worker: a credential problem is a warning and the pull goes
-    // anonymous; the registry's refusal then says what is wrong.
-    let credential = match auth::lookup(key, &settings.credentials) {
-        Ok(found) => found,
-        Err(e) => {
-            log::warn!("registry credentials for {key}: {e}; pulling {reference} anonymously");
-            None
-        }
-    };
-    let header = credential.as_ref().map(|c| {
-        if let RegistryAuth::Password { password, .. } = c {
-            secrets.push(logging::register_secret(password));
-        } else if let RegistryAuth::IdentityToken { token, .. } = c {
-            secrets.push(logging::register_secret(token));
-        }
-        let value = c.header_value();
-        secrets.push(logging::register_secret(&value));
-        value
-    });
-    match credential.as_ref().and_then(RegistryAuth::username) {
-        Some(user) => log::info!("pulling image {reference} as {user}"),
-        None => log::info!("pulling image {reference}"),
-    }
+    let header = auth_header(settings, target, reference, secrets);
     let slot = AbortSlot::new();
     let hook_slot = slot.clone();
     let _hook = cancel.on_cancel(move |_| hook_slot.abort());
     let watch_slot = slot.clone();
     let watch = StallWatch::start(settings.pull_stall_timeout, move || watch_slot.abort());
-    let mut span = telemetry::phase(
+    let span = telemetry::phase(
         "oz_worker.image_pull",
         vec![("docker.image", AttrValue::Str(logging::redact(reference)))],
     );
@@ -427,21 +301,7 @@ fn pull(
         &slot,
     );
     let stalled = watch.finish();
-    let took = started.elapsed();
-    let result = if pulled.is_ok() {
-        log::info!("{}", tally.summary(reference, took));
-        WorkResult::Succeeded
-    } else {
-        WorkResult::Failed
-    };
-    telemetry::image_pulled(result, took, tally.bytes());
-    if let Some(span) = &mut span {
-        span.attribute("image.bytes", AttrValue::Int(tally.bytes() as i64));
-        match &pulled {
-            Ok(()) => span.ok(),
-            Err(e) => span.error(&e.to_string()),
-        }
-    }
+    report_pull(reference, &pulled, &tally, started.elapsed(), span);
     match pulled {
         Ok(()) => Ok(downloaded),
         Err(_) if stalled => Err(ImageError::Stalled {
@@ -455,139 +315,68 @@ fn pull(
     }
 }
 
-/// A watchdog on its own thread: runs `on_stall` once when [`StallWatch::progress`]
-/// has not been called for `limit` (counting from the start).
-pub struct StallWatch {
-    beat: Option<Sender<()>>,
-    stalled: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// The `X-Registry-Auth` value for `target`, when credentials are found
+/// (its secrets registered in `secrets`); logs the pull's start line.
+fn auth_header(
+    settings: &ImageSettings,
+    target: &ImageRef,
+    reference: &str,
+    secrets: &mut Vec<SecretGuard>,
+) -> Option<String> {
+    let key = target.credential_key();
+    // Like the Go worker: a credential problem is a warning and the pull goes
+    // anonymous; the registry's refusal then says what is wrong.
+    let credential = match auth::lookup(key, &settings.credentials) {
+        Ok(found) => found,
+        Err(e) => {
+            log::warn!("registry credentials for {key}: {e}; pulling {reference} anonymously");
+            None
+        }
+    };
+    let header = credential.as_ref().map(|c| {
+        if let RegistryAuth::Password { password, .. } = c {
+            secrets.push(logging::register_secret(password));
+        } else if let RegistryAuth::IdentityToken { token, .. } = c {
+            secrets.push(logging::register_secret(token));
+        }
+        let value = c.header_value();
+        secrets.push(logging::register_secret(&value));
+        value
+    });
+    match credential.as_ref().and_then(RegistryAuth::username) {
+        Some(user) => log::info!("pulling image {reference} as {user}"),
+        None => log::info!("pulling image {reference}"),
+    }
+    header
 }
 
-impl StallWatch {
-    /// Starts watching.
-    pub fn start(limit: Duration, on_stall: impl FnOnce() + Send + 'static) -> StallWatch {
-        // One pending beat is enough: it only says "something happened".
-        let (beat, beats) = crossbeam_channel::bounded::<()>(1);
-        let stalled = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stalled);
-        let thread = std::thread::Builder::new()
-            .name("pull-watch".into())
-            .spawn(move || {
-                loop {
-                    match beats.recv_timeout(limit) {
-                        Ok(()) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
-                        Err(RecvTimeoutError::Timeout) => {
-                            flag.store(true, Ordering::SeqCst);
-                            on_stall();
-                            return;
-                        }
-                    }
-                }
-            });
-        StallWatch {
-            beat: Some(beat),
-            stalled,
-            // Without the thread there is no timeout, but the pull still works.
-            thread: thread.ok(),
+/// A finished pull's summary line, metric and span.
+fn report_pull(
+    reference: &str,
+    pulled: &Result<(), DockerError>,
+    tally: &PullTally,
+    took: Duration,
+    mut span: Option<ChildSpan>,
+) {
+    let result = if pulled.is_ok() {
+        log::info!("{}", tally.summary(reference, took));
+        WorkResult::Succeeded
+    } else {
+        WorkResult::Failed
+    };
+    telemetry::image_pulled(result, took, tally.bytes());
+    if let Some(span) = &mut span {
+        span.attribute("image.bytes", AttrValue::Int(tally.bytes() as i64));
+        match pulled {
+            Ok(()) => span.ok(),
+            Err(e) => span.error(&e.to_string()),
         }
-    }
-
-    /// Something moved: the timer starts again.
-    pub fn progress(&self) {
-        if let Some(beat) = &self.beat {
-            // Full: a beat is already pending. Disconnected: the watchdog has
-            // fired and the pull is being aborted. Either way nothing to do.
-            let _ = beat.try_send(());
-        }
-    }
-
-    /// Stops watching; true if the watchdog fired.
-    pub fn finish(mut self) -> bool {
-        self.stop();
-        self.stalled.load(Ordering::SeqCst)
-    }
-
-    fn stop(&mut self) {
-        drop(self.beat.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for StallWatch {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A second caller waits for the first pull of its reference and, when
-    /// it succeeded, pulls nothing itself; after a failed one it pulls.
-    #[test]
-    fn a_second_caller_waits_for_the_pull_under_way_instead_of_pulling_again() {
-        let gate = Arc::new(PullGate::default());
-        let never = CancelToken::new();
-        let Some(Turn::Mine(mut first)) = gate.turn("reg/a:1", &never) else {
-            panic!("the first caller pulls");
-        };
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let g = Arc::clone(&gate);
-        let waiter = std::thread::spawn(move || {
-            let turn = g.turn("reg/a:1", &CancelToken::new());
-            let pulled = matches!(turn, Some(Turn::Pulled));
-            drop(turn);
-            tx.send(pulled).unwrap();
-        });
-        wait_for_waiter(&gate);
-        // Another reference is not held up meanwhile.
-        assert!(matches!(gate.turn("reg/b:1", &never), Some(Turn::Mine(_))));
-        assert!(rx.try_recv().is_err(), "the waiter went ahead of the pull");
-        first.succeeded = true;
-        drop(first);
-        assert!(rx.recv().unwrap(), "the waiter pulled a second time");
-        waiter.join().unwrap();
-        assert_eq!(gate.pulls_started(), 2);
-
-        // After a failed pull the waiter pulls itself.
-        let Some(Turn::Mine(failed)) = gate.turn("reg/c:1", &never) else {
-            panic!("the first caller pulls");
-        };
-        let g = Arc::clone(&gate);
-        let waiter = std::thread::spawn(move || {
-            matches!(g.turn("reg/c:1", &CancelToken::new()), Some(Turn::Mine(_)))
-        });
-        wait_for_waiter(&gate);
-        drop(failed);
-        assert!(waiter.join().unwrap());
-    }
-
-    /// Until a caller is blocked in the gate (bounded).
-    fn wait_for_waiter(gate: &PullGate) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while gate.waiting() == 0 {
-            assert!(Instant::now() < deadline, "no caller came to wait");
-            std::thread::yield_now();
-        }
-    }
-
-    /// A cancelled waiter stops waiting at once.
-    #[test]
-    fn a_cancelled_waiter_stops_waiting() {
-        let gate = Arc::new(PullGate::default());
-        let _first = gate.turn("reg/a:1", &CancelToken::new());
-        let token = CancelToken::new();
-        let t = token.clone();
-        let g = Arc::clone(&gate);
-        let waiter = std::thread::spawn(move || g.turn("reg/a:1", &t).is_none());
-        wait_for_waiter(&gate);
-        token.cancel(crate::task::CancelCause::User);
-        assert!(waiter.join().unwrap());
-    }
 
     #[test]
     fn mirrors_rewrite_the_pulled_reference() {
@@ -612,35 +401,6 @@ mod tests {
             e.to_string(),
             "failed to pull image 127.0.0.1:5000/a/b:1: the pull stalled (no progress from the registry for 5m0s) and was aborted; check the registry and the network between it and the Docker daemon"
         );
-    }
-
-    #[test]
-    fn the_watch_fires_once_without_progress() {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let watch = StallWatch::start(Duration::from_millis(20), move || {
-            tx.send(()).unwrap();
-        });
-        rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(watch.finish());
-        assert_eq!(
-            rx.try_recv(),
-            Err(crossbeam_channel::TryRecvError::Disconnected)
-        );
-    }
-
-    #[test]
-    fn progress_keeps_the_watch_quiet() {
-        let (tx, rx) = crossbeam_channel::unbounded::<()>();
-        let watch = StallWatch::start(Duration::from_millis(500), move || {
-            tx.send(()).unwrap();
-        });
-        // Beats ten times faster than the limit, for three limits' worth.
-        for _ in 0..30 {
-            std::thread::sleep(Duration::from_millis(50));
-            watch.progress();
-        }
-        assert!(!watch.finish());
-        assert!(rx.try_recv().is_err());
     }
 
     #[test]

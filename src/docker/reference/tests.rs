@@ -1,5 +1,7 @@
 //! Exact-value tests of reference parsing, mirrors and volume names.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -1,6 +1,12 @@
 use super::machine::Stage;
 use super::*;
 use crate::container_spec::LABEL_WORKER_ID;
+use crate::docker::VolumeInfo;
+use crate::execute::names::{
+    LABEL_CONTAINER, LABEL_EXEC_KEY, LABEL_GENERATION, LABEL_INSTANCE, LABEL_KEEP, LABEL_LEASE_SEQ,
+    LABEL_REPORTED, LABEL_TARGET, ROLE_CLAIM, ROLE_EXEC, ROLE_EXEC_DONE, ROLE_LEASE, ROLE_PING,
+    ROLE_RELEASED,
+};
 use std::time::Duration;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::decide::short_duration;
+use super::records::record_every;
 use super::*;
 
 const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);

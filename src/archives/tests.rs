@@ -1,6 +1,9 @@
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{Cursor, Seek, SeekFrom};
 
+use super::gunzip::discard;
+use super::skip::config_id;
+use super::tar::{Header, number, octal, parse_header, pax_records, seek_past};
 use super::*;
 use crate::telemetry::gzip::{crc32, gzip};
 
