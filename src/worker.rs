@@ -23,7 +23,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | main | `main.rs`, this file | start-up, then the shutdown sequence | waits on a channel for the first stop signal from `signals` | when `run` returns |
 //! | `signals` | `signals.rs` | the stop-signal rule ([`crate::signals::react`]) | `sigwait` on SIGTERM/SIGINT/SIGQUIT/SIGHUP; sends the first stop signal to main | with the process; a repeated stop signal exits it (code 130) |
-//! | `connection` | `connection/mod.rs` | the WebSocket to the orchestrator: dial, backoff, ping/pong, acks | reads frames and hands them to the dispatcher (`Daemon`'s handler); writes the [`crate::outbox`]'s messages, woken by the outbox through a socket pair; sends its finish report to [`Daemon::shutdown_in`] | after `finish` (shutdown): the outbox is empty or the deadline passed, Close sent |
+//! | `connection` | `connection.rs` | the WebSocket to the orchestrator: dial, backoff, ping/pong, acks | reads frames and hands them to the dispatcher (`Daemon`'s handler); writes the [`crate::outbox`]'s messages, woken by the outbox through a socket pair; sends its finish report to [`Daemon::shutdown_in`] | after `finish` (shutdown): the outbox is empty or the deadline passed, Close sent |
 //! | `task-slot-N` (one per slot) | `dispatch/pool.rs` | one claimed task at a time, run to its terminal message | receives jobs on the pool's bounded channel; calls the task runner (Docker); queues status messages in the outbox | when the dispatcher, the channel's sender, is dropped (with the process) |
 //! | `task` (one per task) | `dispatch/pool.rs` | one task, without `max_concurrent_tasks` or when adopted | like a slot, for its one job | when the task's terminal message is queued |
 //! | `task-deadlines` | `deadline.rs` | the task timeouts | a list of deadlines under a mutex/condvar; fires [`crate::task::CancelToken`]s | with the process |
@@ -34,9 +34,9 @@
 //! | `cleanup` | `execute/cleanup.rs` | removing ended tasks' containers and volumes once their messages are delivered | receives leftovers on an unbounded channel; calls Docker | when the runner, the only sender, is dropped |
 //! | `pull-watch` (one per pull) | `execute/image.rs` | the stall timeout of one image pull | receives progress beats on a channel; aborts the pull once when they stop | when the pull ends, or after it fired |
 //! | `metrics-http` | `metrics/server.rs` | `/metrics`, `/healthz`, `/readyz` (only when configured) | accepts and serves TCP clients, reading [`Metrics`] and [`Health`] | when its handle is dropped (end of `run`) |
-//! | `otlp-metrics` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing metric snapshots (only when configured) | reads [`Metrics`]; sends over HTTP to the collector or prints; a stop channel with the final flush's budget | after the final flush (end of `run`) |
-//! | `otlp-traces` | `telemetry/mod.rs` (via `telemetry/export.rs`) | pushing task spans (only when configured) | receives spans, and the final flush request, on the tracer's queue; sends over HTTP or prints | after the final flush (end of `run`) |
-//! | `mirror-probe` | `preflight/mod.rs` | checking the daemon's registry mirrors once at start | connects to each mirror; logs what it finds | when every mirror answered or timed out |
+//! | `otlp-metrics` | `telemetry.rs` (via `telemetry/export.rs`) | pushing metric snapshots (only when configured) | reads [`Metrics`]; sends over HTTP to the collector or prints; a stop channel with the final flush's budget | after the final flush (end of `run`) |
+//! | `otlp-traces` | `telemetry.rs` (via `telemetry/export.rs`) | pushing task spans (only when configured) | receives spans, and the final flush request, on the tracer's queue; sends over HTTP or prints | after the final flush (end of `run`) |
+//! | `mirror-probe` | `preflight.rs` | checking the daemon's registry mirrors once at start | connects to each mirror; logs what it finds | when every mirror answered or timed out |
 //! | `net-dns` (one per lookup) | `net/tcp.rs` | one DNS lookup, so a hung resolver costs only its timeout | sends the addresses on a channel the caller waits on with a deadline | when the lookup returns (possibly after the caller gave up) |
 //! | unnamed (two per helper call) | `docker/auth.rs` | reading a credential helper's stdout or stderr | sends the bytes on a channel | at the pipe's end |
 

@@ -6,7 +6,7 @@
 //! Owns [`ImageSettings`], [`ensure`], [`PullGate`] (one pull of an image at
 //! a time in this process: a second caller waits for the first, as a task
 //! waits for the start-up prefetch), [`StallWatch`] and [`ImageError`]. It must not decide
-//! what a task fails with (the flow in `mod.rs` does) and must never log a
+//! what a task fails with (the flow in `execute.rs` does) and must never log a
 //! credential: the password and the `X-Registry-Auth` value are registered
 //! as secrets for the life of the returned [`PreparedImage`].
 
