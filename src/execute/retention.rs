@@ -89,7 +89,7 @@ pub struct RetentionReport {
 pub struct RetentionError {
     /// What the pass was doing, e.g. `listing containers`.
     pub step: &'static str,
-    /// The daemon's error.
+    /// The daemon's error (in the message, not in `source()`).
     pub source: DockerError,
 }
 
@@ -103,11 +103,9 @@ impl fmt::Display for RetentionError {
     }
 }
 
-impl std::error::Error for RetentionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+/// The daemon's error is already in `Display` (the crate's rule: the cause
+/// goes in one of `Display` and `source()`, never both).
+impl std::error::Error for RetentionError {}
 
 impl RetentionReport {
     /// Counts a removed object's size (`GET /system/df`'s, when it had one).
