@@ -29,16 +29,16 @@
 //! | `task-deadlines` | `deadline.rs` | the task timeouts | a list of deadlines under a mutex/condvar; fires [`crate::task::CancelToken`]s | with the process |
 //! | `docker-ping` | `worker/docker_watch.rs` | the Docker health watch | pings Docker and probes its disk; flips the dispatcher's Docker/disk switches, `/readyz` and `docker_up` | with the process |
 //! | `reaper` | `execute/reaper.rs` | the periodic reaper and retention passes | calls Docker; hands adopted tasks to the dispatcher; a stop channel | when its handle is dropped (start of shutdown) |
-//! | `lease` | `execute/lease.rs` | renewing this process's lease every `ttl / 3` | calls Docker; a stop channel | at the lease's release (end of shutdown) |
+//! | `lease` | `execute/lease/handle.rs` | renewing this process's lease every `ttl / 3` | calls Docker; a stop channel | at the lease's release (end of shutdown) |
 //! | `prefetch` | `execute/prefetch.rs` | warming the configured images at start | calls Docker; sets the prefetch gauge; a cancel token | when every image is done, or its handle is dropped (shutdown) |
 //! | `cleanup` | `execute/cleanup.rs` | removing ended tasks' containers and volumes once their messages are delivered | receives leftovers on an unbounded channel; calls Docker | when the runner, the only sender, is dropped |
-//! | `pull-watch` (one per pull) | `execute/image.rs` | the stall timeout of one image pull | receives progress beats on a channel; aborts the pull once when they stop | when the pull ends, or after it fired |
+//! | `pull-watch` (one per pull) | `execute/image/stall.rs` | the stall timeout of one image pull | receives progress beats on a channel; aborts the pull once when they stop | when the pull ends, or after it fired |
 //! | `metrics-http` | `metrics/server.rs` | `/metrics`, `/healthz`, `/readyz` (only when configured) | accepts and serves TCP clients, reading [`Metrics`] and [`Health`] | when its handle is dropped (end of `run`) |
 //! | `otlp-metrics` | `telemetry.rs` (via `telemetry/export.rs`) | pushing metric snapshots (only when configured) | reads [`Metrics`]; sends over HTTP to the collector or prints; a stop channel with the final flush's budget | after the final flush (end of `run`) |
 //! | `otlp-traces` | `telemetry.rs` (via `telemetry/export.rs`) | pushing task spans (only when configured) | receives spans, and the final flush request, on the tracer's queue; sends over HTTP or prints | after the final flush (end of `run`) |
 //! | `mirror-probe` | `preflight.rs` | checking the daemon's registry mirrors once at start | connects to each mirror; logs what it finds | when every mirror answered or timed out |
 //! | `net-dns` (one per lookup) | `net/tcp.rs` | one DNS lookup, so a hung resolver costs only its timeout | sends the addresses on a channel the caller waits on with a deadline | when the lookup returns (possibly after the caller gave up) |
-//! | unnamed (two per helper call) | `docker/auth.rs` | reading a credential helper's stdout or stderr | sends the bytes on a channel | at the pipe's end |
+//! | unnamed (two per helper call) | `docker/auth/helper.rs` | reading a credential helper's stdout or stderr | sends the bytes on a channel | at the pipe's end |
 
 use std::fmt;
 use std::sync::Arc;
