@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use super::api::{Docker, MAX_JSON, enc, expect_success, label_filter, null_as_default};
+use super::api::{Docker, MAX_JSON, enc, expect_success, null_as_default};
 use super::client::Body;
 use super::error::Result;
 
@@ -101,17 +101,7 @@ impl Docker {
     /// Volumes carrying all of `labels` (`key` or `key=value`), with their
     /// driver options.
     pub fn volume_details_by_label(&self, labels: &[&str]) -> Result<Vec<VolumeDetail>> {
-        #[derive(Deserialize)]
-        struct List {
-            #[serde(rename = "Volumes", default, deserialize_with = "null_as_default")]
-            volumes: Vec<VolumeDetail>,
-        }
-        let list: List = self.send_json(
-            "GET",
-            format!("/volumes?filters={}", label_filter(labels)),
-            Body::None,
-        )?;
-        Ok(list.volumes)
+        self.volumes_by_label(labels)
     }
 
     /// `GET /system/df`: sizes of volumes and images. The daemon walks every

@@ -176,15 +176,8 @@ fn check_pull_line(
     struct Line {
         #[serde(flatten)]
         progress: PullProgress,
-        #[serde(default)]
-        error: String,
-        #[serde(rename = "errorDetail")]
-        error_detail: Option<Detail>,
-    }
-    #[derive(Deserialize)]
-    struct Detail {
-        #[serde(default)]
-        message: String,
+        #[serde(flatten)]
+        failure: StreamFailure,
     }
     if line.trim_ascii().is_empty() {
         return Ok(());
@@ -193,13 +186,7 @@ fn check_pull_line(
         call: "POST /images/create".into(),
         source,
     })?;
-    let detail = parsed.error_detail.map(|d| d.message).unwrap_or_default();
-    if !parsed.error.is_empty() || !detail.is_empty() {
-        let message = if parsed.error.is_empty() {
-            detail
-        } else {
-            parsed.error
-        };
+    if let Some(message) = parsed.failure.message() {
         return Err(DockerError::PullFailed {
             image: image.to_string(),
             message,
@@ -209,21 +196,43 @@ fn check_pull_line(
     Ok(())
 }
 
+/// The error fields any line of a streamed image reply (pull, load) may
+/// carry: the daemon reports a failure mid-stream after its 200.
+#[derive(Deserialize)]
+struct StreamFailure {
+    #[serde(default)]
+    error: String,
+    #[serde(rename = "errorDetail")]
+    error_detail: Option<FailureDetail>,
+}
+
+#[derive(Deserialize)]
+struct FailureDetail {
+    #[serde(default)]
+    message: String,
+}
+
+impl StreamFailure {
+    /// The failure's text (`error`, else `errorDetail.message`), if the
+    /// line reports one.
+    fn message(self) -> Option<String> {
+        let detail = self.error_detail.map(|d| d.message).unwrap_or_default();
+        match (self.error.is_empty(), detail.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(detail),
+            (false, _) => Some(self.error),
+        }
+    }
+}
+
 /// Reads one line of a load's reply: what it loaded, or its error.
 fn check_load_line(line: &[u8], report: &mut LoadReport) -> Result<()> {
     #[derive(Deserialize)]
     struct Line {
         #[serde(default)]
         stream: String,
-        #[serde(default)]
-        error: String,
-        #[serde(rename = "errorDetail")]
-        error_detail: Option<Detail>,
-    }
-    #[derive(Deserialize)]
-    struct Detail {
-        #[serde(default)]
-        message: String,
+        #[serde(flatten)]
+        failure: StreamFailure,
     }
     if line.trim_ascii().is_empty() {
         return Ok(());
@@ -232,13 +241,7 @@ fn check_load_line(line: &[u8], report: &mut LoadReport) -> Result<()> {
         call: "POST /images/load".into(),
         source,
     })?;
-    let detail = parsed.error_detail.map(|d| d.message).unwrap_or_default();
-    if !parsed.error.is_empty() || !detail.is_empty() {
-        let message = if parsed.error.is_empty() {
-            detail
-        } else {
-            parsed.error
-        };
+    if let Some(message) = parsed.failure.message() {
         return Err(DockerError::LoadFailed { message });
     }
     let text = parsed.stream.trim();

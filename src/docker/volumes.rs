@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::api::{
     Docker, MAX_ERROR_BODY, SHORT, enc, expect_success, label_filter, null_as_default,
@@ -97,12 +98,19 @@ impl Docker {
 
     /// Volumes carrying all of `labels` (`key` or `key=value`).
     pub fn volume_list_by_label(&self, labels: &[&str]) -> Result<Vec<VolumeInfo>> {
+        self.volumes_by_label(labels)
+    }
+
+    /// `GET /volumes` filtered by `labels`, each volume read as `T` (the
+    /// list's `Volumes` is `null` when there are none).
+    pub(super) fn volumes_by_label<T: DeserializeOwned>(&self, labels: &[&str]) -> Result<Vec<T>> {
         #[derive(Deserialize)]
-        struct List {
+        #[serde(bound = "T: DeserializeOwned")]
+        struct List<T> {
             #[serde(rename = "Volumes", default, deserialize_with = "null_as_default")]
-            volumes: Vec<VolumeInfo>,
+            volumes: Vec<T>,
         }
-        let list: List = self.send_json(
+        let list: List<T> = self.send_json(
             "GET",
             format!("/volumes?filters={}", label_filter(labels)),
             Body::None,

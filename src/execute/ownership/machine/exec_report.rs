@@ -28,18 +28,10 @@ impl TaskMachine {
         env: &mut Env<'_>,
     ) -> Step {
         let phase = |stage| Phase::ExecReport { outcome, stage };
+        if let Some(step) = self.on_lease_stage(stage, &phase, env) {
+            return step;
+        }
         match (stage, reply) {
-            (GuardStage::Renew, _) if env.lease.safe(env.now) => {
-                self.goto(phase(GuardStage::Renew), env)
-            }
-            (GuardStage::Renew, _) => self.pause_and_retry(phase(GuardStage::Renew)),
-            (GuardStage::Settle, _) => {
-                self.trust.settled(env.lease);
-                self.goto(phase(GuardStage::Renew), env)
-            }
-            (GuardStage::Read, _) if self.trust.must_settle(env.lease) => {
-                self.goto(phase(GuardStage::Renew), env)
-            }
             (GuardStage::Read, Reply::Execution(view))
                 if self.dedupe
                     && !view.done

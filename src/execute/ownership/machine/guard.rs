@@ -66,23 +66,10 @@ impl TaskMachine {
             action: action.clone(),
             stage,
         };
+        if let Some(step) = self.on_lease_stage(stage, &phase, env) {
+            return step;
+        }
         match (stage, reply) {
-            // Renewed: the lease had lapsed, so the guard settles first (a
-            // live holder of a claim that a prune removed makes it again
-            // within a renewal period; a taker's claim lands meanwhile).
-            (GuardStage::Renew, _) if env.lease.safe(env.now) => {
-                self.goto(phase(GuardStage::Renew), env)
-            }
-            (GuardStage::Renew, _) => self.pause_and_retry(phase(GuardStage::Renew)),
-            (GuardStage::Settle, _) => {
-                self.trust.settled(env.lease);
-                self.goto(phase(GuardStage::Renew), env)
-            }
-            // Read before a lapse this process only now learns of: settle
-            // and read again.
-            (GuardStage::Read, _) if self.trust.must_settle(env.lease) => {
-                self.goto(phase(GuardStage::Renew), env)
-            }
             (GuardStage::Read, Reply::Owner(view))
                 if !self.trust.confirm(
                     env.lease,
@@ -115,6 +102,37 @@ impl TaskMachine {
             (stage, Reply::Failed) => self.pause_and_retry(phase(stage)),
             (stage, _) => self.goto(phase(stage), env),
         }
+    }
+
+    /// The stages that keep the own lease, shared by a container's guard
+    /// and a report without a container; `None` when the reply is the
+    /// caller's to read.
+    pub(super) fn on_lease_stage(
+        &mut self,
+        stage: GuardStage,
+        phase: &impl Fn(GuardStage) -> Phase,
+        env: &mut Env<'_>,
+    ) -> Option<Step> {
+        let step = match stage {
+            // Renewed: the lease had lapsed, so the guard settles first (a
+            // live holder of a claim that a prune removed makes it again
+            // within a renewal period; a taker's claim lands meanwhile).
+            GuardStage::Renew if env.lease.safe(env.now) => {
+                self.goto(phase(GuardStage::Renew), env)
+            }
+            GuardStage::Renew => self.pause_and_retry(phase(GuardStage::Renew)),
+            GuardStage::Settle => {
+                self.trust.settled(env.lease);
+                self.goto(phase(GuardStage::Renew), env)
+            }
+            // Read before a lapse this process only now learns of: settle
+            // and read again.
+            GuardStage::Read if self.trust.must_settle(env.lease) => {
+                self.goto(phase(GuardStage::Renew), env)
+            }
+            _ => return None,
+        };
+        Some(step)
     }
 
     /// The owner record, read and trusted: act if this process still holds
