@@ -3,6 +3,8 @@
 //! marking an execution done. Keeps the ghost ownership in step with the
 //! claims made.
 
+use std::collections::BTreeMap;
+
 use super::RENEW_EVERY;
 use super::daemon::Vol;
 use super::world::World;
@@ -58,13 +60,8 @@ impl World {
         // lease never lapsed (one that did re-checks each by its guards).
         let safe = self.procs[i].own.safe(mono);
         let epoch = self.procs[i].own.epoch();
-        let held: Vec<(String, u64)> = if safe {
-            self.procs[i]
-                .held
-                .iter()
-                .filter(|(_, v)| v.1 == epoch)
-                .map(|(k, v)| (k.clone(), v.0))
-                .collect()
+        let held = if safe {
+            held_in(&self.procs[i].held, epoch)
         } else {
             Vec::new()
         };
@@ -73,13 +70,8 @@ impl World {
                 self.claim_volume(i, &cid, generation);
             }
         }
-        let execs: Vec<(String, u64)> = if safe {
-            self.procs[i]
-                .held_execs
-                .iter()
-                .filter(|(_, v)| v.1 == epoch)
-                .map(|(k, v)| (k.clone(), v.0))
-                .collect()
+        let execs = if safe {
+            held_in(&self.procs[i].held_execs, epoch)
         } else {
             Vec::new()
         };
@@ -179,4 +171,12 @@ impl World {
         }
         holder
     }
+}
+
+/// The claims of `held` last seen held in lease `epoch`: name and generation.
+fn held_in(held: &BTreeMap<String, (u64, u64)>, epoch: u64) -> Vec<(String, u64)> {
+    held.iter()
+        .filter(|(_, v)| v.1 == epoch)
+        .map(|(k, v)| (k.clone(), v.0))
+        .collect()
 }
